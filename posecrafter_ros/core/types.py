@@ -1,0 +1,176 @@
+"""Plain data types shared by every layer (no ROS, no torch)."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+class Status(enum.IntEnum):
+    """Outcome codes; values equal the constants of msg/EstimateStatus.msg."""
+
+    SUCCESS = 0
+    INVALID_REQUEST = 1
+    KEYFRAME_NOT_FOUND = 2
+    INSUFFICIENT_OVERLAP = 3
+    MODEL_UNAVAILABLE = 4
+    BUSY = 5
+    TIMEOUT = 6
+    CANCELED = 7
+    INTERNAL_ERROR = 8
+
+
+class EstimationError(Exception):
+    """A request that ends with a defined non-success status and a message for the user."""
+
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One image with its pinhole intrinsics.
+
+    image: [H x W] uint8 (grey) or [H x W x 3] uint8 RGB.
+    K: [3 x 3] float64 intrinsics of `image` (pixels, OpenCV convention).
+    """
+
+    image: np.ndarray
+    K: np.ndarray
+    frame_id: str = ""
+    stamp_ns: int = 0
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    def gray(self) -> np.ndarray:
+        """[H x W] uint8 grey version of the image."""
+        if self.image.ndim == 2:
+            return self.image
+        import cv2
+
+        return cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
+
+
+@dataclass
+class RelativePose:
+    """Pose of camera B in camera A's optical frame: p_A = R @ p_B + t.
+
+    covariance: [6 x 6] row-major over (x, y, z, rot x, rot y, rot z) in A's frame; rotation
+    is a small-angle perturbation R <- exp([w]x) R in radians. When `scale_known` is False,
+    t is a unit vector and the variance along it is inflated (never zero).
+    """
+
+    R: np.ndarray
+    t: np.ndarray
+    covariance: np.ndarray
+    scale_known: bool = False
+
+    def inverse_convention(self) -> tuple[np.ndarray, np.ndarray]:
+        """(R_0to1, t_0to1) with x_B = R_0to1 x_A + t_0to1 (the epipolar-geometry convention)."""
+        return self.R.T, -self.R.T @ self.t
+
+
+@dataclass
+class StageRecord:
+    name: str
+    seconds: float
+
+
+@dataclass
+class Diagnostics:
+    """Mirror of msg/EstimationDiagnostics.msg."""
+
+    path: str = "none"
+    direct_matches: int = 0
+    direct_inliers: int = 0
+    direct_confidence: float = 0.0
+    num_relay_frames: int = 0
+    num_candidate_frames: int = 0
+    selected_frames: list[int] = field(default_factory=list)
+    selected_scores: list[int] = field(default_factory=list)
+    stages: list[StageRecord] = field(default_factory=list)
+    total_seconds: float = 0.0
+
+
+@dataclass
+class EstimateResult:
+    status: Status
+    message: str
+    pose: RelativePose | None = None
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.SUCCESS
+
+
+@dataclass
+class EstimateOptions:
+    force_bridge: bool = False
+    budget_sec: float = 0.0  # 0: no budget beyond the caller's
+
+
+ProgressCallback = Callable[[str, float, float], None]
+"""(stage name, stage progress in [0, 1], overall progress in [0, 1])."""
+
+
+class Canceled(Exception):
+    """Raised inside a stage when its RunContext was canceled."""
+
+
+class BudgetExceeded(Exception):
+    """Raised inside a stage when its RunContext's deadline passed."""
+
+
+class RunContext:
+    """Cancellation, deadline and progress reporting for one request.
+
+    Long stages call `check()` between units of work (diffusion steps, frames) so a cancel
+    or an exhausted budget stops the work instead of leaving it running.
+    """
+
+    def __init__(self, budget_sec: float = 0.0, progress: ProgressCallback | None = None):
+        self.start = time.monotonic()
+        self.deadline = self.start + budget_sec if budget_sec > 0 else None
+        self._cancel = threading.Event()
+        self._progress = progress
+        self.stage = ""
+        self._overall = 0.0
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def canceled(self) -> bool:
+        return self._cancel.is_set()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def check(self) -> None:
+        if self._cancel.is_set():
+            raise Canceled(f"canceled during stage '{self.stage}'")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BudgetExceeded(
+                f"budget of {self.deadline - self.start:.2f} s exhausted during stage '{self.stage}'"
+            )
+
+    def report(self, stage_progress: float, overall: float | None = None) -> None:
+        if overall is not None:
+            self._overall = overall
+        if self._progress is not None:
+            self._progress(self.stage, float(stage_progress), float(self._overall))
+        self.check()

@@ -1,0 +1,74 @@
+"""Pose-error metrics of the evaluation protocol (DESIGN §5).
+
+Rotation error: geodesic angle of R_est^T R_gt. Translation error: angle between the
+translation directions (scale-free). A failed estimate counts as 180° for both.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+FAILED_DEG = 180.0
+THRESHOLDS_DEG = (5, 15, 30)
+
+
+def rotation_error_deg(R_est: np.ndarray, R_gt: np.ndarray) -> float:
+    """Geodesic angle in degrees between two rotations."""
+    cos = (np.trace(R_est.T @ R_gt) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def translation_angle_deg(t_est: np.ndarray, t_gt: np.ndarray) -> float:
+    """Angle in degrees between two translation directions (180 if either is zero)."""
+    n_est, n_gt = np.linalg.norm(t_est), np.linalg.norm(t_gt)
+    if n_est < 1e-12 or n_gt < 1e-12 or not np.isfinite(n_est):
+        return FAILED_DEG
+    cos = float(np.dot(t_est, t_gt) / (n_est * n_gt))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def recall_at(errors_deg: Sequence[float], threshold_deg: float) -> float:
+    """Share of errors strictly below the threshold (0 for an empty list)."""
+    errors = np.asarray(errors_deg, dtype=float)
+    return float(np.mean(errors < threshold_deg)) if errors.size else 0.0
+
+
+def auc(errors_deg: Sequence[float], max_threshold_deg: float = 30.0) -> float:
+    """Area under the recall-vs-threshold curve on [0, max], normalised to [0, 1].
+
+    The curve is the exact step function of the sorted errors (no threshold sampling).
+    """
+    errors = np.sort(np.asarray(errors_deg, dtype=float))
+    if errors.size == 0:
+        return 0.0
+    recall = np.arange(1, errors.size + 1) / errors.size
+    errors = np.concatenate(([0.0], errors))
+    recall = np.concatenate(([0.0], recall))
+    last = np.searchsorted(errors, max_threshold_deg)
+    x = np.concatenate((errors[:last], [max_threshold_deg]))
+    y = np.concatenate((recall[:last], [recall[last - 1]]))
+    return float(np.trapezoid(y, x) / max_threshold_deg) if hasattr(np, "trapezoid") else float(
+        np.trapz(y, x) / max_threshold_deg
+    )
+
+
+def summarize(
+    rot_errors_deg: Iterable[float],
+    trans_errors_deg: Iterable[float],
+    thresholds: Sequence[int] = THRESHOLDS_DEG,
+    auc_max_deg: float = 30.0,
+) -> dict[str, float]:
+    """MRE, MTE, R@k, T@k and AUC@30 (the smaller of the rotation and translation AUCs)."""
+    r = np.asarray(list(rot_errors_deg), dtype=float)
+    t = np.asarray(list(trans_errors_deg), dtype=float)
+    out: dict[str, float] = {"n": int(r.size)}
+    out["MRE"] = float(r.mean()) if r.size else float("nan")
+    out["MTE"] = float(t.mean()) if t.size else float("nan")
+    for k in thresholds:
+        out[f"R@{k}"] = recall_at(r, k)
+    for k in thresholds:
+        out[f"T@{k}"] = recall_at(t, k)
+    out[f"AUC@{int(auc_max_deg)}"] = min(auc(r, auc_max_deg), auc(t, auc_max_deg))
+    return out

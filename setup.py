@@ -1,0 +1,30 @@
+"""pip install . -> the ROS-free library and its command-line tools.
+
+On a ROS 2 machine, colcon builds this package with ament_cmake (CMakeLists.txt), which
+generates the interfaces and installs this same Python package beside them.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="posecrafter_ros",
+    version="0.1.0",
+    description="Relative pose between keyframes that barely overlap (PoseCrafter) for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["posecrafter_ros", "posecrafter_ros.*"]),
+    package_data={"posecrafter_ros": ["py.typed"]},
+    install_requires=["numpy", "scipy", "opencv-python-headless", "pyyaml", "pillow"],
+    extras_require={
+        "learned": ["torch", "kornia>=0.9", "safetensors"],
+        "models": ["torch", "safetensors", "diffusers", "einops"],
+        "eval": ["rosbags>=0.11", "matplotlib", "tqdm"],
+        "test": ["pytest", "pytest-timeout", "hypothesis"],
+    },
+    entry_points={
+        "console_scripts": [
+            "posecrafter_node = posecrafter_ros.ros.node:main",
+            "posecrafter-query = posecrafter_ros.cli.query:main",
+        ]
+    },
+)
