@@ -174,3 +174,44 @@ class RunContext:
         if self._progress is not None:
             self._progress(self.stage, float(stage_progress), float(self._overall))
         self.check()
+
+
+@dataclass
+class SceneReconstruction:
+    """Cameras and per-pixel 3D points of N views in one world frame (e.g. from DUSt3R).
+
+    images: N arrays [H x W x 3] uint8 RGB, at the resolution the model worked at.
+    K: [N x 3 x 3] intrinsics at that resolution.
+    cam_to_world: [N x 4 x 4] camera-to-world poses (OpenCV camera axes).
+    points: [N x H x W x 3] float32 world coordinates of every pixel.
+    confidence: [N x H x W] float32, higher is more reliable.
+    """
+
+    images: list[np.ndarray]
+    K: np.ndarray
+    cam_to_world: np.ndarray
+    points: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass
+class CandidateFrame:
+    """A frame offered to the Feature Matching Selector.
+
+    cam_to_world: the trajectory pose it was generated for (None when unknown, e.g. oracle).
+    source: "viewcrafter", "interpolation" or "oracle".
+    """
+
+    keyframe: Keyframe
+    index: int
+    source: str
+    cam_to_world: np.ndarray | None = None
+
+
+@dataclass
+class Selection:
+    """Indices (into the candidate list) the selector kept, best first, with their scores."""
+
+    indices: list[int]
+    scores: list[int]
+    all_scores: list[int] = field(default_factory=list)
