@@ -138,17 +138,20 @@ class BudgetExceeded(Exception):
 class RunContext:
     """Cancellation, deadline and progress reporting for one request.
 
-    Long stages call `check()` between units of work (diffusion steps, frames) so a cancel
-    or an exhausted budget stops the work instead of leaving it running.
+    The pipeline opens each stage with `begin_stage(name, start, end)` (its share of the
+    overall progress); long stages call `report(fraction)` or `check()` between units of work
+    (diffusion steps, frames, iterations) so a cancel or an exhausted budget stops the work
+    instead of leaving it running.
     """
 
     def __init__(self, budget_sec: float = 0.0, progress: ProgressCallback | None = None):
         self.start = time.monotonic()
+        self.budget_sec = budget_sec
         self.deadline = self.start + budget_sec if budget_sec > 0 else None
         self._cancel = threading.Event()
         self._progress = progress
         self.stage = ""
-        self._overall = 0.0
+        self._span = (0.0, 1.0)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -160,19 +163,28 @@ class RunContext:
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
     def check(self) -> None:
         if self._cancel.is_set():
             raise Canceled(f"canceled during stage '{self.stage}'")
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise BudgetExceeded(
-                f"budget of {self.deadline - self.start:.2f} s exhausted during stage '{self.stage}'"
+                f"budget of {self.budget_sec:.2f} s exhausted during stage '{self.stage}'"
             )
 
-    def report(self, stage_progress: float, overall: float | None = None) -> None:
-        if overall is not None:
-            self._overall = overall
+    def begin_stage(self, name: str, start: float, end: float) -> None:
+        self.stage = name
+        self._span = (start, end)
+        self.report(0.0)
+
+    def report(self, fraction: float) -> None:
+        """Progress inside the current stage, in [0, 1]; also checks cancel and budget."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
         if self._progress is not None:
-            self._progress(self.stage, float(stage_progress), float(self._overall))
+            lo, hi = self._span
+            self._progress(self.stage, fraction, lo + fraction * (hi - lo))
         self.check()
 
 

@@ -1,0 +1,1 @@
+"""Thin ROS 2 layer: message conversions, the node, and a client. Translates only."""

@@ -1,0 +1,158 @@
+"""posecrafter-query: ask a running posecrafter node for the relative pose of two keyframes.
+
+  posecrafter-query A.png B.png --camera-info cam.yaml          # inline images
+  posecrafter-query A.png B.png --K 525 525 319.5 239.5         # inline, intrinsics given
+  posecrafter-query --stamps 1700000000.10 1700000003.25        # from the node's buffer
+  posecrafter-query --ids kf_12 kf_80                           # keyframes topic ids
+
+Prints the pose (camera B in camera A's optical frame), the covariance diagonal, the status
+and per-stage timings. Exit code 0 on SUCCESS, 1 on any other status, 2 on usage errors or
+no answer. This stands in for `ros2 service call` where ros2cli is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+STATUS_NAMES = {
+    0: "SUCCESS", 1: "INVALID_REQUEST", 2: "KEYFRAME_NOT_FOUND", 3: "INSUFFICIENT_OVERLAP",
+    4: "MODEL_UNAVAILABLE", 5: "BUSY", 6: "TIMEOUT", 7: "CANCELED", 8: "INTERNAL_ERROR",
+}
+
+
+def read_camera_info(path: Path) -> np.ndarray:
+    """K from a ROS camera_info YAML (camera_matrix.data / k) or a JSON/YAML with "K"."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    for key in ("camera_matrix", "K", "k"):
+        if key in data:
+            value = data[key]
+            value = value["data"] if isinstance(value, dict) else value
+            K = np.asarray(value, dtype=np.float64).reshape(3, 3)
+            return K
+    raise ValueError(f"{path}: no camera_matrix / K / k entry")
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def format_response(resp) -> dict:
+    from ..ros.conversions import pose_from_msg, rotation_to_quaternion
+
+    R, t, cov = pose_from_msg(resp.pose)
+    d = resp.diagnostics
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2))))
+    return {
+        "status": STATUS_NAMES.get(resp.status.code, str(resp.status.code)),
+        "message": resp.message,
+        "frame_id": resp.pose.header.frame_id,
+        "translation": [round(float(v), 6) for v in t],
+        "rotation_xyzw": [round(v, 6) for v in rotation_to_quaternion(R)],
+        "rotation_angle_deg": round(angle, 3),
+        "translation_scale_known": bool(resp.translation_scale_known),
+        "covariance_diagonal": [float(f"{v:.4g}") for v in np.diag(cov)],
+        "path": d.path,
+        "direct": {"matches": d.direct_matches, "inliers": d.direct_inliers, "confidence": round(d.direct_confidence, 3)},
+        "selected_frames": list(d.selected_frames),
+        "stage_seconds": {n: round(s, 4) for n, s in zip(d.stage_names, d.stage_seconds)},
+        "total_seconds": round(d.total_seconds, 4),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posecrafter-query", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("images", nargs="*", type=Path, help="image A and image B (inline request)")
+    parser.add_argument("--camera-info", nargs="+", type=Path, metavar="YAML", help="camera_info YAML for A (and B)")
+    parser.add_argument("--K", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"), help="pinhole intrinsics for both images")
+    parser.add_argument("--frame-id", default="camera_optical_frame", help="frame id of inline images")
+    parser.add_argument("--stamps", nargs=2, type=float, metavar=("T_A", "T_B"), help="request buffered images by stamp (seconds)")
+    parser.add_argument("--ids", nargs=2, metavar=("ID_A", "ID_B"), help="request keyframes by id")
+    parser.add_argument("--service", default="/posecrafter/estimate_relative_pose", help="service (and action) name")
+    parser.add_argument("--force-bridge", action="store_true", help="run the bridge even if the pair overlaps")
+    parser.add_argument("--budget", type=float, default=0.0, help="request budget in seconds (0: node default)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
+    parser.add_argument("--action", action="store_true", help="use the action and print progress")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    modes = sum([bool(args.images), args.stamps is not None, args.ids is not None])
+    if modes != 1:
+        print("ERROR: give either two images, --stamps T_A T_B, or --ids ID_A ID_B", file=sys.stderr)
+        return 2
+    try:
+        import rclpy
+
+        from ..ros.client import PoseCrafterClient, id_ref, inline_ref, stamp_ref
+    except ImportError as err:
+        print(f"ERROR: ROS 2 (rclpy and the posecrafter_ros interfaces) is needed: {err}", file=sys.stderr)
+        return 2
+    try:
+        if args.images:
+            if len(args.images) != 2:
+                raise ValueError("give exactly two images")
+            images = [read_rgb(p) for p in args.images]
+            if args.camera_info:
+                Ks = [read_camera_info(p) for p in args.camera_info]
+                Ks = Ks * 2 if len(Ks) == 1 else Ks
+            elif args.K:
+                fx, fy, cx, cy = args.K
+                Ks = [np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])] * 2
+            else:
+                raise ValueError("inline images need --camera-info or --K")
+            refs = [inline_ref(img, K, args.frame_id) for img, K in zip(images, Ks)]
+        elif args.stamps:
+            refs = [stamp_ref(t) for t in args.stamps]
+        else:
+            refs = [id_ref(i) for i in args.ids]
+    except (ValueError, OSError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
+
+    rclpy.init()
+    client = PoseCrafterClient(service=args.service)
+    try:
+        if not client.wait(min(args.timeout, 15.0)):
+            print(f"ERROR: service {args.service} is not available (is posecrafter_node running?)", file=sys.stderr)
+            return 2
+        request = client.request(refs[0], refs[1], args.force_bridge, args.budget)
+        if args.action:
+            def show(fb):
+                print(f"  [{fb.progress * 100:5.1f}%] {fb.stage} {fb.stage_progress * 100:5.1f}%  {fb.elapsed_sec:.2f}s", file=sys.stderr)
+
+            response, _ = client.call_action(request, feedback=show, timeout_sec=args.timeout)
+        else:
+            response = client.call(request, timeout_sec=args.timeout)
+        if response is None:
+            print(f"ERROR: no answer within {args.timeout} s", file=sys.stderr)
+            return 2
+        out = format_response(response)
+        if args.json:
+            print(json.dumps(out))
+        else:
+            for key, value in out.items():
+                print(f"{key:>24}: {value}")
+        return 0 if out["status"] == "SUCCESS" else 1
+    finally:
+        client.destroy()
+        rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

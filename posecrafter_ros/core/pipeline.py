@@ -1,0 +1,351 @@
+"""The PoseCrafter pipeline: direct estimate -> gate -> bridge -> relative pose.
+
+One `Pipeline` object serves the service, the action, the CLIs and the evaluation. Stages
+are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
+
+    validate -> direct two-view estimate -> gate
+        accepted (and not force_bridge)      -> answer directly
+        otherwise, candidates from either
+            a supplied frame sequence (oracle source), or
+            HVG: interpolate (stage 1) -> relay poses -> trajectory renders -> video (stage 2)
+        -> Feature Matching Selector -> multi-view pose on {A, selected, B}
+
+`estimate` never raises: every failure becomes a Status and a message.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import yaml
+
+from .twoview import estimate_two_view
+from .types import (
+    BudgetExceeded,
+    CandidateFrame,
+    Canceled,
+    Diagnostics,
+    EstimateOptions,
+    EstimateResult,
+    EstimationError,
+    Keyframe,
+    RunContext,
+    StageRecord,
+    Status,
+)
+
+logger = logging.getLogger(__name__)
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+
+# Share of the overall progress each stage covers (action feedback).
+STAGE_SPANS = {
+    "validate": (0.0, 0.01),
+    "direct": (0.01, 0.05),
+    "interpolate": (0.05, 0.35),
+    "relay_pose": (0.35, 0.45),
+    "synthesize": (0.45, 0.8),
+    "oracle_candidates": (0.05, 0.8),
+    "select": (0.8, 0.9),
+    "multiview_pose": (0.9, 1.0),
+}
+
+# Stage slot -> {type name: "module:factory"}; factories take the stage's conf dict.
+STAGE_FACTORIES: dict[str, dict[str, str]] = {
+    "interpolator": {
+        "dynamicrafter": "posecrafter_ros.synthesis.interpolation:DynamiCrafterInterpolator.from_config",
+    },
+    "relay_poser": {
+        "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rRelayPoser.from_config",
+    },
+    "synthesizer": {
+        "viewcrafter": "posecrafter_ros.core.pipeline:build_viewcrafter_synthesizer",
+        "render_only": "posecrafter_ros.core.pipeline:build_render_only_synthesizer",
+    },
+    "selector": {
+        "fms": "posecrafter_ros.core.fms:FeatureMatchingSelector.from_config",
+    },
+    "pose_model": {
+        "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rPoseModel.from_config",
+        "classical": "posecrafter_ros.core.multiview:ClassicalMultiViewPose.from_config",
+    },
+}
+HVG_STAGES = ("interpolator", "relay_poser", "synthesizer")
+SELECT_STAGES = ("selector", "pose_model")
+
+
+def _resolve(target: str):
+    module_name, _, attr_path = target.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for attr in attr_path.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def build_viewcrafter_synthesizer(conf: dict):
+    from ..models.lvdm.viewcrafter import ViewCrafterGenerator
+    from ..synthesis.view_synthesis import PointCloudViewSynthesizer
+
+    return PointCloudViewSynthesizer(ViewCrafterGenerator.from_config(conf), conf)
+
+
+def build_render_only_synthesizer(conf: dict):
+    from ..synthesis.view_synthesis import PointCloudViewSynthesizer, RenderOnlyGenerator
+
+    return PointCloudViewSynthesizer(RenderOnlyGenerator(), conf)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_profile(name_or_path: str | Path) -> dict:
+    """A profile by name (posecrafter_ros/profiles/<name>.yaml) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"profile {name_or_path!r} not found (known: {known}, or give a path)")
+    conf = yaml.safe_load(path.read_text()) or {}
+    conf.setdefault("name", path.stem)
+    return conf
+
+
+def validate_keyframe(kf: Keyframe, label: str) -> None:
+    """Raise EstimationError(INVALID_REQUEST) unless `kf` is a usable image + intrinsics."""
+    img, K = kf.image, np.asarray(kf.K)
+    if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+        raise EstimationError(Status.INVALID_REQUEST, f"{label}: image must be a uint8 array")
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise EstimationError(Status.INVALID_REQUEST, f"{label}: image must be HxW or HxWx3, got {img.shape}")
+    if img.shape[0] < 32 or img.shape[1] < 32:
+        raise EstimationError(Status.INVALID_REQUEST, f"{label}: image {img.shape[1]}x{img.shape[0]} is smaller than 32x32")
+    if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+        raise EstimationError(Status.INVALID_REQUEST, f"{label}: intrinsics must be a finite 3x3 matrix")
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    if fx <= 0 or fy <= 0:
+        raise EstimationError(Status.INVALID_REQUEST, f"{label}: focal lengths must be positive (fx={fx}, fy={fy})")
+    if not (0 <= cx <= img.shape[1] and 0 <= cy <= img.shape[0]):
+        raise EstimationError(
+            Status.INVALID_REQUEST,
+            f"{label}: principal point ({cx:.1f}, {cy:.1f}) lies outside the {img.shape[1]}x{img.shape[0]} image",
+        )
+
+
+class Pipeline:
+    """Configured stages plus the flow that uses them. Build with `from_profile`, then `load`."""
+
+    def __init__(self, conf: dict):
+        self.conf = conf
+        self.name = str(conf.get("name", "custom"))
+        self.direct_conf: dict = dict(conf.get("direct") or {})
+        self.bridge_conf: dict = dict(conf.get("bridge") or {})
+        self.default_sequence: list[Keyframe] | None = conf.get("oracle_sequence")
+        self.stages: dict[str, Any] = {}
+        self.unavailable: dict[str, str] = {}
+        self.loaded = False
+
+    @classmethod
+    def from_profile(cls, name_or_path: str | Path = "cpu", overrides: dict | None = None) -> "Pipeline":
+        conf = load_profile(name_or_path)
+        sequence = None
+        if overrides:
+            overrides = dict(overrides)
+            sequence = overrides.pop("oracle_sequence", None)
+            conf = deep_merge(conf, overrides)
+        if sequence is not None:
+            conf["oracle_sequence"] = list(sequence)
+        return cls(conf)
+
+    # ------------------------------------------------------------------ loading
+    @property
+    def hvg_enabled(self) -> bool:
+        return bool(self.bridge_conf.get("enabled", False))
+
+    @property
+    def oracle_enabled(self) -> bool:
+        return bool(self.bridge_conf.get("oracle", False))
+
+    def load(self) -> "Pipeline":
+        """Build every configured stage once; failures are recorded, never raised."""
+        slots = list(SELECT_STAGES) if (self.hvg_enabled or self.oracle_enabled) else []
+        if self.hvg_enabled:
+            slots = list(HVG_STAGES) + slots
+        for slot in slots:
+            stage_conf = dict(self.bridge_conf.get(slot) or {})
+            for key in ("device", "dtype"):
+                if key in self.conf:
+                    stage_conf.setdefault(key, self.conf[key])
+            kind = stage_conf.get("type")
+            factories = STAGE_FACTORIES[slot]
+            if kind not in factories:
+                self.unavailable[slot] = f"unknown {slot} type {kind!r} (known: {sorted(factories)})"
+                continue
+            try:
+                self.stages[slot] = _resolve(factories[kind])(stage_conf)
+            except Exception as err:  # a stage that cannot load leaves the rest serving
+                self.unavailable[slot] = f"{type(err).__name__}: {err}"
+                logger.warning("stage %s (%s) unavailable: %s", slot, kind, err)
+        self.loaded = True
+        return self
+
+    def describe(self) -> dict[str, str]:
+        """Stage -> 'ready' / reason unavailable, for diagnostics."""
+        out = {"direct": "ready"}
+        out.update({slot: "ready" for slot in self.stages})
+        out.update(self.unavailable)
+        if not self.hvg_enabled:
+            out["hvg"] = "disabled by profile"
+        return out
+
+    # ------------------------------------------------------------------ running
+    def estimate(
+        self,
+        a: Keyframe,
+        b: Keyframe,
+        options: EstimateOptions | None = None,
+        ctx: RunContext | None = None,
+        sequence: Sequence[Keyframe] | None = None,
+    ) -> EstimateResult:
+        """Relative pose of B in A. `sequence`: real frames usable as bridge candidates."""
+        options = options or EstimateOptions()
+        ctx = ctx or RunContext(options.budget_sec)
+        if not self.loaded:
+            self.load()
+        diag = Diagnostics()
+        started = time.monotonic()
+        try:
+            result = self._run(a, b, options, ctx, diag, sequence)
+        except EstimationError as err:
+            result = EstimateResult(err.status, err.message)
+        except Canceled as err:
+            result = EstimateResult(Status.CANCELED, str(err))
+        except BudgetExceeded as err:
+            result = EstimateResult(Status.TIMEOUT, str(err))
+        except MemoryError:
+            result = EstimateResult(Status.INTERNAL_ERROR, f"out of memory in stage '{ctx.stage}'")
+        except Exception as err:  # never let a stage's bug escape to the caller
+            logger.exception("stage %s failed", ctx.stage)
+            oom = "out of memory" in str(err).lower()
+            what = "out of memory" if oom else f"{type(err).__name__}: {err}"
+            result = EstimateResult(Status.INTERNAL_ERROR, f"stage '{ctx.stage}' failed: {what}")
+        diag.total_seconds = time.monotonic() - started
+        result.diagnostics = diag
+        return result
+
+    @contextmanager
+    def _stage(self, ctx: RunContext, diag: Diagnostics, name: str) -> Iterator[None]:
+        ctx.begin_stage(name, *STAGE_SPANS[name])
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            diag.stages.append(StageRecord(name, time.monotonic() - start))
+        ctx.report(1.0)
+
+    def _run(self, a, b, options, ctx, diag, sequence) -> EstimateResult:
+        with self._stage(ctx, diag, "validate"):
+            validate_keyframe(a, "keyframe A")
+            validate_keyframe(b, "keyframe B")
+        with self._stage(ctx, diag, "direct"):
+            direct = estimate_two_view(a, b, self.direct_conf)
+        diag.direct_matches, diag.direct_inliers = direct.num_matches, direct.num_inliers
+        diag.direct_confidence = float(direct.confidence)
+        accepted = direct.pose is not None and bool(getattr(direct, "accepted", direct.confidence >= 0.5))
+        if accepted and not options.force_bridge:
+            diag.path = "direct"
+            return EstimateResult(
+                Status.SUCCESS,
+                f"direct two-view estimate: {direct.num_inliers} inliers of {direct.num_matches} matches",
+                direct.pose,
+            )
+        why_direct = (
+            f"direct estimate not confident ({direct.num_inliers} inliers, confidence "
+            f"{direct.confidence:.2f}{': ' + direct.reason if direct.reason else ''})"
+            if not accepted else "bridge forced by the request"
+        )
+        sequence = sequence if sequence is not None else self.default_sequence
+        low_confidence_pose = direct.pose if not accepted else None
+
+        def fail(status: Status, reason: str) -> EstimateResult:
+            note = " A low-confidence direct estimate is attached." if low_confidence_pose is not None else ""
+            return EstimateResult(status, f"{why_direct}; {reason}.{note}", low_confidence_pose)
+
+        if sequence and self.oracle_enabled:
+            candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
+        elif self.hvg_enabled:
+            missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
+            if missing:
+                reasons = "; ".join(f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing)
+                return fail(Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})")
+            candidates = self._hvg_candidates(a, b, ctx, diag)
+        else:
+            return fail(
+                Status.INSUFFICIENT_OVERLAP,
+                f"the generative bridge is not configured (profile '{self.name}'; use the gpu "
+                "profile with checkpoints, or supply a frame sequence for the oracle bridge)",
+            )
+        missing = [s for s in SELECT_STAGES if s not in self.stages]
+        if missing:
+            reasons = "; ".join(f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing)
+            return fail(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
+        diag.num_candidate_frames = len(candidates)
+        with self._stage(ctx, diag, "select"):
+            selection = self.stages["selector"].select(a, b, candidates, ctx)
+        diag.selected_frames = [candidates[i].index for i in selection.indices]
+        diag.selected_scores = [int(s) for s in selection.scores]
+        if not selection.indices:
+            return fail(Status.INSUFFICIENT_OVERLAP, f"no candidate frame of {len(candidates)} matched both keyframes")
+        views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
+        with self._stage(ctx, diag, "multiview_pose"):
+            pose = self.stages["pose_model"].estimate(views, ctx)
+        diag.path = "bridge"
+        return EstimateResult(
+            Status.SUCCESS,
+            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames "
+            f"({why_direct})",
+            pose,
+        )
+
+    def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
+        with self._stage(ctx, diag, "oracle_candidates"):
+            from .oracle import OracleSource
+
+            return OracleSource(list(sequence)).candidates_between(a, b)
+
+    def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
+        with self._stage(ctx, diag, "interpolate"):
+            frames = self.stages["interpolator"].interpolate(a, b, ctx)
+        relay_idx = relay_indices(len(frames), int(self.bridge_conf.get("num_relay_frames", 4)))
+        diag.num_relay_frames = len(relay_idx)
+        with self._stage(ctx, diag, "relay_pose"):
+            relay = self.stages["relay_poser"].reconstruct([frames[i] for i in relay_idx], ctx)
+        with self._stage(ctx, diag, "synthesize"):
+            return self.stages["synthesizer"].synthesize(relay, ctx)
+
+
+def relay_indices(num_frames: int, num_relay: int) -> list[int]:
+    """Indices of the relay frames: the `num_relay / 2` frames nearest each end.
+
+    The paper keeps {I0, I1, I_{T-1}, I_T} (4 relay frames beat 2, 6, 8 and all 16).
+    """
+    if num_frames < 2:
+        raise ValueError(f"need at least 2 interpolated frames, got {num_frames}")
+    per_end = max(1, min(num_relay // 2, num_frames // 2))
+    head = list(range(per_end))
+    tail = list(range(num_frames - per_end, num_frames))
+    return sorted(set(head + tail))

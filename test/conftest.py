@@ -1,0 +1,115 @@
+"""Shared fixtures: fixture data, and real posecrafter nodes on a private loopback DDS domain."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "test" / "data"
+POSED_PAIRS = DATA / "posed_pairs_fixture"
+
+# Keep DDS on this machine and away from other test sessions (set before rclpy loads).
+os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(101, 232))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"
+
+
+def _ros_available() -> bool:
+    try:
+        import rclpy  # noqa: F401
+
+        from posecrafter_ros.srv import EstimateRelativePose  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ROS_AVAILABLE = _ros_available()
+requires_ros = pytest.mark.skipif(not ROS_AVAILABLE, reason="rclpy / posecrafter_ros interfaces not installed (run make test)")
+
+
+@pytest.fixture(scope="session")
+def posed_pairs():
+    from posecrafter_ros.eval.datasets import load_posed_pairs
+
+    return {p.name: p for p in load_posed_pairs(POSED_PAIRS)}
+
+
+def read_rgb(path: Path):
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def rclpy_context():
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+class NodeProcess:
+    """posecrafter_node in a child process, started with explicit ROS arguments."""
+
+    def __init__(self, ros_args: list[str], namespace: str = "", log_path: Path | None = None):
+        self.namespace = namespace.rstrip("/")
+        self.cmd = [sys.executable, "-m", "posecrafter_ros.ros.node", "--ros-args", *ros_args]
+        if namespace:
+            self.cmd += ["-r", f"__ns:={namespace}"]
+        self.log_path = log_path
+        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    @property
+    def service(self) -> str:
+        return f"{self.namespace}/posecrafter/estimate_relative_pose"
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def start_node(tmp_path_factory, rclpy_context):
+    """Factory: start_node(ros_args, namespace) -> (NodeProcess, PoseCrafterClient), ready to call."""
+    from posecrafter_ros.ros.client import PoseCrafterClient
+
+    started = []
+
+    def _start(ros_args: list[str] | None = None, namespace: str = ""):
+        log = tmp_path_factory.mktemp("node") / "node.log"
+        args = ros_args if ros_args is not None else ["--params-file", str(REPO / "config" / "cpu.yaml")]
+        node = NodeProcess(args, namespace or f"/t{len(started)}", log)
+        client = PoseCrafterClient(service=node.service)
+        started.append((node, client))
+        deadline = time.monotonic() + 60
+        while not client.wait(1.0):
+            if node.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node did not come up:\n{node.log()}")
+        return node, client
+
+    yield _start
+    for node, client in started:
+        client.destroy()
+        node.stop()
