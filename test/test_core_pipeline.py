@@ -1,0 +1,125 @@
+"""The pipeline's flow on the CPU profile, and the keyframe buffer (no ROS)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import read_rgb
+
+
+def keyframes(pair):
+    from posecrafter_ros.core.types import Keyframe
+
+    return Keyframe(read_rgb(pair.image0), pair.K0, "a"), Keyframe(read_rgb(pair.image1), pair.K1, "b")
+
+
+@pytest.fixture(scope="module")
+def cpu_pipeline():
+    from posecrafter_ros.core.pipeline import Pipeline
+
+    return Pipeline.from_profile("cpu").load()
+
+
+def test_overlapping_pair_is_answered_directly(cpu_pipeline, posed_pairs):
+    from posecrafter_ros.core.types import EstimateOptions, Status
+    from posecrafter_ros.eval.metrics import rotation_error_deg
+
+    pair = posed_pairs["templeR0001-templeR0003"]
+    result = cpu_pipeline.estimate(*keyframes(pair))
+    assert result.status == Status.SUCCESS, result.message
+    R_0to1, _ = result.pose.inverse_convention()
+    assert rotation_error_deg(R_0to1, pair.R_0to1) < 2.0
+    assert result.diagnostics.path == "direct"
+    assert [s.name for s in result.diagnostics.stages] == ["validate", "direct"]
+    forced = cpu_pipeline.estimate(*keyframes(pair), EstimateOptions(force_bridge=True))
+    assert forced.status == Status.INSUFFICIENT_OVERLAP
+    assert "bridge forced" in forced.message and "not configured" in forced.message
+
+
+def test_extreme_pair_reports_missing_bridge(cpu_pipeline, posed_pairs):
+    from posecrafter_ros.core.types import Status
+
+    result = cpu_pipeline.estimate(*keyframes(posed_pairs["templeR0001-templeR0013"]))
+    assert result.status == Status.INSUFFICIENT_OVERLAP
+    assert "generative bridge is not configured" in result.message
+    assert result.diagnostics.path == "none"
+
+
+@pytest.mark.parametrize("image,K,needle", [
+    (np.zeros((10, 10, 3), np.uint8), np.eye(3), "smaller than 32x32"),
+    (np.zeros((64, 64, 3), np.float32), np.eye(3), "uint8"),
+    (np.zeros((64, 64, 4), np.uint8), np.eye(3), "HxWx3"),
+    (np.zeros((64, 64), np.uint8), np.diag([0.0, 1.0, 1.0]), "positive"),
+    (np.zeros((64, 64), np.uint8), np.array([[50, 0, 500], [0, 50, 32], [0, 0, 1.0]]), "outside"),
+    (np.zeros((64, 64), np.uint8), np.full((3, 3), np.nan), "finite"),
+])
+def test_invalid_keyframes_are_rejected(cpu_pipeline, image, K, needle):
+    from posecrafter_ros.core.types import Keyframe, Status
+
+    good = Keyframe(np.zeros((64, 64), np.uint8), np.array([[50, 0, 32], [0, 50, 32], [0, 0, 1.0]]))
+    result = cpu_pipeline.estimate(Keyframe(image, K), good)
+    assert result.status == Status.INVALID_REQUEST
+    assert needle in result.message
+
+
+def test_stage_exception_becomes_internal_error(posed_pairs, monkeypatch):
+    from posecrafter_ros.core import pipeline as pipeline_module
+    from posecrafter_ros.core.types import Status
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipeline_module, "estimate_two_view", explode)
+    result = pipeline_module.Pipeline.from_profile("cpu").load().estimate(*keyframes(posed_pairs["templeR0001-templeR0003"]))
+    assert result.status == Status.INTERNAL_ERROR
+    assert "stage 'direct'" in result.message and "out of memory" in result.message
+
+
+def test_budget_and_cancel_become_statuses(cpu_pipeline, posed_pairs):
+    from posecrafter_ros.core.types import RunContext, Status
+
+    kf = keyframes(posed_pairs["templeR0001-templeR0003"])
+    canceled = RunContext()
+    canceled.cancel()
+    assert cpu_pipeline.estimate(*kf, ctx=canceled).status == Status.CANCELED
+    expired = RunContext(budget_sec=1e-9)
+    assert cpu_pipeline.estimate(*kf, ctx=expired).status == Status.TIMEOUT
+
+
+def test_unknown_stage_type_is_reported_not_raised():
+    from posecrafter_ros.core.pipeline import Pipeline
+
+    pipe = Pipeline.from_profile("cpu", {"bridge": {"enabled": True, "interpolator": {"type": "sora"}}}).load()
+    assert "unknown interpolator type 'sora'" in pipe.unavailable["interpolator"]
+    with pytest.raises(FileNotFoundError, match="known:"):
+        Pipeline.from_profile("no_such_profile")
+
+
+def test_relay_indices_follow_the_paper():
+    from posecrafter_ros.core.pipeline import relay_indices
+
+    assert relay_indices(16, 4) == [0, 1, 14, 15]
+    assert relay_indices(16, 2) == [0, 15]
+    assert relay_indices(16, 8) == [0, 1, 2, 3, 12, 13, 14, 15]
+    assert relay_indices(3, 4) == [0, 2]
+
+
+def test_keyframe_buffer_lookup_and_bounds():
+    from posecrafter_ros.core.keyframe_buffer import KeyframeBuffer
+    from posecrafter_ros.core.types import Keyframe
+
+    buf = KeyframeBuffer(max_frames=3, max_keyframes=2, tolerance_ns=10)
+    frames = [Keyframe(np.zeros((2, 2), np.uint8), np.eye(3), stamp_ns=s) for s in (300, 100, 200, 400)]
+    for f in frames:
+        buf.add(f)
+    assert len(buf) == 3 and buf.stamp_range() == (200, 400)  # the oldest stamp was evicted
+    assert buf.by_stamp(100) is None
+    assert buf.by_stamp(205) is frames[2] and buf.by_stamp(395) is frames[3]
+    assert buf.by_stamp(215) is None
+    assert [f.stamp_ns for f in buf.between(400, 200)] == [300]
+    for name in ("a", "b", "c"):
+        buf.add_named(name, frames[0])
+    assert buf.by_id("a") is None and buf.by_id("c") is frames[0]
+    with pytest.raises(ValueError):
+        KeyframeBuffer(max_frames=0)
