@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -58,42 +55,11 @@ def rclpy_context():
     rclpy.shutdown()
 
 
-class NodeProcess:
-    """posecrafter_node in a child process, started with explicit ROS arguments."""
-
-    def __init__(self, ros_args: list[str], namespace: str = "", log_path: Path | None = None):
-        self.namespace = namespace.rstrip("/")
-        self.cmd = [sys.executable, "-m", "posecrafter_ros.ros.node", "--ros-args", *ros_args]
-        if namespace:
-            self.cmd += ["-r", f"__ns:={namespace}"]
-        self.log_path = log_path
-        self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    @property
-    def service(self) -> str:
-        return f"{self.namespace}/posecrafter/estimate_relative_pose"
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path else ""
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log is not subprocess.DEVNULL:
-            self._log.close()
-        return self.proc.returncode
-
-
 @pytest.fixture(scope="session")
 def start_node(tmp_path_factory, rclpy_context):
     """Factory: start_node(ros_args, namespace) -> (NodeProcess, PoseCrafterClient), ready to call."""
     from posecrafter_ros.ros.client import PoseCrafterClient
+    from posecrafter_ros.ros.launcher import NodeProcess
 
     started = []
 

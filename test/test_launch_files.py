@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, NodeProcess, requires_ros
+from conftest import REPO, requires_ros
 
 LAUNCH_DIR = REPO / "launch"
 
@@ -135,6 +135,8 @@ def topic_is_subscribed(topic: str, timeout: float = 20.0) -> bool:
 
 
 def _run_launch_case(path, overrides, expected_params, subscribed_topic, monkeypatch, tmp_path):
+    from posecrafter_ros.ros.launcher import NodeProcess
+
     description = load_description(path, monkeypatch)
     _, config, kw, args, namespace = node_ros_args(description, overrides)
     assert kw["package"] == "posecrafter_ros" and kw["executable"] == "posecrafter_node"

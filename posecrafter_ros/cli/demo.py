@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,18 +20,10 @@ import numpy as np
 
 from ..eval.datasets import load_posed_pairs
 from ..eval.metrics import rotation_error_deg, translation_angle_deg
+from ..ros.launcher import NodeProcess, local_ros_env
 from .query import STATUS_NAMES, read_rgb
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def local_ros_env(domain_id: int | None = None) -> dict[str, str]:
-    """Environment that keeps DDS traffic on this machine, on a private domain."""
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 200))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_LOCALHOST_ONLY"] = "1"
-    return env
 
 
 def print_pose_msg(msg) -> None:
@@ -62,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"ERROR: unknown pairs {unknown}; available: {sorted(pairs)}", file=sys.stderr)
         return 2
-    env = local_ros_env()
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
-    cmd = [sys.executable, "-m", "posecrafter_ros.ros.node", "--ros-args", "--params-file", str(args.params)]
-    print(f"starting posecrafter_node (ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}): {' '.join(cmd[1:])}")
-    node = subprocess.Popen(cmd, env=env)
+    os.environ.update(local_ros_env())
+    node = NodeProcess(["--params-file", str(args.params)])
+    print(f"started posecrafter_node (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}): {' '.join(node.cmd[1:])}")
 
     import rclpy
 
@@ -107,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         client.destroy()
         rclpy.shutdown()
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        print("\nnode stopped")
+        print(f"\nnode stopped (exit code {node.stop()})")
     return 1 if failures else 0
 
 
