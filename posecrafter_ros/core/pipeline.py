@@ -190,13 +190,15 @@ class Pipeline:
             for key in ("device", "dtype"):
                 if key in self.conf:
                     stage_conf.setdefault(key, self.conf[key])
-            kind = stage_conf.get("type")
+            kind = str(stage_conf.get("type", ""))
             factories = STAGE_FACTORIES[slot]
-            if kind not in factories:
-                self.unavailable[slot] = f"unknown {slot} type {kind!r} (known: {sorted(factories)})"
+            # A built-in type name, or "package.module:factory" for a user's own stage.
+            target = factories.get(kind) or (kind if ":" in kind else None)
+            if target is None:
+                self.unavailable[slot] = f"unknown {slot} type {kind!r} (known: {sorted(factories)} or module:factory)"
                 continue
             try:
-                self.stages[slot] = _resolve(factories[kind])(stage_conf)
+                self.stages[slot] = _resolve(target)(stage_conf)
             except Exception as err:  # a stage that cannot load leaves the rest serving
                 self.unavailable[slot] = f"{type(err).__name__}: {err}"
                 logger.warning("stage %s (%s) unavailable: %s", slot, kind, err)

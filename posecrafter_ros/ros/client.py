@@ -7,6 +7,7 @@ timeout, and the pending request removed when it expires.
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Callable
 
 import numpy as np
@@ -72,7 +73,7 @@ class PoseCrafterClient:
 
     def __init__(self, node: Node | None = None, service: str = DEFAULT_SERVICE):
         self._own_node = node is None
-        self.node = node or rclpy.create_node("posecrafter_client")
+        self.node = node or rclpy.create_node(f"posecrafter_client_{uuid.uuid4().hex[:8]}")
         self.service_name = service
         self.service = self.node.create_client(EstimateRelativePose, service)
         self._action: ActionClient | None = None
