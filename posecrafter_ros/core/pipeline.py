@@ -250,14 +250,36 @@ class Pipeline:
         return result
 
     @contextmanager
-    def _stage(self, ctx: RunContext, diag: Diagnostics, name: str) -> Iterator[None]:
+    def _stage(self, ctx: RunContext, diag: Diagnostics, name: str, slot: str | None = None) -> Iterator[None]:
         ctx.begin_stage(name, *STAGE_SPANS[name])
         start = time.monotonic()
         try:
-            yield
+            with self._resident(slot):
+                yield
         finally:
             diag.stages.append(StageRecord(name, time.monotonic() - start))
         ctx.report(1.0)
+
+    @contextmanager
+    def _resident(self, slot: str | None) -> Iterator[None]:
+        """With `offload_idle`, a model stage lives on the device only while it runs.
+
+        Stages opt in by having a `to(device)` method; the others are left alone.
+        """
+        stage = self.stages.get(slot) if slot else None
+        device = str(self.conf.get("device", "cpu"))
+        if stage is None or not self.conf.get("offload_idle", False) or not hasattr(stage, "to"):
+            yield
+            return
+        stage.to(device)
+        try:
+            yield
+        finally:
+            stage.to("cpu")
+            if device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
 
     def _run(self, a, b, options, ctx, diag, sequence) -> EstimateResult:
         with self._stage(ctx, diag, "validate"):
@@ -306,14 +328,14 @@ class Pipeline:
             reasons = "; ".join(f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing)
             return fail(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
         diag.num_candidate_frames = len(candidates)
-        with self._stage(ctx, diag, "select"):
+        with self._stage(ctx, diag, "select", "selector"):
             selection = self.stages["selector"].select(a, b, candidates, ctx)
         diag.selected_frames = [candidates[i].index for i in selection.indices]
         diag.selected_scores = [int(s) for s in selection.scores]
         if not selection.indices:
             return fail(Status.INSUFFICIENT_OVERLAP, f"no candidate frame of {len(candidates)} matched both keyframes")
         views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
-        with self._stage(ctx, diag, "multiview_pose"):
+        with self._stage(ctx, diag, "multiview_pose", "pose_model"):
             pose = self.stages["pose_model"].estimate(views, ctx)
         diag.path = "bridge"
         return EstimateResult(
@@ -330,13 +352,13 @@ class Pipeline:
             return OracleSource(list(sequence)).candidates_between(a, b)
 
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
-        with self._stage(ctx, diag, "interpolate"):
+        with self._stage(ctx, diag, "interpolate", "interpolator"):
             frames = self.stages["interpolator"].interpolate(a, b, ctx)
         relay_idx = relay_indices(len(frames), int(self.bridge_conf.get("num_relay_frames", 4)))
         diag.num_relay_frames = len(relay_idx)
-        with self._stage(ctx, diag, "relay_pose"):
+        with self._stage(ctx, diag, "relay_pose", "relay_poser"):
             relay = self.stages["relay_poser"].reconstruct([frames[i] for i in relay_idx], ctx)
-        with self._stage(ctx, diag, "synthesize"):
+        with self._stage(ctx, diag, "synthesize", "synthesizer"):
             return self.stages["synthesizer"].synthesize(relay, ctx)
 
 

@@ -105,7 +105,8 @@ class PoseCrafterNode(Node):
 
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.create_timer(max(0.05, p("diagnostics_period_sec")), self._publish_diagnostics, callback_group=topics)
-        self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {self.resolve_service_name('~/estimate_relative_pose')}")
+        service = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
+        self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {service}")
 
     def param(self, name: str):
         return self.get_parameter(name).value
