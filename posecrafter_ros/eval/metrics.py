@@ -38,7 +38,9 @@ def recall_at(errors_deg: Sequence[float], threshold_deg: float) -> float:
 def auc(errors_deg: Sequence[float], max_threshold_deg: float = 30.0) -> float:
     """Area under the recall-vs-threshold curve on [0, max], normalised to [0, 1].
 
-    The curve is the exact step function of the sorted errors (no threshold sampling).
+    The curve is piecewise linear through (0, 0) and (e_i, i / n) for the sorted errors e_i,
+    held flat from the last error below `max` to `max` (the pose-AUC of SuperGlue and the
+    relative-pose papers that followed it, PoseCrafter included).
     """
     errors = np.sort(np.asarray(errors_deg, dtype=float))
     if errors.size == 0:
@@ -46,12 +48,11 @@ def auc(errors_deg: Sequence[float], max_threshold_deg: float = 30.0) -> float:
     recall = np.arange(1, errors.size + 1) / errors.size
     errors = np.concatenate(([0.0], errors))
     recall = np.concatenate(([0.0], recall))
-    last = np.searchsorted(errors, max_threshold_deg)
+    last = int(np.searchsorted(errors, max_threshold_deg))
     x = np.concatenate((errors[:last], [max_threshold_deg]))
     y = np.concatenate((recall[:last], [recall[last - 1]]))
-    return float(np.trapezoid(y, x) / max_threshold_deg) if hasattr(np, "trapezoid") else float(
-        np.trapz(y, x) / max_threshold_deg
-    )
+    area = np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2.0)  # trapezoids
+    return float(area / max_threshold_deg)
 
 
 def summarize(

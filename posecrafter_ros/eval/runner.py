@@ -1,0 +1,156 @@
+"""Run rows side by side on the same pairs and summarise them per rotation bin.
+
+A pair a row cannot answer (no estimate, an exception, an unreadable image) counts with
+180° rotation and translation errors: failures are never dropped from the statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..core.types import Keyframe
+from .datasets import PosedDataset, PosedPair, rotation_bin, ROTATION_BINS
+from .frames import pair_keyframes, view_keyframe
+from .metrics import FAILED_DEG, rotation_error_deg, summarize, translation_angle_deg
+from .rows import Row
+
+ALL_BIN = "all"
+# One image per stamp when a view set is replayed or fed to the oracle (10 Hz).
+DEFAULT_PERIOD_NS = 100_000_000
+
+
+@dataclass
+class EvalItem:
+    """A ground-truth pair and how to get its images.
+
+    load: -> (A, B) keyframes; load_between: -> the frames captured between A and B (view
+    sets, bags), None when the data has no sequence.
+    """
+
+    pair: PosedPair
+    load: Callable[[], tuple[Keyframe, Keyframe]]
+    load_between: Callable[[], list[Keyframe]] | None = None
+
+
+@dataclass
+class PairResult:
+    """One row's answer on one pair (a line of pairs.csv)."""
+
+    row: str
+    pair: str
+    bin: str
+    gt_rotation_deg: float
+    rotation_error_deg: float
+    translation_error_deg: float
+    success: bool
+    seconds: float
+    path: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def spaced(items: Sequence, limit: int) -> list:
+    """At most `limit` items, evenly spread over the sequence (all when limit <= 0)."""
+    if limit <= 0 or len(items) <= limit:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, limit).round().astype(int)]
+
+
+def dataset_items(
+    dataset: PosedDataset, pairs: Sequence[PosedPair], max_side: int = 0, max_between: int = 32
+) -> list[EvalItem]:
+    """EvalItems of sampled pairs; view-set pairs also offer their in-between frames.
+
+    Stamps follow the capture order (view index x 100 ms) so A < frames between < B.
+    """
+    items = []
+    for pair in pairs:
+        if "index0" not in pair.meta:
+            items.append(EvalItem(pair, lambda p=pair: pair_keyframes(p, max_side)))
+            continue
+        i0, i1 = pair.meta["index0"], pair.meta["index1"]
+
+        def load(i0=i0, i1=i1):
+            return tuple(view_keyframe(dataset.views[i], max_side, (i + 1) * DEFAULT_PERIOD_NS)
+                         for i in (i0, i1))
+
+        def load_between(pair=pair):
+            return [view_keyframe(dataset.views[i], max_side, (i + 1) * DEFAULT_PERIOD_NS)
+                    for i in spaced(dataset.between_indices(pair), max_between)]
+
+        items.append(EvalItem(pair, load, load_between))
+    return items
+
+
+def _errors(outcome, pair: PosedPair) -> tuple[float, float]:
+    if not outcome.ok:
+        return FAILED_DEG, FAILED_DEG
+    R, t = np.asarray(outcome.R_0to1, float), np.asarray(outcome.t_0to1, float).ravel()
+    if R.shape != (3, 3) or not np.all(np.isfinite(R)) or not np.all(np.isfinite(t)):
+        return FAILED_DEG, FAILED_DEG
+    return rotation_error_deg(R, pair.R_0to1), translation_angle_deg(t, pair.t_0to1)
+
+
+def evaluate(items: Sequence[EvalItem], rows: Sequence[Row], progress: bool = True) -> list[PairResult]:
+    """Every row on every pair (images read once per pair); results in pair-major order."""
+    from tqdm import tqdm
+
+    results: list[PairResult] = []
+    need_between = any(r.needs_between for r in rows)
+    with tqdm(total=len(items) * len(rows), unit="est", disable=not progress,
+              desc="evaluating") as bar:
+        for item in items:
+            pair = item.pair
+            bin_name = rotation_bin(pair.rotation_deg) or "out-of-range"
+            try:
+                a, b = item.load()
+                between = item.load_between() if (need_between and item.load_between) else None
+                load_error = ""
+            except Exception as err:  # an unreadable pair fails every row, the run goes on
+                a = b = between = None
+                load_error = f"images not readable: {type(err).__name__}: {err}"
+            for row in rows:
+                bar.set_postfix_str(f"{row.name} {pair.name}"[:40])
+                start = time.perf_counter()
+                if load_error:
+                    outcome_ok, rot, trans, path, message = False, FAILED_DEG, FAILED_DEG, "", load_error
+                else:
+                    try:
+                        outcome = row.estimate(a, b, between)
+                        rot, trans = _errors(outcome, pair)
+                        outcome_ok, path, message = outcome.ok, outcome.path, outcome.message
+                    except Exception as err:  # a row's bug must not end the evaluation
+                        outcome_ok, rot, trans, path = False, FAILED_DEG, FAILED_DEG, ""
+                        message = f"{type(err).__name__}: {err}"
+                seconds = time.perf_counter() - start
+                results.append(PairResult(row.name, pair.name, bin_name, pair.rotation_deg,
+                                          rot, trans, outcome_ok, seconds, path, message))
+                bar.update(1)
+    return results
+
+
+def summarize_results(results: Sequence[PairResult]) -> dict[str, dict]:
+    """{row: {"bins": {bin: metrics}}} with bins "all" and every protocol bin that has pairs.
+
+    metrics: n, MRE, MTE, R@5/15/30, T@5/15/30, AUC@30 (see metrics.summarize), sec_per_pair.
+    """
+    rows: dict[str, dict] = {}
+    for row in dict.fromkeys(r.row for r in results):
+        mine = [r for r in results if r.row == row]
+        bins = {}
+        for bin_name in (ALL_BIN, *ROTATION_BINS):
+            members = mine if bin_name == ALL_BIN else [r for r in mine if r.bin == bin_name]
+            if not members:
+                continue
+            stats = summarize([r.rotation_error_deg for r in members],
+                              [r.translation_error_deg for r in members])
+            stats["sec_per_pair"] = float(np.mean([r.seconds for r in members]))
+            bins[bin_name] = stats
+        rows[row] = {"bins": bins}
+    return rows
