@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["posecrafter_ros", "posecrafter_ros.*"]),
-    package_data={"posecrafter_ros": ["py.typed"]},
+    package_data={"posecrafter_ros": ["py.typed", "profiles/*.yaml"]},
     install_requires=["numpy", "scipy", "opencv-python-headless", "pyyaml", "pillow"],
     extras_require={
         "learned": ["torch", "kornia>=0.9", "safetensors"],
@@ -25,6 +25,9 @@ setup(
         "console_scripts": [
             "posecrafter_node = posecrafter_ros.ros.node:main",
             "posecrafter-query = posecrafter_ros.cli.query:main",
+            "posecrafter-eval = posecrafter_ros.cli.eval:main",
+            "posecrafter-bag = posecrafter_ros.cli.bag:main",
+            "posecrafter-parity = posecrafter_ros.cli.parity:main",
         ]
     },
 )
