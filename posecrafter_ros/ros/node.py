@@ -54,6 +54,7 @@ PARAMETERS = {
     "buffer.max_keyframes": (500, "keyframes kept from the keyframes topic for requests by id"),
     "buffer.stamp_tolerance_sec": (0.005, "how far a requested stamp may be from a buffered one"),
     "buffer.use_as_oracle": (True, "offer buffered frames between two stamps as bridge candidates"),
+    "buffer.reliable": (False, "subscribe images reliably (bag replay); default best effort, like camera drivers"),
     "default_frame_id": ("camera_optical_frame", "frame used when a keyframe's header has none"),
     "publish_tf": (False, "publish each successful result on /tf"),
     "tf_child_suffix": ("_posecrafter", "child frame = B's frame + this suffix (avoids TF conflicts)"),
@@ -94,8 +95,10 @@ class PoseCrafterNode(Node):
             execute_callback=self._on_action, goal_callback=lambda _: GoalResponse.ACCEPT,
             cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=work,
         )
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data, callback_group=topics)
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data, callback_group=topics)
+        # Best effort matches every publisher; reliable (for replay) only reliable ones but loses nothing.
+        image_qos = QoSProfile(depth=20) if p("buffer.reliable") else qos_profile_sensor_data
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=topics)
+        self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=topics)
         self.create_subscription(KeyframeMsg, "keyframes", self._on_keyframe, QoSProfile(depth=50), callback_group=topics)
         self._result_pub = self.create_publisher(PoseWithCovarianceStamped, "~/result", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
