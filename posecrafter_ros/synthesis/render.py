@@ -62,6 +62,11 @@ class PointSplatRenderer:
 
     points: [P x 3] world coordinates; colors: [P x 3] uint8 RGB.
     radius: splat radius in pixels (0: only the pixel a point falls in).
+    depth_bias: a splat competes at offset (dx, dy) from its own pixel with its depth scaled
+        by about (1 + depth_bias (dx^2 + dy^2)), so on a slanted surface each pixel keeps its
+        own point rather than a slightly nearer neighbour's splat (which would shift the
+        texture by up to `radius` pixels); true occluders, nearer by more than that margin,
+        still win.
     min_depth: points with camera z <= min_depth are behind the camera / too close.
     background: RGB of pixels no point covers.
     """
@@ -71,6 +76,7 @@ class PointSplatRenderer:
         points: np.ndarray,
         colors: np.ndarray,
         radius: float = 1.0,
+        depth_bias: float = 0.1,
         min_depth: float = 1e-6,
         background: tuple[int, int, int] = (0, 0, 0),
         device: str = "cpu",
@@ -85,6 +91,8 @@ class PointSplatRenderer:
             raise ValueError(f"at most 2^31 - 1 points can be rendered, got {points.shape[0]}")
         if radius < 0:
             raise ValueError(f"radius must be >= 0, got {radius}")
+        if depth_bias < 0:
+            raise ValueError(f"depth_bias must be >= 0, got {depth_bias}")
         finite = np.isfinite(points).all(axis=1)
         self.device = torch.device(device)
         # Stored as [3 x P] so x, y and z are contiguous rows for the elementwise passes.
@@ -96,6 +104,11 @@ class PointSplatRenderer:
         self.background = np.asarray(background, dtype=np.uint8)
         self.offsets = splat_offsets(self.radius)
         self.reach = int(np.abs(self.offsets).max())
+        # The bits of a positive float32 are a piecewise-linear log2 of it (2^23 per octave),
+        # so adding log2(factor) 2^23 to the key's depth bits scales the depth by ~factor.
+        squared_offset = (self.offsets**2).sum(axis=1)
+        octaves = np.log2(1.0 + depth_bias * squared_offset)
+        self.offset_penalties = [int(round(o * 2**23)) << _INDEX_BITS for o in octaves]
 
     def __len__(self) -> int:
         return int(self.points_t.shape[1])
@@ -104,18 +117,19 @@ class PointSplatRenderer:
         """Draw the cloud into an [height x width] image seen by (cam_to_world, K)."""
         import torch
 
+        if len(self) == 0:
+            return Rendering(
+                image=np.broadcast_to(self.background, (height, width, 3)).copy(),
+                mask=np.zeros((height, width), dtype=bool),
+                depth=np.zeros((height, width), dtype=np.float32),
+            )
         with torch.no_grad():
-            zbuffer = self._zbuffer(cam_to_world, K, height, width)
+            zbuffer, point_depth = self._zbuffer(cam_to_world, K, height, width)
             mask = zbuffer != _EMPTY_KEY
             point = torch.where(mask, zbuffer & _INDEX_MASK, 0)
-            # The high half of a key is the bit pattern of the winner's float32 depth.
-            depth = (zbuffer >> _INDEX_BITS).to(torch.int32).view(torch.float32)
-            depth = torch.where(mask, depth, 0.0)
+            depth = torch.where(mask, point_depth[point], 0.0)
             background = torch.from_numpy(self.background).to(self.device)
-            if len(self) > 0:
-                image = torch.where(mask[:, None], self.colors[point], background)
-            else:
-                image = background.expand(height * width, 3)
+            image = torch.where(mask[:, None], self.colors[point], background)
         return Rendering(
             image=image.cpu().numpy().reshape(height, width, 3),
             mask=mask.cpu().numpy().reshape(height, width),
@@ -124,8 +138,9 @@ class PointSplatRenderer:
 
     def _zbuffer(
         self, cam_to_world: np.ndarray, K: np.ndarray, height: int, width: int
-    ) -> torch.Tensor:
-        """[H*W] int64 nearest key per pixel (depth bits << 32 | point index), or _EMPTY_KEY."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Winning keys [H*W] int64 (biased depth bits << 32 | point index, or _EMPTY_KEY)
+        and the camera-frame depths [P] of all points."""
         import torch
 
         cam_to_world = np.asarray(cam_to_world, dtype=np.float64)
@@ -160,7 +175,8 @@ class PointSplatRenderer:
 
         buffer_size = (padded_height + 2 * reach + 1) * padded_width
         zbuffer = torch.full((buffer_size,), _EMPTY_KEY, dtype=torch.int64, device=self.device)
-        for dx, dy in self.offsets.tolist():
-            zbuffer.scatter_reduce_(0, centre + (dy * padded_width + dx), keys, reduce="amin")
+        for (dx, dy), penalty in zip(self.offsets.tolist(), self.offset_penalties):
+            pixel = centre + (dy * padded_width + dx)
+            zbuffer.scatter_reduce_(0, pixel, keys + penalty if penalty else keys, reduce="amin")
         image_rows = zbuffer[: padded_height * padded_width].view(padded_height, padded_width)
-        return image_rows[pad : pad + height, pad : pad + width].reshape(-1)
+        return image_rows[pad : pad + height, pad : pad + width].reshape(-1), depth
