@@ -149,7 +149,8 @@ def test_empty_cloud_renders_background():
     assert (rendering.depth == 0).all()
 
 
-def test_rerendering_a_point_map_from_its_own_camera_reproduces_it_where_confident():
+@pytest.mark.parametrize("radius", [0, 1, 1.5, 2])
+def test_rerendering_a_point_map_from_its_own_camera_reproduces_it_where_confident(radius):
     rng = np.random.default_rng(5)
     cam_to_world = pose((0.2, 0.1, -0.1), (1.0, 0.5, -2.0))
     xs, ys = pixel_grid()[..., 0], pixel_grid()[..., 1]
@@ -158,12 +159,27 @@ def test_rerendering_a_point_map_from_its_own_camera_reproduces_it_where_confide
     image = rng.integers(0, 256, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
     confidence = rng.uniform(0.0, 5.0, size=(HEIGHT, WIDTH))
     confident = confidence > 2.0
-    renderer = PointSplatRenderer(points[confident], image[confident], radius=0)
+    renderer = PointSplatRenderer(points[confident], image[confident], radius=radius)
     rendering = renderer.render(cam_to_world, K, HEIGHT, WIDTH)
-    np.testing.assert_array_equal(rendering.mask, confident)
+    # Each confident pixel keeps its own point, even where neighbours' splats reach it.
     np.testing.assert_array_equal(rendering.image[confident], image[confident])
     np.testing.assert_allclose(rendering.depth[confident], depth[confident], rtol=1e-5)
-    assert (rendering.image[~confident] == 0).all()
+    if radius == 0:
+        np.testing.assert_array_equal(rendering.mask, confident)
+        assert (rendering.image[~confident] == 0).all()
+    else:  # splats fill the pixels of dropped points
+        assert rendering.mask.mean() > 0.95
+
+
+def test_without_depth_bias_nearer_neighbour_splats_win_on_a_slanted_surface():
+    xs = pixel_grid()[..., 0]
+    depth = 2.0 + 0.05 * xs  # receding to the right: every left neighbour is nearer
+    points = backproject(depth, K, np.eye(4))
+    image = colour_pattern()
+    shifted = PointSplatRenderer(points, image, radius=1, depth_bias=0.0).render(np.eye(4), K, HEIGHT, WIDTH)
+    kept = PointSplatRenderer(points, image, radius=1).render(np.eye(4), K, HEIGHT, WIDTH)
+    np.testing.assert_array_equal(kept.image, image)
+    np.testing.assert_array_equal(shifted.image[:, 1:], image[:, :-1])  # one pixel to the right
 
 
 def test_mismatched_inputs_are_rejected():

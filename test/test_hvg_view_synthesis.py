@@ -223,9 +223,14 @@ def test_generator_output_of_the_wrong_shape_is_an_error():
         PointCloudViewSynthesizer(Truncating(), small_conf()).synthesize(relay, RunContext())
 
 
-def test_config_from_dict_and_invalid_values():
-    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), {"num_frames": 9, "splat_radius": 2})
-    assert synthesizer.conf.num_frames == 9 and synthesizer.conf.splat_radius == 2
+def test_config_from_a_profile_section_shared_with_the_generator():
+    section = {"type": "viewcrafter", "checkpoint": "", "ddim_steps": 50, "num_frames": 9,
+               "height": 64, "width": 96, "splat_radius": 2}
+    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), section)
+    assert synthesizer.conf == ViewSynthesisConfig(num_frames=9, height=64, width=96, splat_radius=2)
+
+
+def test_invalid_config_values_are_rejected():
     with pytest.raises(ValueError, match="num_frames"):
         PointCloudViewSynthesizer(RenderOnlyGenerator(), {"num_frames": 1})
     with pytest.raises(ValueError, match="num_clips"):

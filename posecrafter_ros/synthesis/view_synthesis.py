@@ -16,7 +16,7 @@ in the default layout).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -55,6 +55,8 @@ class ViewSynthesisConfig:
     min_confidence: relay points with confidence <= this are not rendered (ViewCrafter's
         default threshold on DUSt3R confidences is 3).
     splat_radius: point splat radius in pixels at the model resolution.
+    splat_depth_bias: relative depth margin per squared pixel of splat offset by which a
+        neighbour's splat must be nearer to cover a pixel's own point (PointSplatRenderer).
     min_depth: points closer than this (scene units) along the optical axis are not drawn.
     replace_key_renders: renders at relay cameras are replaced by the relay images.
     """
@@ -65,6 +67,7 @@ class ViewSynthesisConfig:
     height: int = 320
     min_confidence: float = 3.0
     splat_radius: float = 1.5
+    splat_depth_bias: float = 0.1
     min_depth: float = 1e-6
     replace_key_renders: bool = True
 
@@ -156,12 +159,16 @@ class RenderOnlyGenerator:
 class PointCloudViewSynthesizer:
     """ViewSynthesizer: renders the relay point cloud along the trajectory, then generates.
 
-    generator: a VideoGenerator; conf: ViewSynthesisConfig or a dict of its fields.
+    generator: a VideoGenerator. conf: ViewSynthesisConfig, or the synthesizer's section of a
+    profile as a dict; that section is shared with the generator, so keys that are not
+    ViewSynthesisConfig fields (checkpoint, ddim_steps, ...) are the generator's and are
+    left alone here.
     """
 
     def __init__(self, generator: VideoGenerator, conf: ViewSynthesisConfig | dict | None = None):
         if isinstance(conf, dict):
-            conf = ViewSynthesisConfig(**conf)
+            own_fields = {f.name for f in fields(ViewSynthesisConfig)}
+            conf = ViewSynthesisConfig(**{k: v for k, v in conf.items() if k in own_fields})
         self.conf = conf or ViewSynthesisConfig()
         if self.conf.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {self.conf.num_frames}")
@@ -190,7 +197,11 @@ class PointCloudViewSynthesizer:
         trajectory = self.trajectory(model_relay)
         points, colors = relay_point_cloud(relay, conf.min_confidence)
         renderer = PointSplatRenderer(
-            points, colors, radius=conf.splat_radius, min_depth=conf.min_depth
+            points,
+            colors,
+            radius=conf.splat_radius,
+            depth_bias=conf.splat_depth_bias,
+            min_depth=conf.min_depth,
         )
 
         num_cameras = len(trajectory)
