@@ -18,11 +18,15 @@ import time
 import numpy as np
 
 
-def relay_point_maps(width: int, height: int, num_views: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def relay_point_maps(
+    width: int, height: int, num_views: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Point maps [N x H x W x 3], colours [N x H x W x 3], poses [N x 4 x 4] and K [3 x 3]."""
     from scipy.spatial.transform import Rotation
 
-    K = np.array([[0.9 * width, 0.0, (width - 1) / 2], [0.0, 0.9 * width, (height - 1) / 2], [0, 0, 1]])
+    K = np.array(
+        [[0.9 * width, 0.0, (width - 1) / 2], [0.0, 0.9 * width, (height - 1) / 2], [0, 0, 1]]
+    )
     xs, ys = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
     rays = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ np.linalg.inv(K).T
     rng = np.random.default_rng(0)
@@ -79,7 +83,8 @@ def main() -> int:
                     coverage += rendering.mask.mean()
                 best = min(best, time.perf_counter() - start)
             print(
-                f"threads {threads}, radius {radius:3.1f} ({len(splat_offsets(radius)):2d} px splat):"
+                f"threads {threads}, radius {radius:3.1f} "
+                f"({len(splat_offsets(radius)):2d} px splat):"
                 f" {args.frames / best:6.1f} renders/s, {1000 * best / args.frames:6.1f} ms/render,"
                 f" coverage {100 * coverage / args.frames:5.1f}%"
             )

@@ -52,24 +52,41 @@ def test_identity_when_sizes_match():
 
 @pytest.mark.parametrize("source", [(640, 480), (1024, 576), (333, 251), (256, 160)])
 def test_projected_point_maps_with_the_intrinsics(source):
-    K = np.array([[0.9 * source[0], 0.0, 0.52 * source[0]], [0.0, 0.88 * source[0], 0.47 * source[1]], [0, 0, 1]])
+    K = np.array(
+        [
+            [0.9 * source[0], 0.0, 0.52 * source[0]],
+            [0.0, 0.88 * source[0], 0.47 * source[1]],
+            [0, 0, 1],
+        ]
+    )
     crop = cover_crop(source, MODEL_SIZE)
     K_model = crop.map_intrinsics(K)
     rng = np.random.default_rng(source[0])
     for point in rng.normal(size=(10, 3)) + [0.0, 0.0, 4.0]:
         in_source = project(K, point)
-        np.testing.assert_allclose(project(K_model, point), crop.map_points(in_source[None])[0], atol=1e-9)
-        np.testing.assert_allclose(crop.unmap_points(crop.map_points(in_source[None]))[0], in_source, atol=1e-9)
+        np.testing.assert_allclose(
+            project(K_model, point), crop.map_points(in_source[None])[0], atol=1e-9
+        )
+        np.testing.assert_allclose(
+            crop.unmap_points(crop.map_points(in_source[None]))[0], in_source, atol=1e-9
+        )
     np.testing.assert_allclose(crop.unmap_intrinsics(K_model), K, atol=1e-9)
     # Fixed by hand for 640x480 -> 512x320: scale 0.8, 32 rows cropped.
     if source == (640, 480):
         expected = np.array(
-            [[0.8 * K[0, 0], 0, 0.8 * (K[0, 2] + 0.5) - 0.5], [0, 0.8 * K[1, 1], 0.8 * (K[1, 2] + 0.5) - 0.5 - 32], [0, 0, 1]]
+            [
+                [0.8 * K[0, 0], 0, 0.8 * (K[0, 2] + 0.5) - 0.5],
+                [0, 0.8 * K[1, 1], 0.8 * (K[1, 2] + 0.5) - 0.5 - 32],
+                [0, 0, 1],
+            ]
         )
         np.testing.assert_allclose(K_model, expected, atol=1e-9)
 
 
-@pytest.mark.parametrize("source,centre", [((640, 480), (301.3, 222.7)), ((1024, 576), (517.6, 300.2)), ((256, 160), (97.4, 71.8))])
+@pytest.mark.parametrize(
+    "source,centre",
+    [((640, 480), (301.3, 222.7)), ((1024, 576), (517.6, 300.2)), ((256, 160), (97.4, 71.8))],
+)
 def test_resized_image_content_moves_where_the_map_says(source, centre):
     image = blob_image(source[0], source[1], centre, sigma=6.0)
     K = np.array([[500.0, 0.0, source[0] / 2], [0.0, 500.0, source[1] / 2], [0.0, 0.0, 1.0]])

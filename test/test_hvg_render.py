@@ -30,7 +30,11 @@ def backproject(depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray) -> n
 def colour_pattern(height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
     grid = pixel_grid(width, height).astype(int)
     return np.stack(
-        [grid[..., 0] * 4 % 256, grid[..., 1] * 5 % 256, (grid[..., 0] * 7 + grid[..., 1] * 3) % 256],
+        [
+            grid[..., 0] * 4 % 256,
+            grid[..., 1] * 5 % 256,
+            (grid[..., 0] * 7 + grid[..., 1] * 3) % 256,
+        ],
         axis=-1,
     ).astype(np.uint8)
 
@@ -76,7 +80,9 @@ def test_sparse_points_land_where_opencv_projects_them_from_a_moved_camera():
     expected_px = np.round(projected[:, 0]).astype(int)
     assert rendering.mask.sum() == 40
     np.testing.assert_array_equal(rendering.image[expected_px[:, 1], expected_px[:, 0]], colours)
-    np.testing.assert_allclose(rendering.depth[expected_px[:, 1], expected_px[:, 0]], depths, rtol=1e-5)
+    np.testing.assert_allclose(
+        rendering.depth[expected_px[:, 1], expected_px[:, 0]], depths, rtol=1e-5
+    )
 
 
 def test_nearer_surface_occludes_whatever_the_point_order():
@@ -90,7 +96,11 @@ def test_nearer_surface_occludes_whatever_the_point_order():
     ).astype(np.uint8)
     expected_red = np.zeros((HEIGHT, WIDTH), dtype=bool)
     expected_red[10:30, 20:40] = True
-    for order in (slice(None), slice(None, None, -1), np.random.default_rng(1).permutation(len(points))):
+    for order in (
+        slice(None),
+        slice(None, None, -1),
+        np.random.default_rng(1).permutation(len(points)),
+    ):
         rendering = PointSplatRenderer(points[order], colours[order], radius=1.5).render(
             np.eye(4), K, HEIGHT, WIDTH
         )
@@ -176,7 +186,9 @@ def test_without_depth_bias_nearer_neighbour_splats_win_on_a_slanted_surface():
     depth = 2.0 + 0.05 * xs  # receding to the right: every left neighbour is nearer
     points = backproject(depth, K, np.eye(4))
     image = colour_pattern()
-    shifted = PointSplatRenderer(points, image, radius=1, depth_bias=0.0).render(np.eye(4), K, HEIGHT, WIDTH)
+    shifted = PointSplatRenderer(points, image, radius=1, depth_bias=0.0).render(
+        np.eye(4), K, HEIGHT, WIDTH
+    )
     kept = PointSplatRenderer(points, image, radius=1).render(np.eye(4), K, HEIGHT, WIDTH)
     np.testing.assert_array_equal(kept.image, image)
     np.testing.assert_array_equal(shifted.image[:, 1:], image[:, :-1])  # one pixel to the right

@@ -53,7 +53,11 @@ def test_trajectory_hits_first_last_and_aligned_keys_exactly(num_keys, num_frame
         np.testing.assert_array_equal(trajectory.cam_to_world[frame], keys[key])
     # Every output is a proper rigid transform.
     rotations = trajectory.cam_to_world[:, :3, :3]
-    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rotations.shape), atol=1e-12)
+    np.testing.assert_allclose(
+        rotations @ rotations.transpose(0, 2, 1),
+        np.broadcast_to(np.eye(3), rotations.shape),
+        atol=1e-12,
+    )
     np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-12)
 
 

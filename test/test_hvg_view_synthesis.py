@@ -35,7 +35,11 @@ def texture(points: np.ndarray, on_box: np.ndarray) -> np.ndarray:
     """[... x 3] uint8 smooth colours of world points; the box uses its own pattern."""
     x, y, z = points[..., 0], points[..., 1], points[..., 2]
     room = np.stack(
-        [np.sin(1.1 * x + 0.5 * z + 0.3), np.sin(1.3 * y + 0.4 * x + 1.0), np.sin(0.9 * z - 0.8 * y + 2.0)],
+        [
+            np.sin(1.1 * x + 0.5 * z + 0.3),
+            np.sin(1.3 * y + 0.4 * x + 1.0),
+            np.sin(0.9 * z - 0.8 * y + 2.0),
+        ],
         axis=-1,
     )
     box = np.stack([np.cos(2.0 * y + z), np.sin(2.0 * x - y), np.cos(1.5 * x + 2.0 * z)], axis=-1)
@@ -224,10 +228,19 @@ def test_generator_output_of_the_wrong_shape_is_an_error():
 
 
 def test_config_from_a_profile_section_shared_with_the_generator():
-    section = {"type": "viewcrafter", "checkpoint": "", "ddim_steps": 50, "num_frames": 9,
-               "height": 64, "width": 96, "splat_radius": 2}
+    section = {
+        "type": "viewcrafter",
+        "checkpoint": "",
+        "ddim_steps": 50,
+        "num_frames": 9,
+        "height": 64,
+        "width": 96,
+        "splat_radius": 2,
+    }
     synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), section)
-    assert synthesizer.conf == ViewSynthesisConfig(num_frames=9, height=64, width=96, splat_radius=2)
+    assert synthesizer.conf == ViewSynthesisConfig(
+        num_frames=9, height=64, width=96, splat_radius=2
+    )
 
 
 def test_invalid_config_values_are_rejected():
@@ -235,3 +248,17 @@ def test_invalid_config_values_are_rejected():
         PointCloudViewSynthesizer(RenderOnlyGenerator(), {"num_frames": 1})
     with pytest.raises(ValueError, match="num_clips"):
         PointCloudViewSynthesizer(RenderOnlyGenerator(), {"num_clips": 0})
+
+
+def test_to_moves_the_generator_when_it_has_weights():
+    class Resident(RecordingGenerator):
+        device = "cpu"
+
+        def to(self, device):
+            self.device = device
+            return self
+
+    generator = Resident()
+    synthesizer = PointCloudViewSynthesizer(generator, small_conf())
+    assert synthesizer.to("cuda") is synthesizer and generator.device == "cuda"
+    PointCloudViewSynthesizer(RenderOnlyGenerator(), small_conf()).to("cuda")  # nothing to move

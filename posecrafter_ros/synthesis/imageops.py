@@ -79,7 +79,9 @@ class CoverCrop:
         return np.ascontiguousarray(resized[y0 : y0 + target_height, x0 : x0 + target_width])
 
 
-def cover_crop(source_size: tuple[int, int], target_size: tuple[int, int] = MODEL_SIZE) -> CoverCrop:
+def cover_crop(
+    source_size: tuple[int, int], target_size: tuple[int, int] = MODEL_SIZE
+) -> CoverCrop:
     """The resize-to-cover + centre crop from source_size to target_size, both (width, height)."""
     source_width, source_height = source_size
     target_width, target_height = target_size

@@ -3,11 +3,13 @@
 ViewCrafter conditions its video model on renders of the DUSt3R point cloud along the
 camera trajectory, plus the masks of the pixels those renders cover. This module draws a
 coloured point cloud into a pinhole camera: every point covers the pixel it falls in and
-every other pixel whose centre lies within `radius` pixels of it, and each pixel keeps the
-nearest point. The nearest point per pixel is found in one `scatter_reduce(amin)` over
-64-bit keys that pack (depth bits << 32 | point index): for positive float32 depths the
-bit pattern orders like the value, so the minimum key is the nearest point and carries its
-index; equal depths resolve to the lower point index, so renders are deterministic.
+the pixels within `radius` pixels of that one (a digital disc), and each pixel keeps the
+nearest point. The nearest point per pixel is found with `scatter_reduce(amin)` over 64-bit
+keys that pack (depth bits << 32 | point index): for positive float32 depths the bit
+pattern orders like the value, so the minimum key is the nearest point and carries its
+index; equal depths resolve to the lower point index, so renders are deterministic. Splats
+away from their own pixel compete with a slightly inflated depth (`depth_bias`), so a
+surface's own point keeps its pixel and splats only fill holes or draw true occluders.
 
 Conventions: OpenCV camera axes (x right, y down, z forward), pixel centres at integer
 coordinates, cam_to_world [4 x 4], K [3 x 3].
@@ -107,7 +109,8 @@ class PointSplatRenderer:
         # The bits of a positive float32 are a piecewise-linear log2 of it (2^23 per octave),
         # so adding log2(factor) 2^23 to the key's depth bits scales the depth by ~factor.
         squared_offset = (self.offsets**2).sum(axis=1)
-        octaves = np.log2(1.0 + depth_bias * squared_offset)
+        # Kept under one octave so a key never outgrows int64 (finite float32 bits < 2^31 - 2^23).
+        octaves = np.minimum(np.log2(1.0 + depth_bias * squared_offset), 1.0 - 2.0**-23)
         self.offset_penalties = [int(round(o * 2**23)) << _INDEX_BITS for o in octaves]
 
     def __len__(self) -> int:
@@ -164,8 +167,10 @@ class PointSplatRenderer:
         padded_height = height + 2 * pad
         drawn = (
             (depth > self.min_depth)
-            & (nearest_u >= -reach) & (nearest_u <= width - 1 + reach)
-            & (nearest_v >= -reach) & (nearest_v <= height - 1 + reach)
+            & (nearest_u >= -reach)
+            & (nearest_u <= width - 1 + reach)
+            & (nearest_v >= -reach)
+            & (nearest_v <= height - 1 + reach)
         )
         parking = (padded_height + reach) * padded_width + reach
         # Flat indices in int64: float32 is exact only up to 2^24 pixels.

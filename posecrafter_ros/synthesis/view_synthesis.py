@@ -37,9 +37,7 @@ class VideoGenerator(Protocol):
     `wants_masks = True` and accept `masks: [T x H x W] bool` as a keyword argument.
     """
 
-    def generate(
-        self, renders: np.ndarray, reference: np.ndarray, ctx: RunContext
-    ) -> np.ndarray:
+    def generate(self, renders: np.ndarray, reference: np.ndarray, ctx: RunContext) -> np.ndarray:
         """renders: [T x H x W x 3] uint8; reference: [H x W x 3] uint8 -> [T x H x W x 3] uint8."""
         ...
 
@@ -176,10 +174,16 @@ class PointCloudViewSynthesizer:
             raise ValueError(f"num_clips must be >= 1 or None, got {self.conf.num_clips}")
         self.generator = generator
 
+    def to(self, device: str) -> PointCloudViewSynthesizer:
+        """Moves the generator's model (the stage's only resident weights) to `device`."""
+        if hasattr(self.generator, "to"):
+            self.generator.to(device)
+        return self
+
     def trajectory(self, relay: RelayAtModelResolution) -> CameraTrajectory:
         """Cameras of all clips, boundary frames shared: C (L - 1) + 1 of them."""
         num_keys = relay.cam_to_world.shape[0]
-        num_clips = self.conf.num_clips or max(num_keys - 1, 1)
+        num_clips = self.conf.num_clips or num_keys - 1
         num_frames = num_clips * (self.conf.num_frames - 1) + 1
         return interpolate_trajectory(relay.cam_to_world, relay.K, num_frames)
 
