@@ -115,6 +115,58 @@ def test_nearer_surface_occludes_whatever_the_point_order():
         np.testing.assert_allclose(rendering.depth[~grown], 4.0, rtol=1e-6)
 
 
+def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """cam_to_world [4 x 4] of a camera at eye looking at target, image y pointing down."""
+    forward = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(forward, [0.0, -1.0, 0.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    cam_to_world = np.eye(4)
+    cam_to_world[:3, :3] = np.stack([right, down, forward], axis=1)
+    cam_to_world[:3, 3] = eye
+    return cam_to_world
+
+
+def test_cube_shows_its_three_front_faces_with_known_colours_and_depths():
+    # Dense samples on the six faces of [-1, 1]^3, one colour per face.
+    steps = np.linspace(-1.0, 1.0, 61)
+    a, b = (g.ravel() for g in np.meshgrid(steps, steps))
+    normals = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+    face_colours = np.array(
+        [[255, 0, 0], [0, 255, 255], [0, 255, 0], [255, 0, 255], [0, 0, 255], [255, 255, 0]]
+    )
+    points, colours = [], []
+    for normal, colour in zip(normals, face_colours):
+        axis = int(np.flatnonzero(normal)[0])
+        others = [i for i in range(3) if i != axis]
+        face = np.zeros((a.size, 3))
+        face[:, axis] = normal[axis]
+        face[:, others[0]], face[:, others[1]] = a, b
+        points.append(face)
+        colours.append(np.tile(colour, (a.size, 1)))
+    eye = np.array([3.0, 2.5, -4.0])
+    cam_to_world = look_at(eye, np.zeros(3))
+    renderer = PointSplatRenderer(np.concatenate(points), np.concatenate(colours), radius=1.5)
+    rendering = renderer.render(cam_to_world, K, HEIGHT, WIDTH)
+
+    world_to_cam = np.linalg.inv(cam_to_world)
+    for normal, colour in zip(normals, face_colours):
+        centre_cam = world_to_cam[:3, :3] @ normal + world_to_cam[:3, 3]
+        u, v = np.round((K @ centre_cam)[:2] / centre_cam[2]).astype(int)
+        facing_camera = normal @ (eye - normal) > 0  # +x, +y and -z
+        if facing_camera:
+            np.testing.assert_array_equal(rendering.image[v, u], colour)
+            # The nearest sample inside the pixel wins: its depth lies between those where
+            # the rays through the pixel's corners meet the face plane n.x = 1.
+            corners = np.array([[u + du, v + dv, 1.0] for du in (-0.5, 0.5) for dv in (-0.5, 0.5)])
+            rays = corners @ np.linalg.inv(K).T @ cam_to_world[:3, :3].T
+            corner_depths = (1.0 - normal @ eye) / (rays @ normal)
+            assert corner_depths.min() - 1e-3 <= rendering.depth[v, u] <= corner_depths.max()
+        else:  # hidden behind the front faces
+            assert not (rendering.image[v, u] == colour).all()
+            assert rendering.depth[v, u] < centre_cam[2] - 0.5
+
+
 @pytest.mark.parametrize("radius,area", [(0, 1), (0.9, 1), (1, 5), (1.5, 9), (2, 13), (3, 29)])
 def test_splat_footprint_is_a_digital_disc(radius, area):
     assert len(splat_offsets(radius)) == area
