@@ -227,6 +227,16 @@ def test_generator_output_of_the_wrong_shape_is_an_error():
         PointCloudViewSynthesizer(Truncating(), small_conf()).synthesize(relay, RunContext())
 
 
+def test_inconsistent_relay_reconstruction_is_an_error():
+    relay = reconstruction(FOUR_RELAY_POSES[:3])
+    relay.cam_to_world = relay.cam_to_world[:2]
+    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), small_conf())
+    with pytest.raises(ValueError, match="3 images"):
+        synthesizer.synthesize(relay, RunContext())
+    with pytest.raises(ValueError, match="at least 2 relay views"):
+        synthesizer.synthesize(reconstruction(FOUR_RELAY_POSES[:1]), RunContext())
+
+
 def test_config_from_a_profile_section_shared_with_the_generator():
     section = {
         "type": "viewcrafter",

@@ -197,6 +197,14 @@ class PointCloudViewSynthesizer:
         num_keys = len(relay.images)
         if num_keys < 2:
             raise ValueError(f"view synthesis needs at least 2 relay views, got {num_keys}")
+        counts = {
+            "K": len(relay.K),
+            "cam_to_world": len(relay.cam_to_world),
+            "points": len(relay.points),
+            "confidence": len(relay.confidence),
+        }
+        if any(count != num_keys for count in counts.values()):
+            raise ValueError(f"relay reconstruction has {num_keys} images but {counts}")
         model_relay = relay_at_model_resolution(relay, conf.width, conf.height)
         trajectory = self.trajectory(model_relay)
         points, colors = relay_point_cloud(relay, conf.min_confidence)
