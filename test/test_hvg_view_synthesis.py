@@ -1,0 +1,274 @@
+"""HVG stage 2 end to end on a ray-cast synthetic scene (a textured room with a box inside)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from posecrafter_ros.core.types import Canceled, RunContext, SceneReconstruction
+from posecrafter_ros.synthesis.view_synthesis import (
+    PointCloudViewSynthesizer,
+    RenderOnlyGenerator,
+    ViewSynthesisConfig,
+    fill_holes_nearest,
+)
+
+RELAY_WIDTH, RELAY_HEIGHT = 160, 120
+RELAY_K = np.array([[110.0, 0.0, 79.5], [0.0, 110.0, 59.5], [0.0, 0.0, 1.0]])
+MODEL_WIDTH, MODEL_HEIGHT = 128, 80
+# 160x120 -> cover 128x80: scale 0.8 to 128x96, then 8 rows cropped top and bottom.
+MODEL_K = np.array([[88.0, 0.0, 63.5], [0.0, 88.0, 39.5], [0.0, 0.0, 1.0]])
+
+ROOM = (np.array([-3.0, -2.0, -2.0]), np.array([3.0, 2.0, 8.0]))
+BOX = (np.array([-0.7, -0.5, 3.0]), np.array([0.5, 0.6, 4.0]))
+
+
+def pose(yaw_deg: float, centre: tuple[float, float, float]) -> np.ndarray:
+    cam_to_world = np.eye(4)
+    cam_to_world[:3, :3] = Rotation.from_euler("y", yaw_deg, degrees=True).as_matrix()
+    cam_to_world[:3, 3] = centre
+    return cam_to_world
+
+
+def texture(points: np.ndarray, on_box: np.ndarray) -> np.ndarray:
+    """[... x 3] uint8 smooth colours of world points; the box uses its own pattern."""
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    room = np.stack(
+        [
+            np.sin(1.1 * x + 0.5 * z + 0.3),
+            np.sin(1.3 * y + 0.4 * x + 1.0),
+            np.sin(0.9 * z - 0.8 * y + 2.0),
+        ],
+        axis=-1,
+    )
+    box = np.stack([np.cos(2.0 * y + z), np.sin(2.0 * x - y), np.cos(1.5 * x + 2.0 * z)], axis=-1)
+    values = np.where(on_box[..., None], box, room)
+    return np.round(128 + 110 * values).astype(np.uint8)
+
+
+def ray_cast(cam_to_world: np.ndarray, K: np.ndarray, width: int, height: int):
+    """World points [H x W x 3] and colours [H x W x 3] uint8 seen by a camera in the room."""
+    xs, ys = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))
+    rays_cam = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ np.linalg.inv(K).T
+    directions = rays_cam @ cam_to_world[:3, :3].T  # unit camera z, so t is the depth
+    origin = cam_to_world[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room_near = (ROOM[0] - origin) / directions
+        room_far = (ROOM[1] - origin) / directions
+        t_room = np.nanmin(np.maximum(room_near, room_far), axis=-1)
+        box_near = (BOX[0] - origin) / directions
+        box_far = (BOX[1] - origin) / directions
+        t_enter = np.nanmax(np.minimum(box_near, box_far), axis=-1)
+        t_leave = np.nanmin(np.maximum(box_near, box_far), axis=-1)
+    on_box = (t_enter <= t_leave) & (t_enter > 0)
+    t = np.where(on_box, t_enter, t_room)
+    points = origin + t[..., None] * directions
+    return points, texture(points, on_box)
+
+
+def reconstruction(poses: list[np.ndarray]) -> SceneReconstruction:
+    images, points = [], []
+    for cam_to_world in poses:
+        view_points, view_image = ray_cast(cam_to_world, RELAY_K, RELAY_WIDTH, RELAY_HEIGHT)
+        points.append(view_points.astype(np.float32))
+        images.append(view_image)
+    return SceneReconstruction(
+        images=images,
+        K=np.stack([RELAY_K] * len(poses)),
+        cam_to_world=np.stack(poses),
+        points=np.stack(points),
+        confidence=np.full((len(poses), RELAY_HEIGHT, RELAY_WIDTH), 10.0, dtype=np.float32),
+    )
+
+
+def small_conf(**overrides) -> ViewSynthesisConfig:
+    values = dict(num_frames=5, width=MODEL_WIDTH, height=MODEL_HEIGHT, splat_radius=1.0)
+    values.update(overrides)
+    return ViewSynthesisConfig(**values)
+
+
+class RecordingGenerator:
+    """Returns the renders inverted and records every call."""
+
+    def __init__(self):
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def generate(self, renders: np.ndarray, reference: np.ndarray, ctx: RunContext) -> np.ndarray:
+        self.calls.append((renders.copy(), reference.copy()))
+        return 255 - renders
+
+
+FOUR_RELAY_POSES = [
+    pose(15.0, (-0.6, 0.0, 0.0)),
+    pose(8.0, (-0.3, 0.05, 0.1)),
+    pose(-8.0, (0.3, -0.05, 0.1)),
+    pose(-15.0, (0.6, 0.0, 0.0)),
+]
+
+
+def test_midpoint_camera_render_matches_an_independent_projection_of_the_scene():
+    relay = reconstruction([pose(12.0, (-0.4, 0.0, 0.0)), pose(-12.0, (0.4, 0.0, 0.0))])
+    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), small_conf())
+    candidates = synthesizer.synthesize(relay, RunContext())
+    assert [c.index for c in candidates] == [0, 1, 2, 3, 4]
+    middle = candidates[2]
+    # By symmetry the midpoint camera sits at the origin looking down +z.
+    np.testing.assert_allclose(middle.cam_to_world, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(middle.keyframe.K, MODEL_K, atol=1e-12)
+    _, expected = ray_cast(np.eye(4), MODEL_K, MODEL_WIDTH, MODEL_HEIGHT)
+    error = np.abs(middle.keyframe.image.astype(int) - expected.astype(int)).max(axis=-1)
+    # Measured: median 2, 90th percentile 6; the same view shifted by one pixel gives 6 and 11.
+    assert np.median(error) <= 3
+    assert np.percentile(error, 90) <= 8
+    # The box occludes the wall: a wrong z-order would put wall colours on the box.
+    box_centre = np.abs(middle.keyframe.image[40, 64].astype(int) - expected[40, 64].astype(int))
+    assert box_centre.max() <= 10
+
+
+def test_stage_on_four_relay_views_lays_out_clips_like_viewcrafter():
+    relay = reconstruction(FOUR_RELAY_POSES)
+    generator = RecordingGenerator()
+    candidates = PointCloudViewSynthesizer(generator, small_conf()).synthesize(relay, RunContext())
+
+    # 3 clips of 5 frames sharing their boundary frames: 13 trajectory cameras, each once.
+    assert [c.index for c in candidates] == list(range(13))
+    assert all(c.source == "viewcrafter" for c in candidates)
+    assert len(generator.calls) == 3
+    for clip, (renders, reference) in enumerate(generator.calls):
+        assert renders.shape == (5, MODEL_HEIGHT, MODEL_WIDTH, 3) and renders.dtype == np.uint8
+        assert reference.shape == (MODEL_HEIGHT, MODEL_WIDTH, 3)
+        # The reference and the clip's first render are relay image `clip` at model resolution:
+        # the scene as the relay camera sees it through MODEL_K (resampled, so not bit-equal).
+        np.testing.assert_array_equal(reference, renders[0])
+        _, seen = ray_cast(relay.cam_to_world[clip], MODEL_K, MODEL_WIDTH, MODEL_HEIGHT)
+        assert np.median(np.abs(reference.astype(int) - seen.astype(int)).max(axis=-1)) <= 4
+    for key, frame in enumerate([0, 4, 8, 12]):
+        np.testing.assert_array_equal(candidates[frame].cam_to_world, relay.cam_to_world[key])
+    # Candidates are the generator's output, frame for frame.
+    np.testing.assert_array_equal(candidates[6].keyframe.image, 255 - generator.calls[1][0][2])
+    np.testing.assert_array_equal(candidates[4].keyframe.image, 255 - generator.calls[0][0][4])
+
+
+def test_renders_follow_the_trajectory_cameras():
+    relay = reconstruction(FOUR_RELAY_POSES)
+    generator = RecordingGenerator()
+    candidates = PointCloudViewSynthesizer(generator, small_conf()).synthesize(relay, RunContext())
+    for candidate in candidates[1:4] + candidates[9:12]:
+        clip, offset = divmod(candidate.index, 4)
+        render = generator.calls[clip][0][offset]
+        _, expected = ray_cast(candidate.cam_to_world, MODEL_K, MODEL_WIDTH, MODEL_HEIGHT)
+        error = np.abs(render.astype(int) - expected.astype(int)).max(axis=-1)
+        assert np.median(error) <= 4
+
+
+def test_one_clip_through_all_relay_views():
+    relay = reconstruction(FOUR_RELAY_POSES)
+    generator = RecordingGenerator()
+    conf = small_conf(num_frames=25, num_clips=1)
+    candidates = PointCloudViewSynthesizer(generator, conf).synthesize(relay, RunContext())
+    assert len(candidates) == 25 and len(generator.calls) == 1
+    np.testing.assert_array_equal(generator.calls[0][1], generator.calls[0][0][0])
+    for key, frame in enumerate([0, 8, 16, 24]):
+        np.testing.assert_array_equal(candidates[frame].cam_to_world, relay.cam_to_world[key])
+
+
+def test_unconfident_points_are_not_rendered():
+    relay = reconstruction(FOUR_RELAY_POSES[:2])
+    relay.confidence[:] = 1.0  # all below the default threshold of 3
+    generator = RecordingGenerator()
+    PointCloudViewSynthesizer(generator, small_conf()).synthesize(relay, RunContext())
+    renders = generator.calls[0][0]
+    assert (renders[1:4] == 0).all()  # nothing drawn between the relay frames
+    assert renders[0].any() and renders[4].any()  # relay frames are the relay images
+
+
+def test_render_only_generator_fills_holes_from_the_nearest_valid_pixel():
+    image = np.zeros((4, 6, 3), dtype=np.uint8)
+    image[:, :2] = 50
+    image[:, 4:] = 200
+    valid = np.zeros((4, 6), dtype=bool)
+    valid[:, :2] = valid[:, 4:] = True
+    filled = RenderOnlyGenerator().generate(image[None], image, RunContext(), masks=valid[None])[0]
+    assert (filled[:, 2] == 50).all() and (filled[:, 3] == 200).all()
+    assert (filled[valid] == image[valid]).all()
+    empty = fill_holes_nearest(image, np.zeros((4, 6), dtype=bool))
+    np.testing.assert_array_equal(empty, image)
+
+
+def test_progress_is_reported_per_frame_and_cancel_propagates():
+    relay = reconstruction(FOUR_RELAY_POSES[:2])
+    reports: list[float] = []
+    ctx = RunContext(progress=lambda stage, progress, overall: reports.append(progress))
+    PointCloudViewSynthesizer(RenderOnlyGenerator(), small_conf()).synthesize(relay, ctx)
+    assert len(reports) == 5 + 1  # one per rendered frame, one per clip
+    assert reports == sorted(reports) and reports[-1] == pytest.approx(1.0)
+
+    def cancel_after_two(stage, progress, overall):
+        reports.append(progress)
+        if len(reports) == 2:
+            ctx_cancel.cancel()
+
+    reports.clear()
+    ctx_cancel = RunContext(progress=cancel_after_two)
+    generator = RecordingGenerator()
+    with pytest.raises(Canceled):
+        PointCloudViewSynthesizer(generator, small_conf()).synthesize(relay, ctx_cancel)
+    assert len(reports) == 2 and not generator.calls
+
+
+def test_generator_output_of_the_wrong_shape_is_an_error():
+    class Truncating:
+        def generate(self, renders, reference, ctx):
+            return renders[:-1]
+
+    relay = reconstruction(FOUR_RELAY_POSES[:2])
+    with pytest.raises(ValueError, match="expected uint8"):
+        PointCloudViewSynthesizer(Truncating(), small_conf()).synthesize(relay, RunContext())
+
+
+def test_inconsistent_relay_reconstruction_is_an_error():
+    relay = reconstruction(FOUR_RELAY_POSES[:3])
+    relay.cam_to_world = relay.cam_to_world[:2]
+    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), small_conf())
+    with pytest.raises(ValueError, match="3 images"):
+        synthesizer.synthesize(relay, RunContext())
+    with pytest.raises(ValueError, match="at least 2 relay views"):
+        synthesizer.synthesize(reconstruction(FOUR_RELAY_POSES[:1]), RunContext())
+
+
+def test_config_from_a_profile_section_shared_with_the_generator():
+    section = {
+        "type": "viewcrafter",
+        "checkpoint": "",
+        "ddim_steps": 50,
+        "num_frames": 9,
+        "height": 64,
+        "width": 96,
+        "splat_radius": 2,
+    }
+    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), section)
+    assert synthesizer.conf == ViewSynthesisConfig(
+        num_frames=9, height=64, width=96, splat_radius=2
+    )
+
+
+def test_invalid_config_values_are_rejected():
+    with pytest.raises(ValueError, match="num_frames"):
+        PointCloudViewSynthesizer(RenderOnlyGenerator(), {"num_frames": 1})
+    with pytest.raises(ValueError, match="num_clips"):
+        PointCloudViewSynthesizer(RenderOnlyGenerator(), {"num_clips": 0})
+
+
+def test_to_moves_the_generator_when_it_has_weights():
+    class Resident(RecordingGenerator):
+        device = "cpu"
+
+        def to(self, device):
+            self.device = device
+            return self
+
+    generator = Resident()
+    synthesizer = PointCloudViewSynthesizer(generator, small_conf())
+    assert synthesizer.to("cuda") is synthesizer and generator.device == "cuda"
+    PointCloudViewSynthesizer(RenderOnlyGenerator(), small_conf()).to("cuda")  # nothing to move
