@@ -49,7 +49,8 @@ class ServiceRow:
         timeout_sec: float = 120.0,
         wait_sec: float = 30.0,
         settle_sec: float = 0.3,
-        retries: int = 3,
+        publish_interval_sec: float = 0.05,
+        retries: int = 5,
     ):
         self.service = service
         default_image, default_info = default_topics(service)
@@ -57,6 +58,7 @@ class ServiceRow:
         self.camera_info_topic = camera_info_topic or default_info
         self.needs_between = publish_between
         self.timeout_sec, self.settle_sec, self.retries = timeout_sec, settle_sec, retries
+        self.publish_interval_sec = publish_interval_sec
         self.skip_reason: str | None = None
         self._owns_context = False
         self.node = None
@@ -136,7 +138,9 @@ class ServiceRow:
         for _ in range(self.retries):
             for kf in [a, *(between or []), b]:
                 self._publish(kf)
-                self._rclpy.spin_once(self.node, timeout_sec=0.01)
+                # Paced: the node subscribes best-effort (sensor data), and a burst of large
+                # images overruns the loopback socket buffer, losing whole messages.
+                time.sleep(self.publish_interval_sec)
             time.sleep(self.settle_sec)  # let the node's subscription callbacks buffer them
             response = self._request(a, b)
             if response is None or response.status.code != KEYFRAME_NOT_FOUND:
