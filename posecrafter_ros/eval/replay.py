@@ -16,7 +16,7 @@ what `default_topics` derives from the service name.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -91,7 +91,8 @@ class ServiceRow:
     def _wait_for_subscribers(self, wait_sec: float) -> None:
         deadline = time.monotonic() + wait_sec
         while time.monotonic() < deadline and (
-            self._image_pub.get_subscription_count() == 0 or self._info_pub.get_subscription_count() == 0
+            self._image_pub.get_subscription_count() == 0
+            or self._info_pub.get_subscription_count() == 0
         ):
             self._rclpy.spin_once(self.node, timeout_sec=0.05)
 
@@ -124,8 +125,12 @@ class ServiceRow:
         from ..msg import KeyframeRef
 
         request = self._Srv.Request()
-        request.keyframe_a = KeyframeRef(source=KeyframeRef.SOURCE_STAMP, stamp=self._time(a.stamp_ns))
-        request.keyframe_b = KeyframeRef(source=KeyframeRef.SOURCE_STAMP, stamp=self._time(b.stamp_ns))
+        request.keyframe_a = KeyframeRef(
+            source=KeyframeRef.SOURCE_STAMP, stamp=self._time(a.stamp_ns)
+        )
+        request.keyframe_b = KeyframeRef(
+            source=KeyframeRef.SOURCE_STAMP, stamp=self._time(b.stamp_ns)
+        )
         future = self._client.call_async(request)
         self._rclpy.spin_until_future_complete(self.node, future, timeout_sec=self.timeout_sec)
         if not future.done():
@@ -133,7 +138,9 @@ class ServiceRow:
             return None
         return future.result()
 
-    def estimate(self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None = None) -> RowOutcome:
+    def estimate(
+        self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None = None
+    ) -> RowOutcome:
         response = None
         for _ in range(self.retries):
             for kf in [a, *(between or []), b]:
@@ -146,10 +153,14 @@ class ServiceRow:
             if response is None or response.status.code != KEYFRAME_NOT_FOUND:
                 break
         if response is None:
-            return RowOutcome(None, None, f"no answer from {self.service} within {self.timeout_sec:.0f} s")
+            return RowOutcome(
+                None, None, f"no answer from {self.service} within {self.timeout_sec:.0f} s"
+            )
         path = response.diagnostics.path
         if response.status.code != 0:
-            return RowOutcome(None, None, f"status {response.status.code}: {response.message}", path)
+            return RowOutcome(
+                None, None, f"status {response.status.code}: {response.message}", path
+            )
         pose = response.pose.pose.pose
         q = pose.orientation
         R_b_in_a = quaternion_wxyz_to_matrix([q.w, q.x, q.y, q.z])

@@ -13,8 +13,9 @@ A row whose code is not available says why (`skip_reason`) and is left out, not 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -44,8 +45,9 @@ class Row(Protocol):
     skip_reason: str | None
     needs_between: bool
 
-    def estimate(self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None) -> RowOutcome:
-        ...
+    def estimate(
+        self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None
+    ) -> RowOutcome: ...
 
 
 class BaselineRow:
@@ -61,8 +63,13 @@ class BaselineRow:
     def estimate(self, a, b, between=None) -> RowOutcome:
         est = estimate_five_point(a, b, self.conf)
         message = est.reason or f"{est.num_inliers} inliers of {est.num_matches} matches"
-        return RowOutcome(est.R_0to1, est.t_0to1, message, "baseline",
-                          {"matches": est.num_matches, "inliers": est.num_inliers})
+        return RowOutcome(
+            est.R_0to1,
+            est.t_0to1,
+            message,
+            "baseline",
+            {"matches": est.num_matches, "inliers": est.num_inliers},
+        )
 
 
 class DirectRow:
@@ -79,8 +86,11 @@ class DirectRow:
         from ..core.twoview import estimate_two_view
 
         est = estimate_two_view(a, b, self.conf)
-        info = {"matches": est.num_matches, "inliers": est.num_inliers,
-                "confidence": float(est.confidence)}
+        info = {
+            "matches": est.num_matches,
+            "inliers": est.num_inliers,
+            "confidence": float(est.confidence),
+        }
         if est.pose is None:
             return RowOutcome(None, None, est.reason or "no pose", "direct", info)
         R, t = est.pose.inverse_convention()
@@ -146,7 +156,10 @@ class OracleRow:
     def __init__(self, profile: str = ORACLE_PROFILE):
         self.profile = profile
         self.Pipeline, self.skip_reason = _pipeline_class()
-        if self.skip_reason is None and importlib.util.find_spec("posecrafter_ros.core.oracle") is None:
+        if (
+            self.skip_reason is None
+            and importlib.util.find_spec("posecrafter_ros.core.oracle") is None
+        ):
             self.skip_reason = "posecrafter_ros.core.oracle (OracleSource) is not available here"
 
     def estimate(self, a, b, between=None) -> RowOutcome:
