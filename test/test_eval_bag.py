@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.machinery
 import json
 import os
 import random
@@ -235,3 +236,64 @@ def test_live_row_without_a_node_is_skipped_with_a_reason(monkeypatch):
     row = ServiceRow("/nobody/posecrafter/estimate_relative_pose", wait_sec=0.5)
     assert row.skip_reason and "did not appear" in row.skip_reason
     assert row.image_topic == "/nobody/image"
+
+
+def test_bag_oracle_row_gets_the_bag_frames_between_the_keyframes(tmp_path, monkeypatch):
+    """The oracle row on a bag: frames strictly between A and B, in time order, capped."""
+    seen = []
+
+    class Pipeline:
+        def __init__(self, sequence):
+            self.sequence = sequence
+
+        @classmethod
+        def from_profile(cls, name_or_path, overrides=None):
+            return cls((overrides or {})["oracle_sequence"])
+
+        def estimate(self, a, b, options=None, ctx=None):
+            seen.append((a.stamp_ns, [kf.stamp_ns for kf in self.sequence], b.stamp_ns))
+            from posecrafter_ros.core.types import EstimateResult, Status
+
+            return EstimateResult(Status.INSUFFICIENT_OVERLAP, "stub")
+
+    pipeline_module = types.ModuleType("posecrafter_ros.core.pipeline")
+    pipeline_module.Pipeline = Pipeline
+    oracle_module = types.ModuleType("posecrafter_ros.core.oracle")
+    oracle_module.__spec__ = importlib.machinery.ModuleSpec("posecrafter_ros.core.oracle", None)
+    monkeypatch.setitem(sys.modules, "posecrafter_ros.core.pipeline", pipeline_module)
+    monkeypatch.setitem(sys.modules, "posecrafter_ros.core.oracle", oracle_module)
+
+    bag = tmp_path / "bag"
+    assert (
+        bag_cli.main(
+            ["make", "--data", str(TEMPLE), "--out", str(bag), "--max-side", "160", "--no-progress"]
+        )
+        == 0
+    )
+    out = tmp_path / "report"
+    assert (
+        bag_cli.main(
+            [
+                "eval",
+                str(bag),
+                "--rows",
+                "oracle",
+                "--out",
+                str(out),
+                "--pairs-per-bin",
+                "3",
+                "--oracle-max-frames",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    stamps = [f.stamp_ns for f in index_bag(bag)]
+    assert seen
+    for a, between, b in seen:
+        inside = [s for s in stamps if a < s < b]
+        assert between == sorted(between) and set(between) <= set(inside)
+        assert len(between) == min(2, len(inside))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"]["oracle"]["bins"]["all"]["MRE"] == 180.0
