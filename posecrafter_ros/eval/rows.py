@@ -73,7 +73,8 @@ class BaselineRow:
 
 
 class DirectRow:
-    """The direct two-view path on its own (any pose it returns, gate decision recorded)."""
+    """The direct two-view path on its own: any pose it returns counts, even one its gate
+    would reject (the pipeline row shows the gated behaviour); the gate's numbers are kept."""
 
     name = "direct"
     needs_between = False
@@ -86,15 +87,20 @@ class DirectRow:
         from ..core.twoview import estimate_two_view
 
         est = estimate_two_view(a, b, self.conf)
+        # Only `pose` is the seam's contract; the rest is read if the estimate carries it.
         info = {
-            "matches": est.num_matches,
-            "inliers": est.num_inliers,
-            "confidence": float(est.confidence),
+            key: getattr(est, key)
+            for key in ("num_matches", "num_inliers", "confidence", "accepted")
+            if hasattr(est, key)
         }
+        summary = ", ".join(
+            f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in info.items()
+        )
         if est.pose is None:
-            return RowOutcome(None, None, est.reason or "no pose", "direct", info)
+            return RowOutcome(None, None, getattr(est, "reason", "") or "no pose", "direct", info)
         R, t = est.pose.inverse_convention()
-        return RowOutcome(R, np.ravel(t), f"{est.num_inliers} inliers", "direct", info)
+        return RowOutcome(R, np.ravel(t), summary, "direct", info)
 
 
 def _pipeline_class():
