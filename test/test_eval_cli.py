@@ -217,3 +217,20 @@ def test_bad_arguments_are_reported_not_raised(tmp_path, capsys):
         eval_cli.main(["--data", str(TEMPLE), "--rows", "magic", "--out", str(tmp_path / "o")]) == 2
     )
     assert "unknown row 'magic'" in capsys.readouterr().err
+
+
+def test_evaluation_imports_neither_ros_nor_torch():
+    """The layers point one way: evaluation without a live node needs no rclpy, and the
+    classical rows start without torch."""
+    code = (
+        "import sys\n"
+        "import posecrafter_ros.cli.eval, posecrafter_ros.cli.bag, posecrafter_ros.eval.bag\n"
+        "import posecrafter_ros.eval.runner, posecrafter_ros.eval.report\n"
+        "print(sorted(m for m in ('rclpy', 'torch', 'rosbags', 'matplotlib') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

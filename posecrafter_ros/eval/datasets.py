@@ -287,7 +287,8 @@ def sample_view_pairs(
             for name in bins:
                 lo, hi = ROTATION_BINS[name]
                 keep = (a >= lo) & (a < hi)
-                members[name].append(np.stack([idx[ii[keep] + start], idx[jj[keep]]], axis=1))
+                pair_indices = np.stack([idx[ii[keep] + start], idx[jj[keep]]], axis=1)
+                members[name].append(pair_indices.astype(np.int32))  # millions on ScanNet
     rng = np.random.default_rng(seed)
     pairs = []
     for name in bins:
