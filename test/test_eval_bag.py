@@ -300,12 +300,16 @@ def test_bag_oracle_row_gets_the_bag_frames_between_the_keyframes(tmp_path, monk
 
 
 @pytest.mark.ros
-def test_bag_replay_against_the_live_node(tmp_path, start_node):
+def test_bag_replay_against_the_live_node(tmp_path, request):
     """posecrafter-bag eval --service: images replayed onto the node's topics, requested by stamp.
 
-    Written by the lead on main (start_node comes from main's conftest.py); kept here so the
-    branch merges without a conflict.
+    Written by the lead on main; `start_node` (a real node process) comes from main's
+    conftest.py, which only the merged tree has.
     """
+    try:
+        start_node = request.getfixturevalue("start_node")
+    except pytest.FixtureLookupError:
+        pytest.skip("needs the start_node fixture of the main branch's conftest.py")
     bag = tmp_path / "temple_live"
     assert (
         bag_cli.main(

@@ -165,7 +165,11 @@ class ServiceRow:
         q = pose.orientation
         R_b_in_a = quaternion_wxyz_to_matrix([q.w, q.x, q.y, q.z])
         t_b_in_a = np.array([pose.position.x, pose.position.y, pose.position.z])
-        return RowOutcome(R_b_in_a.T, -R_b_in_a.T @ t_b_in_a, response.message, path)
+        node_seconds = response.diagnostics.total_seconds
+        message = f"{response.message} (node: {node_seconds:.3f} s)"
+        return RowOutcome(
+            R_b_in_a.T, -R_b_in_a.T @ t_b_in_a, message, path, {"node_seconds": node_seconds}
+        )
 
     def close(self) -> None:
         if self.node is not None:

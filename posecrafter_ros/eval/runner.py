@@ -101,6 +101,21 @@ def _errors(outcome, pair: PosedPair) -> tuple[float, float]:
     return rotation_error_deg(R, pair.R_0to1), translation_angle_deg(t, pair.t_0to1)
 
 
+def _answer(row: Row, pair: PosedPair, frames) -> tuple[bool, float, float, str, str]:
+    """(success, rotation error, translation error, path, message) of one row on one pair.
+
+    frames: (A, B, between) keyframes, or the reason the pair's images could not be read.
+    """
+    if isinstance(frames, str):
+        return False, FAILED_DEG, FAILED_DEG, "", frames
+    try:
+        outcome = row.estimate(*frames)
+    except Exception as err:  # a row's bug must not end the evaluation
+        return False, FAILED_DEG, FAILED_DEG, "", f"{type(err).__name__}: {err}"
+    rot, trans = _errors(outcome, pair)
+    return outcome.ok, rot, trans, outcome.path, outcome.message
+
+
 def evaluate(
     items: Sequence[EvalItem], rows: Sequence[Row], progress: bool = True
 ) -> list[PairResult]:
@@ -109,38 +124,21 @@ def evaluate(
 
     results: list[PairResult] = []
     need_between = any(r.needs_between for r in rows)
-    with tqdm(
-        total=len(items) * len(rows), unit="est", disable=not progress, desc="evaluating"
-    ) as bar:
+    total = len(items) * len(rows)
+    with tqdm(total=total, unit="est", disable=not progress, desc="evaluating") as bar:
         for item in items:
             pair = item.pair
             bin_name = rotation_bin(pair.rotation_deg) or "out-of-range"
             try:
                 a, b = item.load()
                 between = item.load_between() if (need_between and item.load_between) else None
-                load_error = ""
+                frames = (a, b, between)
             except Exception as err:  # an unreadable pair fails every row, the run goes on
-                a = b = between = None
-                load_error = f"images not readable: {type(err).__name__}: {err}"
+                frames = f"images not readable: {type(err).__name__}: {err}"
             for row in rows:
                 bar.set_postfix_str(f"{row.name} {pair.name}"[:40])
                 start = time.perf_counter()
-                if load_error:
-                    outcome_ok, rot, trans, path, message = (
-                        False,
-                        FAILED_DEG,
-                        FAILED_DEG,
-                        "",
-                        load_error,
-                    )
-                else:
-                    try:
-                        outcome = row.estimate(a, b, between)
-                        rot, trans = _errors(outcome, pair)
-                        outcome_ok, path, message = outcome.ok, outcome.path, outcome.message
-                    except Exception as err:  # a row's bug must not end the evaluation
-                        outcome_ok, rot, trans, path = False, FAILED_DEG, FAILED_DEG, ""
-                        message = f"{type(err).__name__}: {err}"
+                ok, rot, trans, path, message = _answer(row, pair, frames)
                 seconds = time.perf_counter() - start
                 results.append(
                     PairResult(
@@ -150,7 +148,7 @@ def evaluate(
                         pair.rotation_deg,
                         rot,
                         trans,
-                        outcome_ok,
+                        ok,
                         seconds,
                         path,
                         message,
