@@ -218,6 +218,13 @@ def test_navi_reads_object_to_camera_extrinsics(tmp_path):
     np.testing.assert_allclose(data.views[0].K, [[3000, 0, 200], [0, 3000, 150], [0, 0, 1]])
 
 
+def test_options_a_reader_does_not_take_are_refused(tmp_path):
+    write_scannet(tmp_path, HAND_C2W, np.eye(3))
+    assert len(load_dataset(tmp_path, frame_stride=2).views) == 1
+    with pytest.raises(DatasetError, match="scannet reader takes no option \\['split'\\]"):
+        load_dataset(tmp_path, split="test")
+
+
 def test_unknown_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="layout not recognised"):
         load_dataset(tmp_path)

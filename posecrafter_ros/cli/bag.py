@@ -27,10 +27,10 @@ from ..eval.bag import (
     read_images,
     write_bag,
 )
-from ..eval.datasets import DatasetError, load_dataset, sample_view_pairs
+from ..eval.datasets import DatasetError, sample_view_pairs
 from ..eval.report import write_report
 from ..eval.runner import EvalItem, evaluate, spaced, summarize_results
-from .eval import add_common_arguments, build_rows, cap_pairs
+from .eval import add_common_arguments, add_data_arguments, build_rows, cap_pairs, load_data
 
 logger = logging.getLogger("posecrafter_ros.eval")
 
@@ -52,8 +52,7 @@ def topics_of(args) -> BagTopics:
 
 
 def run_make(args) -> int:
-    options = {"split": args.split} if args.split else {}
-    dataset = load_dataset(args.data, args.layout, **options)
+    dataset = load_data(args)
     views = dataset_views(dataset)
     if args.max_frames > 0:
         views = views[: args.max_frames]
@@ -158,11 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     make = commands.add_parser("make", help="write a posed image set as a ROS 2 bag")
-    make.add_argument(
-        "--data", type=Path, required=True, help="data set folder (any supported layout)"
-    )
-    make.add_argument("--layout", default=None, help="force a layout instead of detecting it")
-    make.add_argument("--split", default=None, help="Cambridge split: train, test or all")
+    add_data_arguments(make)
     make.add_argument("--out", type=Path, required=True, help="bag folder to create")
     make.add_argument("--storage", choices=STORAGES, default="sqlite3")
     make.add_argument("--rate", type=float, default=10.0, help="images per second of bag time")

@@ -56,6 +56,35 @@ def cap_pairs(pairs: list, max_pairs: int) -> list:
     return [p for p in pairs if any(p is c for c in chosen)]
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data and the layout options (shared with posecrafter-bag make)."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="data set folder: posed-pairs, Middlebury, Cambridge, ScanNet, DL3DV or NAVI",
+    )
+    parser.add_argument("--layout", default=None, help="force a layout instead of detecting it")
+    parser.add_argument("--split", default=None, help="Cambridge split: train, test or all")
+    parser.add_argument(
+        "--frame-stride", type=int, default=None, help="ScanNet: keep every n-th frame"
+    )
+    parser.add_argument(
+        "--focal-px",
+        type=float,
+        default=None,
+        help="Cambridge: focal length in pixels of the 1920x1080 frames (else reconstruction.nvm)",
+    )
+
+
+def load_data(args: argparse.Namespace):
+    """The PosedDataset named by add_data_arguments' options."""
+    options = {"split": args.split, "frame_stride": args.frame_stride, "focal_px": args.focal_px}
+    return load_dataset(
+        args.data, args.layout, **{k: v for k, v in options.items() if v is not None}
+    )
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by posecrafter-eval and posecrafter-bag eval."""
     parser.add_argument(
@@ -116,30 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="data set folder: posed-pairs, Middlebury, Cambridge, ScanNet, DL3DV or NAVI",
-    )
-    parser.add_argument("--layout", default=None, help="force a layout instead of detecting it")
-    parser.add_argument("--split", default=None, help="Cambridge split: train, test or all")
-    parser.add_argument(
-        "--frame-stride", type=int, default=None, help="ScanNet: keep every n-th frame"
-    )
+    add_data_arguments(parser)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    options = {
-        k: v
-        for k, v in (("split", args.split), ("frame_stride", args.frame_stride))
-        if v is not None
-    }
     try:
-        dataset = load_dataset(args.data, args.layout, **options)
+        dataset = load_data(args)
         rows, skipped = build_rows(args.rows, args.baseline_features)
-    except (DatasetError, ValueError, TypeError) as err:
+    except (DatasetError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     if "oracle" in args.rows and not dataset.is_sequence and "oracle" not in skipped:

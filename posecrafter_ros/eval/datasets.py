@@ -320,4 +320,12 @@ def load_dataset(path: str | Path, layout: str | None = None, **options) -> Pose
     layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r} (known: {sorted(LAYOUTS)})")
+    import inspect
+
+    accepted = set(inspect.signature(LAYOUTS[layout]).parameters) - {"root"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise DatasetError(
+            f"the {layout} reader takes no option {unknown} (its options: {sorted(accepted)})"
+        )
     return LAYOUTS[layout](root, **options)
