@@ -21,7 +21,19 @@ from posecrafter_ros.eval.metrics import FAILED_DEG
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLE = REPO / "test" / "data" / "eval" / "templering"
-METRICS = {"n", "MRE", "MTE", "R@5", "R@15", "R@30", "T@5", "T@15", "T@30", "AUC@30", "sec_per_pair"}
+METRICS = {
+    "n",
+    "MRE",
+    "MTE",
+    "R@5",
+    "R@15",
+    "R@30",
+    "T@5",
+    "T@15",
+    "T@30",
+    "AUC@30",
+    "sec_per_pair",
+}
 
 
 def check_contract(summary: dict, rows: list[str]) -> None:
@@ -31,16 +43,37 @@ def check_contract(summary: dict, rows: list[str]) -> None:
         assert set(body["bins"]) <= {"all", *ROTATION_BINS}
         for stats in body["bins"].values():
             assert set(stats) == METRICS
-        assert body["bins"]["all"]["n"] == sum(s["n"] for b, s in body["bins"].items() if b != "all")
+        assert body["bins"]["all"]["n"] == sum(
+            s["n"] for b, s in body["bins"].items() if b != "all"
+        )
 
 
 def test_cli_module_runs_baseline_and_direct_and_writes_every_report_file(tmp_path):
     out = tmp_path / "report"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "posecrafter_ros.cli.eval", "--data", str(TEMPLE), "--rows", "baseline,direct",
-         "--out", str(out), "--pairs-per-bin", "2", "--seed", "1", "--max-side", "320", "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "posecrafter_ros.cli.eval",
+            "--data",
+            str(TEMPLE),
+            "--rows",
+            "baseline,direct",
+            "--out",
+            str(out),
+            "--pairs-per-bin",
+            "2",
+            "--seed",
+            "1",
+            "--max-side",
+            "320",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -110,8 +143,19 @@ def stub_pipeline(monkeypatch):
 
 def test_pipeline_and_oracle_rows_use_the_pipeline_entry_points(tmp_path, stub_pipeline):
     out = tmp_path / "report"
-    code = eval_cli.main(["--data", str(TEMPLE), "--rows", "pipeline:tiny,oracle", "--out", str(out),
-                          "--pairs-per-bin", "3", "--no-progress"])
+    code = eval_cli.main(
+        [
+            "--data",
+            str(TEMPLE),
+            "--rows",
+            "pipeline:tiny,oracle",
+            "--out",
+            str(out),
+            "--pairs-per-bin",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     check_contract(summary, ["pipeline:tiny", "oracle"])
@@ -128,14 +172,29 @@ def test_pipeline_and_oracle_rows_use_the_pipeline_entry_points(tmp_path, stub_p
             assert float(line["rotation_error_deg"]) < 1e-4
             assert float(line["translation_error_deg"]) < 1e-3
     failed = sum(ln["pair"].startswith("templeR0001-") for ln in lines) // 2
-    assert summary["rows"]["oracle"]["bins"]["all"]["R@5"] == pytest.approx(1 - failed / (len(lines) // 2))
+    assert summary["rows"]["oracle"]["bins"]["all"]["R@5"] == pytest.approx(
+        1 - failed / (len(lines) // 2)
+    )
 
 
 def test_rows_without_their_code_are_skipped_with_a_reason(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "posecrafter_ros.core.pipeline", None)  # import fails
     out = tmp_path / "report"
-    code = eval_cli.main(["--data", str(TEMPLE), "--rows", "direct,pipeline:cpu,oracle", "--out", str(out),
-                          "--pairs-per-bin", "1", "--bins", "0-50", "--no-progress"])
+    code = eval_cli.main(
+        [
+            "--data",
+            str(TEMPLE),
+            "--rows",
+            "direct,pipeline:cpu,oracle",
+            "--out",
+            str(out),
+            "--pairs-per-bin",
+            "1",
+            "--bins",
+            "0-50",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["rows"]) == ["direct"]
@@ -154,5 +213,24 @@ def test_max_pairs_keeps_every_bin_represented():
 def test_bad_arguments_are_reported_not_raised(tmp_path, capsys):
     assert eval_cli.main(["--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "layout not recognised" in capsys.readouterr().err
-    assert eval_cli.main(["--data", str(TEMPLE), "--rows", "magic", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        eval_cli.main(["--data", str(TEMPLE), "--rows", "magic", "--out", str(tmp_path / "o")]) == 2
+    )
     assert "unknown row 'magic'" in capsys.readouterr().err
+
+
+def test_evaluation_imports_neither_ros_nor_torch():
+    """The layers point one way: evaluation without a live node needs no rclpy, and the
+    classical rows start without torch."""
+    code = (
+        "import sys\n"
+        "import posecrafter_ros.cli.eval, posecrafter_ros.cli.bag, posecrafter_ros.eval.bag\n"
+        "import posecrafter_ros.eval.runner, posecrafter_ros.eval.report\n"
+        "print(sorted(m for m in ('rclpy', 'torch', 'rosbags', 'matplotlib') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

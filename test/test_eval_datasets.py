@@ -70,8 +70,14 @@ def write_cambridge(scene: Path, c2ws, focal=None, image_size=(64, 48)) -> None:
     for i, T in enumerate(c2ws):
         name = f"seq1/frame{i + 1:05d}"
         R_w2c, centre = T[:3, :3].T, T[:3, 3]
-        lines.append(" ".join(f"{v:.10f}" for v in [*centre, *quat_wxyz(R_w2c)]).join([f"{name}.png ", ""]))
-        nvm.append(f"{name}.jpg {focal or 0} " + " ".join(f"{v:.10f}" for v in [*quat_wxyz(R_w2c), *centre]) + " 0 0")
+        lines.append(
+            " ".join(f"{v:.10f}" for v in [*centre, *quat_wxyz(R_w2c)]).join([f"{name}.png ", ""])
+        )
+        nvm.append(
+            f"{name}.jpg {focal or 0} "
+            + " ".join(f"{v:.10f}" for v in [*quat_wxyz(R_w2c), *centre])
+            + " 0 0"
+        )
         write_image(scene / f"{name}.png", image_size)
     (scene / "dataset_test.txt").write_text("\n".join(lines) + "\n")
     if focal:
@@ -93,10 +99,20 @@ def write_scannet(scene: Path, c2ws, K) -> None:
 
 
 def write_dl3dv(scene: Path, c2ws, K, size, image_dir="images", per_frame_intrinsics=False) -> None:
-    intr = {"fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2], "cy": K[1, 2], "w": size[0], "h": size[1]}
+    intr = {
+        "fl_x": K[0, 0],
+        "fl_y": K[1, 1],
+        "cx": K[0, 2],
+        "cy": K[1, 2],
+        "w": size[0],
+        "h": size[1],
+    }
     frames = []
     for i, T in enumerate(c2ws):
-        frame = {"file_path": f"images/frame_{i + 1:05d}.png", "transform_matrix": (T @ GL_FLIP).tolist()}
+        frame = {
+            "file_path": f"images/frame_{i + 1:05d}.png",
+            "transform_matrix": (T @ GL_FLIP).tolist(),
+        }
         if per_frame_intrinsics:
             frame.update(intr)
         frames.append(frame)
@@ -113,12 +129,22 @@ def write_navi(scene: Path, c2ws, focal, size) -> None:
     annotations = []
     for i, T in enumerate(c2ws):
         R_w2c = T[:3, :3].T
-        annotations.append({
-            "object_id": "toy", "filename": f"{i:03d}.jpg", "image_size": [size[1], size[0]],
-            "camera": {"q": quat_wxyz(R_w2c), "t": (-R_w2c @ T[:3, 3]).tolist(),
-                       "focal_length": focal, "camera_model": "pixel_5"},
-            "scene_name": scene.name, "split": "train", "occluded": False,
-        })
+        annotations.append(
+            {
+                "object_id": "toy",
+                "filename": f"{i:03d}.jpg",
+                "image_size": [size[1], size[0]],
+                "camera": {
+                    "q": quat_wxyz(R_w2c),
+                    "t": (-R_w2c @ T[:3, 3]).tolist(),
+                    "focal_length": focal,
+                    "camera_model": "pixel_5",
+                },
+                "scene_name": scene.name,
+                "split": "train",
+                "occluded": False,
+            }
+        )
         write_image(scene / "images" / f"{i:03d}.jpg", size)
     (scene / "annotations.json").write_text(json.dumps(annotations))
 
@@ -166,8 +192,14 @@ def test_scannet_reads_camera_to_world_and_skips_invalid_poses(tmp_path):
 @pytest.mark.parametrize("per_frame", [False, True])
 def test_dl3dv_converts_opengl_poses_and_rescales_downsampled_images(tmp_path, per_frame):
     K = np.array([[800.0, 0, 320], [0, 810, 240], [0, 0, 1]])
-    write_dl3dv(tmp_path / "0a1b2c", HAND_C2W, K, (640, 480), image_dir="images_4",
-                per_frame_intrinsics=per_frame)
+    write_dl3dv(
+        tmp_path / "0a1b2c",
+        HAND_C2W,
+        K,
+        (640, 480),
+        image_dir="images_4",
+        per_frame_intrinsics=per_frame,
+    )
     assert detect_layout(tmp_path) == "dl3dv"
     data = load_dataset(tmp_path)
     assert [v.name for v in data.views] == ["0a1b2c/frame_00001", "0a1b2c/frame_00002"]
@@ -186,6 +218,13 @@ def test_navi_reads_object_to_camera_extrinsics(tmp_path):
     np.testing.assert_allclose(data.views[0].K, [[3000, 0, 200], [0, 3000, 150], [0, 0, 1]])
 
 
+def test_options_a_reader_does_not_take_are_refused(tmp_path):
+    write_scannet(tmp_path, HAND_C2W, np.eye(3))
+    assert len(load_dataset(tmp_path, frame_stride=2).views) == 1
+    with pytest.raises(DatasetError, match="scannet reader takes no option \\['split'\\]"):
+        load_dataset(tmp_path, split="test")
+
+
 def test_unknown_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="layout not recognised"):
         load_dataset(tmp_path)
@@ -200,7 +239,11 @@ def temple_views():
 
 
 def _relative_poses(views):
-    return {(i, j): make_pair(views[i], views[j]) for i in range(len(views)) for j in range(i + 1, len(views))}
+    return {
+        (i, j): make_pair(views[i], views[j])
+        for i in range(len(views))
+        for j in range(i + 1, len(views))
+    }
 
 
 @pytest.mark.parametrize("layout", ["cambridge", "scannet", "dl3dv", "navi"])
@@ -226,8 +269,15 @@ def test_every_layout_reproduces_the_middlebury_relative_poses(tmp_path, temple_
 def test_posed_pairs_and_middlebury_are_detected(tmp_path, temple_views):
     assert detect_layout(TEMPLE) == "middlebury"
     pair = make_pair(temple_views[0], temple_views[1])
-    entry = {"image0": "a.png", "image1": "b.png", "K0": pair.K0.tolist(), "K1": pair.K1.tolist(),
-             "R_0to1": pair.R_0to1.tolist(), "t_0to1": pair.t_0to1.tolist(), "source": "x"}
+    entry = {
+        "image0": "a.png",
+        "image1": "b.png",
+        "K0": pair.K0.tolist(),
+        "K1": pair.K1.tolist(),
+        "R_0to1": pair.R_0to1.tolist(),
+        "t_0to1": pair.t_0to1.tolist(),
+        "source": "x",
+    }
     (tmp_path / "pairs.json").write_text(json.dumps([entry]))
     data = load_dataset(tmp_path)
     assert data.layout == "posed-pairs" and not data.is_sequence
@@ -248,8 +298,16 @@ def _ring_views(n=40, groups=2):
             yaw = 360.0 * k / n
             R_c2w = Rotation.from_euler("y", yaw, degrees=True).as_matrix()
             centre = R_c2w @ np.array([0.0, 0.0, -2.0])
-            views.append(PosedView(Path(f"{g}_{k}.png"), np.eye(3), R_c2w.T, -R_c2w.T @ centre,
-                                   name=f"{g}/{k}", group=f"g{g}"))
+            views.append(
+                PosedView(
+                    Path(f"{g}_{k}.png"),
+                    np.eye(3),
+                    R_c2w.T,
+                    -R_c2w.T @ centre,
+                    name=f"{g}/{k}",
+                    group=f"g{g}",
+                )
+            )
     return views
 
 

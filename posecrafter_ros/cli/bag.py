@@ -1,11 +1,11 @@
 """posecrafter-bag: posed image sets as ROS 2 bags, and evaluation by bag replay.
 
-  posecrafter-bag make --data DIR --out BAG [--storage sqlite3|mcap] [--rate HZ]
-      images + camera_info + ground truth (/tf and /ground_truth/pose), one image per stamp
-  posecrafter-bag eval BAG --out DIR [--rows baseline,direct,pipeline:cpu,oracle]
-      [--service /posecrafter/estimate_relative_pose]
-      picks keyframe pairs by ground-truth rotation bins, answers them in-process and/or
-      through a live node (by stamp, via its keyframe buffer), writes the evaluation report
+posecrafter-bag make --data DIR --out BAG [--storage sqlite3|mcap] [--rate HZ]
+    images + camera_info + ground truth (/tf and /ground_truth/pose), one image per stamp
+posecrafter-bag eval BAG --out DIR [--rows baseline,direct,pipeline:cpu,oracle]
+    [--service /posecrafter/estimate_relative_pose]
+    picks keyframe pairs by ground-truth rotation bins, answers them in-process and/or
+    through a live node (by stamp, via its keyframe buffer), writes the evaluation report
 """
 
 from __future__ import annotations
@@ -13,15 +13,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..core.types import Keyframe
-from ..eval.bag import STORAGES, BagError, BagTopics, bag_views, dataset_views, index_bag, read_images, write_bag
-from ..eval.datasets import DatasetError, load_dataset, sample_view_pairs
+from ..eval.bag import (
+    STORAGES,
+    BagError,
+    BagTopics,
+    bag_views,
+    dataset_views,
+    index_bag,
+    read_images,
+    write_bag,
+)
+from ..eval.datasets import DatasetError, sample_view_pairs
 from ..eval.report import write_report
 from ..eval.runner import EvalItem, evaluate, spaced, summarize_results
-from .eval import add_common_arguments, build_rows, cap_pairs
+from .eval import add_common_arguments, add_data_arguments, build_rows, cap_pairs, load_data
 
 logger = logging.getLogger("posecrafter_ros.eval")
 
@@ -29,8 +38,12 @@ logger = logging.getLogger("posecrafter_ros.eval")
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = BagTopics()
     parser.add_argument("--image-topic", default=defaults.image, help="image topic in the bag")
-    parser.add_argument("--camera-info-topic", default=defaults.camera_info, help="camera_info topic in the bag")
-    parser.add_argument("--pose-topic", default=defaults.pose, help="ground-truth PoseStamped topic")
+    parser.add_argument(
+        "--camera-info-topic", default=defaults.camera_info, help="camera_info topic in the bag"
+    )
+    parser.add_argument(
+        "--pose-topic", default=defaults.pose, help="ground-truth PoseStamped topic"
+    )
     parser.add_argument("--tf-topic", default=defaults.tf, help="TF topic (ground truth fallback)")
 
 
@@ -39,13 +52,21 @@ def topics_of(args) -> BagTopics:
 
 
 def run_make(args) -> int:
-    options = {"split": args.split} if args.split else {}
-    dataset = load_dataset(args.data, args.layout, **options)
+    dataset = load_data(args)
     views = dataset_views(dataset)
     if args.max_frames > 0:
         views = views[: args.max_frames]
-    count = write_bag(views, args.out, args.storage, args.rate, topics_of(args), args.camera_frame,
-                      args.world_frame, args.max_side, progress=not args.no_progress)
+    count = write_bag(
+        views,
+        args.out,
+        args.storage,
+        args.rate,
+        topics_of(args),
+        args.camera_frame,
+        args.world_frame,
+        args.max_side,
+        progress=not args.no_progress,
+    )
     print(f"wrote {count} images ({dataset.layout} {args.data}) to {args.out} [{args.storage}]")
     return 0
 
@@ -58,14 +79,21 @@ def run_eval(args) -> int:
     if args.service:
         from ..eval.replay import ServiceRow
 
-        live = ServiceRow(args.service, args.node_image_topic, args.node_camera_info_topic,
-                          publish_between=args.publish_between, timeout_sec=args.timeout)
+        live = ServiceRow(
+            args.service,
+            args.node_image_topic,
+            args.node_camera_info_topic,
+            publish_between=args.publish_between,
+            timeout_sec=args.timeout,
+        )
         if live.skip_reason:
             logger.warning("row %s skipped: %s", live.name, live.skip_reason)
             skipped[live.name] = live.skip_reason
         else:
             rows.append(live)
-    pairs = cap_pairs(sample_view_pairs(views, args.pairs_per_bin, args.seed, args.bins), args.max_pairs)
+    pairs = cap_pairs(
+        sample_view_pairs(views, args.pairs_per_bin, args.seed, args.bins), args.max_pairs
+    )
     if not pairs:
         print(f"ERROR: no pair of {args.bag} falls in the bins {args.bins}", file=sys.stderr)
         return 2
@@ -76,7 +104,13 @@ def run_eval(args) -> int:
         inside = [i for i in range(lo + 1, hi) if frames[i].group == frames[lo].group]
         between[pair.name] = spaced(inside, args.oracle_max_frames) if need_between else []
     wanted = {i for p in pairs for i in (p.meta["index0"], p.meta["index1"], *between[p.name])}
-    logger.info("%s: %d frames, %d pairs, decoding %d images", args.bag, len(frames), len(pairs), len(wanted))
+    logger.info(
+        "%s: %d frames, %d pairs, decoding %d images",
+        args.bag,
+        len(frames),
+        len(pairs),
+        len(wanted),
+    )
     images = read_images(args.bag, (frames[i].stamp_ns for i in wanted), topics)
 
     def keyframe(i: int) -> Keyframe:
@@ -84,8 +118,11 @@ def run_eval(args) -> int:
         return Keyframe(images[f.stamp_ns], f.K, frame_id=f.frame_id, stamp_ns=f.stamp_ns)
 
     items = [
-        EvalItem(p, lambda p=p: (keyframe(p.meta["index0"]), keyframe(p.meta["index1"])),
-                 lambda p=p: [keyframe(i) for i in between[p.name]])
+        EvalItem(
+            p,
+            lambda p=p: (keyframe(p.meta["index0"]), keyframe(p.meta["index1"])),
+            lambda p=p: [keyframe(i) for i in between[p.name]],
+        )
         for p in pairs
     ]
     try:
@@ -96,8 +133,13 @@ def run_eval(args) -> int:
             if callable(close):
                 close()
     meta = {
-        "title": f"bag {args.bag.name}", "bag": str(args.bag), "frames": len(frames), "pairs": len(pairs),
-        "pairs_per_bin": args.pairs_per_bin, "seed": args.seed, "service": args.service or "",
+        "title": f"bag {args.bag.name}",
+        "bag": str(args.bag),
+        "frames": len(frames),
+        "pairs": len(pairs),
+        "pairs_per_bin": args.pairs_per_bin,
+        "seed": args.seed,
+        "service": args.service or "",
         "baseline_features": args.baseline_features,
         "command": "posecrafter-bag " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
     }
@@ -107,20 +149,27 @@ def run_eval(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="posecrafter-bag", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="posecrafter-bag",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     make = commands.add_parser("make", help="write a posed image set as a ROS 2 bag")
-    make.add_argument("--data", type=Path, required=True, help="data set folder (any supported layout)")
-    make.add_argument("--layout", default=None, help="force a layout instead of detecting it")
-    make.add_argument("--split", default=None, help="Cambridge split: train, test or all")
+    add_data_arguments(make)
     make.add_argument("--out", type=Path, required=True, help="bag folder to create")
     make.add_argument("--storage", choices=STORAGES, default="sqlite3")
     make.add_argument("--rate", type=float, default=10.0, help="images per second of bag time")
-    make.add_argument("--max-side", type=int, default=0, help="downscale images (longer side, 0: native)")
-    make.add_argument("--max-frames", type=int, default=0, help="write only the first N views (0: all)")
-    make.add_argument("--camera-frame", default="camera_optical_frame", help="camera optical frame id")
+    make.add_argument(
+        "--max-side", type=int, default=0, help="downscale images (longer side, 0: native)"
+    )
+    make.add_argument(
+        "--max-frames", type=int, default=0, help="write only the first N views (0: all)"
+    )
+    make.add_argument(
+        "--camera-frame", default="camera_optical_frame", help="camera optical frame id"
+    )
     make.add_argument("--world-frame", default="world", help="ground-truth parent frame id")
     make.add_argument("--no-progress", action="store_true")
     add_topic_arguments(make)
@@ -129,16 +178,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("bag", type=Path, help="bag folder (sqlite3 or mcap)")
     add_common_arguments(ev)
     add_topic_arguments(ev)
-    ev.add_argument("--gt-tolerance", type=float, default=0.005,
-                    help="max stamp difference between an image and its ground-truth pose (s)")
-    ev.add_argument("--service", default="",
-                    help="also query a live node through this service (row pipeline:service)")
-    ev.add_argument("--node-image-topic", default=None,
-                    help="the node's image topic (default: <service namespace>/image)")
-    ev.add_argument("--node-camera-info-topic", default=None,
-                    help="the node's camera_info topic (default: <service namespace>/camera_info)")
-    ev.add_argument("--publish-between", action="store_true",
-                    help="live mode: also publish the frames between A and B (node's oracle bridge)")
+    ev.add_argument(
+        "--gt-tolerance",
+        type=float,
+        default=0.005,
+        help="max stamp difference between an image and its ground-truth pose (s)",
+    )
+    ev.add_argument(
+        "--service",
+        default="",
+        help="also query a live node through this service (row pipeline:service)",
+    )
+    ev.add_argument(
+        "--node-image-topic",
+        default=None,
+        help="the node's image topic (default: <service namespace>/image)",
+    )
+    ev.add_argument(
+        "--node-camera-info-topic",
+        default=None,
+        help="the node's camera_info topic (default: <service namespace>/camera_info)",
+    )
+    ev.add_argument(
+        "--publish-between",
+        action="store_true",
+        help="live mode: also publish the frames between A and B (node's oracle bridge)",
+    )
     ev.add_argument("--timeout", type=float, default=120.0, help="live mode: seconds per request")
 
     args = parser.parse_args(argv)

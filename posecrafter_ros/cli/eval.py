@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..eval.datasets import ROTATION_BINS, DatasetError, load_dataset
 from ..eval.report import write_report
@@ -56,22 +56,73 @@ def cap_pairs(pairs: list, max_pairs: int) -> list:
     return [p for p in pairs if any(p is c for c in chosen)]
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data and the layout options (shared with posecrafter-bag make)."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="data set folder: posed-pairs, Middlebury, Cambridge, ScanNet, DL3DV or NAVI",
+    )
+    parser.add_argument("--layout", default=None, help="force a layout instead of detecting it")
+    parser.add_argument("--split", default=None, help="Cambridge split: train, test or all")
+    parser.add_argument(
+        "--frame-stride", type=int, default=None, help="ScanNet: keep every n-th frame"
+    )
+    parser.add_argument(
+        "--focal-px",
+        type=float,
+        default=None,
+        help="Cambridge: focal length in pixels of the 1920x1080 frames (else reconstruction.nvm)",
+    )
+
+
+def load_data(args: argparse.Namespace):
+    """The PosedDataset named by add_data_arguments' options."""
+    options = {"split": args.split, "frame_stride": args.frame_stride, "focal_px": args.focal_px}
+    return load_dataset(
+        args.data, args.layout, **{k: v for k, v in options.items() if v is not None}
+    )
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by posecrafter-eval and posecrafter-bag eval."""
-    parser.add_argument("--rows", type=parse_rows, default=["baseline", "direct"],
-                        help=f"comma-separated rows: {', '.join(ROW_NAMES)} (default: baseline,direct)")
+    parser.add_argument(
+        "--rows",
+        type=parse_rows,
+        default=["baseline", "direct"],
+        help=f"comma-separated rows: {', '.join(ROW_NAMES)} (default: baseline,direct)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="report folder (created)")
-    parser.add_argument("--pairs-per-bin", type=int, default=10, help="pairs sampled per rotation bin")
-    parser.add_argument("--bins", type=parse_bins, default=list(ROTATION_BINS),
-                        help=f"comma-separated rotation bins (default: {','.join(ROTATION_BINS)})")
+    parser.add_argument(
+        "--pairs-per-bin", type=int, default=10, help="pairs sampled per rotation bin"
+    )
+    parser.add_argument(
+        "--bins",
+        type=parse_bins,
+        default=list(ROTATION_BINS),
+        help=f"comma-separated rotation bins (default: {','.join(ROTATION_BINS)})",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair sampling")
     parser.add_argument("--max-pairs", type=int, default=0, help="cap on all pairs (0: none)")
-    parser.add_argument("--max-side", type=int, default=0,
-                        help="downscale images so their longer side is at most this (0: native)")
-    parser.add_argument("--baseline-features", choices=("sift", "orb"), default="sift",
-                        help="features of the OpenCV five-point baseline")
-    parser.add_argument("--oracle-max-frames", type=int, default=32,
-                        help="in-between frames offered to the oracle row (evenly spaced)")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=0,
+        help="downscale images so their longer side is at most this (0: native)",
+    )
+    parser.add_argument(
+        "--baseline-features",
+        choices=("sift", "orb"),
+        default="sift",
+        help="features of the OpenCV five-point baseline",
+    )
+    parser.add_argument(
+        "--oracle-max-frames",
+        type=int,
+        default=32,
+        help="in-between frames offered to the oracle row (evenly spaced)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -89,38 +140,47 @@ def build_rows(names: Sequence[str], baseline_features: str) -> tuple[list, dict
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="posecrafter-eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True,
-                        help="data set folder: posed-pairs, Middlebury, Cambridge, ScanNet, DL3DV or NAVI")
-    parser.add_argument("--layout", default=None, help="force a layout instead of detecting it")
-    parser.add_argument("--split", default=None, help="Cambridge split: train, test or all")
-    parser.add_argument("--frame-stride", type=int, default=None, help="ScanNet: keep every n-th frame")
+    parser = argparse.ArgumentParser(
+        prog="posecrafter-eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_data_arguments(parser)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    options = {k: v for k, v in (("split", args.split), ("frame_stride", args.frame_stride)) if v is not None}
     try:
-        dataset = load_dataset(args.data, args.layout, **options)
+        dataset = load_data(args)
         rows, skipped = build_rows(args.rows, args.baseline_features)
-    except (DatasetError, ValueError, TypeError) as err:
+    except (DatasetError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     if "oracle" in args.rows and not dataset.is_sequence and "oracle" not in skipped:
         skipped["oracle"] = f"the {dataset.layout} data is not a sequence: no frames between pairs"
         rows = [r for r in rows if r.name != "oracle"]
-    pairs = cap_pairs(dataset.sample_pairs(args.pairs_per_bin, args.seed, args.bins), args.max_pairs)
-    logger.info("%s (%s): %d pairs, rows %s", args.data, dataset.layout, len(pairs), [r.name for r in rows])
+    pairs = cap_pairs(
+        dataset.sample_pairs(args.pairs_per_bin, args.seed, args.bins), args.max_pairs
+    )
+    logger.info(
+        "%s (%s): %d pairs, rows %s", args.data, dataset.layout, len(pairs), [r.name for r in rows]
+    )
     if not pairs:
         print(f"ERROR: no pair of {args.data} falls in the bins {args.bins}", file=sys.stderr)
         return 2
-    results = evaluate(dataset_items(dataset, pairs, args.max_side, args.oracle_max_frames), rows,
-                       progress=not args.no_progress)
+    results = evaluate(
+        dataset_items(dataset, pairs, args.max_side, args.oracle_max_frames),
+        rows,
+        progress=not args.no_progress,
+    )
     meta = {
         "title": f"{args.data.name} ({dataset.layout})",
-        "data": str(args.data), "layout": dataset.layout, "pairs": len(pairs),
-        "pairs_per_bin": args.pairs_per_bin, "seed": args.seed, "max_side": args.max_side,
+        "data": str(args.data),
+        "layout": dataset.layout,
+        "pairs": len(pairs),
+        "pairs_per_bin": args.pairs_per_bin,
+        "seed": args.seed,
+        "max_side": args.max_side,
         "baseline_features": args.baseline_features,
         "command": "posecrafter-eval " + " ".join(sys.argv[1:] if argv is None else argv),
     }

@@ -16,9 +16,9 @@ ground-truth poses on /ground_truth/pose or /tf) back into posed frames.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -40,6 +40,9 @@ class BagTopics:
     camera_info: str = "/camera/camera_info"
     tf: str = "/tf"
     pose: str = "/ground_truth/pose"
+
+
+DEFAULT_TOPICS = BagTopics()
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,28 @@ def dataset_views(dataset: PosedDataset) -> list[PosedView]:
     views = []
     for k, pair in enumerate(dataset.fixed_pairs):
         group = f"pair{k:03d}"
-        views.append(PosedView(pair.image0, pair.K0, np.eye(3), np.zeros(3), f"{pair.name}/0", group,
-                               pair.meta.get("size0")))
-        views.append(PosedView(pair.image1, pair.K1, pair.R_0to1, pair.t_0to1, f"{pair.name}/1", group,
-                               pair.meta.get("size1")))
+        views.append(
+            PosedView(
+                pair.image0,
+                pair.K0,
+                np.eye(3),
+                np.zeros(3),
+                f"{pair.name}/0",
+                group,
+                pair.meta.get("size0"),
+            )
+        )
+        views.append(
+            PosedView(
+                pair.image1,
+                pair.K1,
+                pair.R_0to1,
+                pair.t_0to1,
+                f"{pair.name}/1",
+                group,
+                pair.meta.get("size1"),
+            )
+        )
     return views
 
 
@@ -87,7 +108,7 @@ def write_bag(
     out: str | Path,
     storage: str = "sqlite3",
     rate_hz: float = 10.0,
-    topics: BagTopics = BagTopics(),
+    topics: BagTopics = DEFAULT_TOPICS,
     camera_frame: str = "camera_optical_frame",
     world_frame: str = "world",
     max_side: int = 0,
@@ -108,60 +129,107 @@ def write_bag(
     ts = _typestore()
     T = ts.types
     groups = list(dict.fromkeys(v.group for v in views))
-    worlds = {g: world_frame if len(groups) == 1 else f"{world_frame}_{_sanitize(g)}" for g in groups}
+    worlds = {
+        g: world_frame if len(groups) == 1 else f"{world_frame}_{_sanitize(g)}" for g in groups
+    }
     plugin = StoragePlugin.SQLITE3 if storage == "sqlite3" else StoragePlugin.MCAP
     period_ns = int(round(1e9 / rate_hz))
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         conns = {
-            "image": writer.add_connection(topics.image, T["sensor_msgs/msg/Image"].__msgtype__, typestore=ts),
-            "info": writer.add_connection(topics.camera_info, T["sensor_msgs/msg/CameraInfo"].__msgtype__,
-                                          typestore=ts),
-            "tf": writer.add_connection(topics.tf, T["tf2_msgs/msg/TFMessage"].__msgtype__, typestore=ts),
-            "pose": writer.add_connection(topics.pose, T["geometry_msgs/msg/PoseStamped"].__msgtype__,
-                                          typestore=ts),
+            "image": writer.add_connection(
+                topics.image, T["sensor_msgs/msg/Image"].__msgtype__, typestore=ts
+            ),
+            "info": writer.add_connection(
+                topics.camera_info, T["sensor_msgs/msg/CameraInfo"].__msgtype__, typestore=ts
+            ),
+            "tf": writer.add_connection(
+                topics.tf, T["tf2_msgs/msg/TFMessage"].__msgtype__, typestore=ts
+            ),
+            "pose": writer.add_connection(
+                topics.pose, T["geometry_msgs/msg/PoseStamped"].__msgtype__, typestore=ts
+            ),
         }
         for k, view in enumerate(tqdm(views, desc="writing bag", unit="img", disable=not progress)):
             stamp_ns = start_ns + k * period_ns
             kf = view_keyframe(view, max_side)
-            stamp = T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
-                                                    nanosec=stamp_ns % 1_000_000_000)
-            for kind, msg in _messages(T, kf.image, kf.K, view, stamp, camera_frame, worlds[view.group]):
+            stamp = T["builtin_interfaces/msg/Time"](
+                sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
+            )
+            for kind, msg in _messages(
+                T, kf.image, kf.K, view, stamp, camera_frame, worlds[view.group]
+            ):
                 writer.write(conns[kind], stamp_ns, ts.serialize_cdr(msg, msg.__msgtype__))
     return len(views)
 
 
-def _messages(T, image: np.ndarray, K: np.ndarray, view: PosedView, stamp, camera_frame: str, world: str):
+def _messages(
+    T, image: np.ndarray, K: np.ndarray, view: PosedView, stamp, camera_frame: str, world: str
+):
     """(kind, message) of one view: image, camera_info, tf and pose."""
     height, width = image.shape[:2]
     camera_header = T["std_msgs/msg/Header"](stamp=stamp, frame_id=camera_frame)
     world_header = T["std_msgs/msg/Header"](stamp=stamp, frame_id=world)
-    yield "info", T["sensor_msgs/msg/CameraInfo"](
-        header=camera_header, height=height, width=width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=np.asarray(K, float).ravel(), r=np.eye(3).ravel(),
-        p=np.hstack([np.asarray(K, float), np.zeros((3, 1))]).ravel(), binning_x=0, binning_y=0,
-        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                  do_rectify=False),
+    yield (
+        "info",
+        T["sensor_msgs/msg/CameraInfo"](
+            header=camera_header,
+            height=height,
+            width=width,
+            distortion_model="plumb_bob",
+            d=np.zeros(5),
+            k=np.asarray(K, float).ravel(),
+            r=np.eye(3).ravel(),
+            p=np.hstack([np.asarray(K, float), np.zeros((3, 1))]).ravel(),
+            binning_x=0,
+            binning_y=0,
+            roi=T["sensor_msgs/msg/RegionOfInterest"](
+                x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+            ),
+        ),
     )
-    yield "image", T["sensor_msgs/msg/Image"](
-        header=camera_header, height=height, width=width, encoding="rgb8", is_bigendian=0,
-        step=width * 3, data=np.ascontiguousarray(image, dtype=np.uint8).reshape(-1),
+    yield (
+        "image",
+        T["sensor_msgs/msg/Image"](
+            header=camera_header,
+            height=height,
+            width=width,
+            encoding="rgb8",
+            is_bigendian=0,
+            step=width * 3,
+            data=np.ascontiguousarray(image, dtype=np.uint8).reshape(-1),
+        ),
     )
     # The camera's pose in the world: rotation camera-to-world, translation = its centre.
     R_c2w = view.R_w2c.T
     centre = -R_c2w @ view.t_w2c
     w, x, y, z = matrix_to_quaternion_wxyz(R_c2w)
     quaternion = T["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w)
-    yield "tf", T["tf2_msgs/msg/TFMessage"](transforms=[T["geometry_msgs/msg/TransformStamped"](
-        header=world_header, child_frame_id=camera_frame,
-        transform=T["geometry_msgs/msg/Transform"](
-            translation=T["geometry_msgs/msg/Vector3"](x=centre[0], y=centre[1], z=centre[2]),
-            rotation=quaternion),
-    )])
-    yield "pose", T["geometry_msgs/msg/PoseStamped"](
-        header=world_header,
-        pose=T["geometry_msgs/msg/Pose"](
-            position=T["geometry_msgs/msg/Point"](x=centre[0], y=centre[1], z=centre[2]),
-            orientation=quaternion),
+    yield (
+        "tf",
+        T["tf2_msgs/msg/TFMessage"](
+            transforms=[
+                T["geometry_msgs/msg/TransformStamped"](
+                    header=world_header,
+                    child_frame_id=camera_frame,
+                    transform=T["geometry_msgs/msg/Transform"](
+                        translation=T["geometry_msgs/msg/Vector3"](
+                            x=centre[0], y=centre[1], z=centre[2]
+                        ),
+                        rotation=quaternion,
+                    ),
+                )
+            ]
+        ),
+    )
+    yield (
+        "pose",
+        T["geometry_msgs/msg/PoseStamped"](
+            header=world_header,
+            pose=T["geometry_msgs/msg/Pose"](
+                position=T["geometry_msgs/msg/Point"](x=centre[0], y=centre[1], z=centre[2]),
+                orientation=quaternion,
+            ),
+        ),
     )
 
 
@@ -175,7 +243,9 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def index_bag(path: str | Path, topics: BagTopics = BagTopics(), tolerance_ns: int = 5_000_000) -> list[BagFrame]:
+def index_bag(
+    path: str | Path, topics: BagTopics = DEFAULT_TOPICS, tolerance_ns: int = 5_000_000
+) -> list[BagFrame]:
     """Every image of the bag that has intrinsics and a ground-truth pose, in stamp order.
 
     Ground truth: the PoseStamped on `topics.pose` at the image's stamp, else the /tf
@@ -189,39 +259,50 @@ def index_bag(path: str | Path, topics: BagTopics = BagTopics(), tolerance_ns: i
         raise BagError(f"{path} does not exist")
     images: list[tuple[int, str, int, int]] = []
     infos: dict[str, list[tuple[int, np.ndarray]]] = {}
-    poses: dict[str, list[tuple[int, str, np.ndarray, np.ndarray]]] = {}  # child -> (stamp, world, R, t)
+    poses: dict[
+        str, list[tuple[int, str, np.ndarray, np.ndarray]]
+    ] = {}  # child -> (stamp, world, R, t)
     with AnyReader([path], default_typestore=_typestore()) as reader:
         wanted = {topics.image, topics.camera_info, topics.tf, topics.pose}
         connections = [c for c in reader.connections if c.topic in wanted]
         if not any(c.topic == topics.image for c in connections):
-            raise BagError(f"{path}: no image topic {topics.image!r} (topics: {sorted(reader.topics)})")
+            raise BagError(
+                f"{path}: no image topic {topics.image!r} (topics: {sorted(reader.topics)})"
+            )
         for conn, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, conn.msgtype)
             if conn.topic == topics.image:
                 images.append((_stamp_ns(msg.header), msg.header.frame_id, msg.width, msg.height))
             elif conn.topic == topics.camera_info:
                 infos.setdefault(msg.header.frame_id, []).append(
-                    (_stamp_ns(msg.header), np.asarray(msg.k, float).reshape(3, 3)))
+                    (_stamp_ns(msg.header), np.asarray(msg.k, float).reshape(3, 3))
+                )
             elif conn.topic == topics.pose:
                 R, t = _world_to_camera(msg.pose.position, msg.pose.orientation)
-                poses.setdefault("<pose>", []).append((_stamp_ns(msg.header), msg.header.frame_id, R, t))
+                poses.setdefault("<pose>", []).append(
+                    (_stamp_ns(msg.header), msg.header.frame_id, R, t)
+                )
             else:
                 for tf in msg.transforms:
                     R, t = _world_to_camera(tf.transform.translation, tf.transform.rotation)
                     poses.setdefault(tf.child_frame_id, []).append(
-                        (_stamp_ns(tf.header), tf.header.frame_id, R, t))
+                        (_stamp_ns(tf.header), tf.header.frame_id, R, t)
+                    )
     frames = []
     for stamp, frame_id, _, _ in sorted(images):
         K = _nearest(infos.get(frame_id) or next(iter(infos.values()), []), stamp, None)
         gt = _nearest(poses.get("<pose>", []), stamp, tolerance_ns) or _nearest(
-            poses.get(frame_id, []), stamp, tolerance_ns)
+            poses.get(frame_id, []), stamp, tolerance_ns
+        )
         if K is None or gt is None:
             continue
         _, world, R, t = gt
         frames.append(BagFrame(stamp, frame_id, K[1], R, t, world))
     if not frames:
-        raise BagError(f"{path}: no image with camera_info and a ground-truth pose "
-                       f"({topics.pose} or {topics.tf})")
+        raise BagError(
+            f"{path}: no image with camera_info and a ground-truth pose "
+            f"({topics.pose} or {topics.tf})"
+        )
     return frames
 
 
@@ -239,7 +320,9 @@ def decode_image(msg) -> np.ndarray:
     """[H x W x 3] uint8 RGB (or [H x W] grey) of a sensor_msgs/Image."""
     channels = ENCODING_CHANNELS.get(msg.encoding)
     if channels is None:
-        raise BagError(f"unsupported image encoding {msg.encoding!r} (known: {sorted(ENCODING_CHANNELS)})")
+        raise BagError(
+            f"unsupported image encoding {msg.encoding!r} (known: {sorted(ENCODING_CHANNELS)})"
+        )
     rows = np.asarray(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)
     image = rows[:, : msg.width * channels].reshape(msg.height, msg.width, channels)
     if msg.encoding in ("bgr8", "bgra8"):
@@ -249,7 +332,9 @@ def decode_image(msg) -> np.ndarray:
     return np.ascontiguousarray(image[..., 0] if channels == 1 else image)
 
 
-def read_images(path: str | Path, stamps: Iterable[int], topics: BagTopics = BagTopics()) -> dict[int, np.ndarray]:
+def read_images(
+    path: str | Path, stamps: Iterable[int], topics: BagTopics = DEFAULT_TOPICS
+) -> dict[int, np.ndarray]:
     """The images at the given stamps (only those are decoded), by stamp."""
     from rosbags.highlevel import AnyReader
 
@@ -264,11 +349,17 @@ def read_images(path: str | Path, stamps: Iterable[int], topics: BagTopics = Bag
                 images[stamp] = decode_image(msg)
     missing = wanted - images.keys()
     if missing:
-        raise BagError(f"{path}: {len(missing)} image(s) not found again, e.g. stamp {min(missing)}")
+        raise BagError(
+            f"{path}: {len(missing)} image(s) not found again, e.g. stamp {min(missing)}"
+        )
     return images
 
 
 def bag_views(frames: Sequence[BagFrame], bag: Path) -> list[PosedView]:
     """PosedViews of indexed bag frames (image_path names the bag and stamp)."""
-    return [PosedView(Path(f"{bag}#{f.stamp_ns}"), f.K, f.R_w2c, f.t_w2c, name=str(f.stamp_ns),
-                      group=f.group) for f in frames]
+    return [
+        PosedView(
+            Path(f"{bag}#{f.stamp_ns}"), f.K, f.R_w2c, f.t_w2c, name=str(f.stamp_ns), group=f.group
+        )
+        for f in frames
+    ]

@@ -15,12 +15,12 @@ import numpy as np
 from ..core.types import Keyframe
 
 DEFAULT_CONF = {
-    "features": "sift",          # "sift" or "orb"
+    "features": "sift",  # "sift" or "orb"
     "num_features": 2000,
-    "ratio": 0.8,                # Lowe's ratio test
+    "ratio": 0.8,  # Lowe's ratio test
     "ransac_threshold_px": 1.0,  # Sampson distance, in pixels of the mean focal length
     "ransac_confidence": 0.999,
-    "min_inliers": 5,            # the five-point minimum
+    "min_inliers": 5,  # the five-point minimum
 }
 FEATURES = ("sift", "orb")
 
@@ -67,8 +67,12 @@ def estimate_five_point(kf0: Keyframe, kf1: Keyframe, conf: dict | None = None) 
     n1 = cv2.undistortPoints(pts1[:, None], kf1.K, None)[:, 0]
     focal = float(np.mean([kf0.K[0, 0], kf0.K[1, 1], kf1.K[0, 0], kf1.K[1, 1]]))
     E, mask = cv2.findEssentialMat(
-        n0, n1, np.eye(3), method=cv2.RANSAC,
-        prob=conf["ransac_confidence"], threshold=conf["ransac_threshold_px"] / focal,
+        n0,
+        n1,
+        np.eye(3),
+        method=cv2.RANSAC,
+        prob=conf["ransac_confidence"],
+        threshold=conf["ransac_threshold_px"] / focal,
     )
     if E is None or E.shape[0] < 3:
         return BaselineEstimate(None, None, len(good), 0, "no essential matrix")

@@ -17,9 +17,9 @@ Two kinds of data sets exist:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -102,7 +102,12 @@ def relative_pose(view0: PosedView, view1: PosedView) -> tuple[np.ndarray, np.nd
 def make_pair(view0: PosedView, view1: PosedView, **meta) -> PosedPair:
     R, t = relative_pose(view0, view1)
     return PosedPair(
-        view0.image_path, view1.image_path, view0.K, view1.K, R, t,
+        view0.image_path,
+        view1.image_path,
+        view0.K,
+        view1.K,
+        R,
+        t,
         name=f"{view0.name}-{view1.name}",
         meta={"size0": view0.image_size, "size1": view1.image_size, "group": view0.group, **meta},
     )
@@ -170,9 +175,12 @@ def load_posed_pairs(root: str | Path) -> list[PosedPair]:
             p0, p1 = root / "images" / entry["image0"], root / "images" / entry["image1"]
             pairs.append(
                 PosedPair(
-                    p0, p1,
-                    np.asarray(entry["K0"], float), np.asarray(entry["K1"], float),
-                    np.asarray(entry["R_0to1"], float), np.asarray(entry["t_0to1"], float),
+                    p0,
+                    p1,
+                    np.asarray(entry["K0"], float),
+                    np.asarray(entry["K1"], float),
+                    np.asarray(entry["R_0to1"], float),
+                    np.asarray(entry["t_0to1"], float),
                     name=f"{Path(entry['image0']).stem}-{Path(entry['image1']).stem}",
                     meta={k: v for k, v in entry.items() if k not in matrix_keys},
                 )
@@ -200,8 +208,12 @@ def load_middlebury(root: str | Path) -> list[PosedView]:
         values = np.asarray(fields[1:], float)
         views.append(
             PosedView(
-                root / fields[0], values[:9].reshape(3, 3), values[9:18].reshape(3, 3),
-                values[18:21], name=Path(fields[0]).stem, group=par_files[0].stem[: -len("_par")],
+                root / fields[0],
+                values[:9].reshape(3, 3),
+                values[9:18].reshape(3, 3),
+                values[18:21],
+                name=Path(fields[0]).stem,
+                group=par_files[0].stem[: -len("_par")],
             )
         )
     if not views:
@@ -266,7 +278,7 @@ def sample_view_pairs(
         idx = np.asarray(indices)
         rotations = np.stack([views[i].R_w2c for i in idx])
         for start in range(0, len(idx), chunk_rows):
-            rows = rotations[start:start + chunk_rows]
+            rows = rotations[start : start + chunk_rows]
             traces = np.einsum("iab,jab->ij", rows, rotations)
             angles = np.degrees(np.arccos(np.clip((traces - 1.0) / 2.0, -1.0, 1.0)))
             row_ids = np.arange(start, start + len(rows))[:, None]
@@ -275,7 +287,8 @@ def sample_view_pairs(
             for name in bins:
                 lo, hi = ROTATION_BINS[name]
                 keep = (a >= lo) & (a < hi)
-                members[name].append(np.stack([idx[ii[keep] + start], idx[jj[keep]]], axis=1))
+                pair_indices = np.stack([idx[ii[keep] + start], idx[jj[keep]]], axis=1)
+                members[name].append(pair_indices.astype(np.int32))  # millions on ScanNet
     rng = np.random.default_rng(seed)
     pairs = []
     for name in bins:
@@ -307,4 +320,12 @@ def load_dataset(path: str | Path, layout: str | None = None, **options) -> Pose
     layout = layout or detect_layout(root)
     if layout not in LAYOUTS:
         raise DatasetError(f"unknown layout {layout!r} (known: {sorted(LAYOUTS)})")
+    import inspect
+
+    accepted = set(inspect.signature(LAYOUTS[layout]).parameters) - {"root"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise DatasetError(
+            f"the {layout} reader takes no option {unknown} (its options: {sorted(accepted)})"
+        )
     return LAYOUTS[layout](root, **options)

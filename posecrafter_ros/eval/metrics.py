@@ -6,7 +6,7 @@ translation directions (scale-free). A failed estimate counts as 180° for both.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 

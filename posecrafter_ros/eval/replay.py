@@ -16,7 +16,7 @@ what `default_topics` derives from the service name.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,7 +49,8 @@ class ServiceRow:
         timeout_sec: float = 120.0,
         wait_sec: float = 30.0,
         settle_sec: float = 0.3,
-        retries: int = 3,
+        publish_interval_sec: float = 0.05,
+        retries: int = 5,
     ):
         self.service = service
         default_image, default_info = default_topics(service)
@@ -57,6 +58,7 @@ class ServiceRow:
         self.camera_info_topic = camera_info_topic or default_info
         self.needs_between = publish_between
         self.timeout_sec, self.settle_sec, self.retries = timeout_sec, settle_sec, retries
+        self.publish_interval_sec = publish_interval_sec
         self.skip_reason: str | None = None
         self._owns_context = False
         self.node = None
@@ -89,7 +91,8 @@ class ServiceRow:
     def _wait_for_subscribers(self, wait_sec: float) -> None:
         deadline = time.monotonic() + wait_sec
         while time.monotonic() < deadline and (
-            self._image_pub.get_subscription_count() == 0 or self._info_pub.get_subscription_count() == 0
+            self._image_pub.get_subscription_count() == 0
+            or self._info_pub.get_subscription_count() == 0
         ):
             self._rclpy.spin_once(self.node, timeout_sec=0.05)
 
@@ -122,8 +125,12 @@ class ServiceRow:
         from ..msg import KeyframeRef
 
         request = self._Srv.Request()
-        request.keyframe_a = KeyframeRef(source=KeyframeRef.SOURCE_STAMP, stamp=self._time(a.stamp_ns))
-        request.keyframe_b = KeyframeRef(source=KeyframeRef.SOURCE_STAMP, stamp=self._time(b.stamp_ns))
+        request.keyframe_a = KeyframeRef(
+            source=KeyframeRef.SOURCE_STAMP, stamp=self._time(a.stamp_ns)
+        )
+        request.keyframe_b = KeyframeRef(
+            source=KeyframeRef.SOURCE_STAMP, stamp=self._time(b.stamp_ns)
+        )
         future = self._client.call_async(request)
         self._rclpy.spin_until_future_complete(self.node, future, timeout_sec=self.timeout_sec)
         if not future.done():
@@ -131,26 +138,38 @@ class ServiceRow:
             return None
         return future.result()
 
-    def estimate(self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None = None) -> RowOutcome:
+    def estimate(
+        self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None = None
+    ) -> RowOutcome:
         response = None
         for _ in range(self.retries):
             for kf in [a, *(between or []), b]:
                 self._publish(kf)
-                self._rclpy.spin_once(self.node, timeout_sec=0.01)
+                # Paced: the node subscribes best-effort (sensor data), and a burst of large
+                # images overruns the loopback socket buffer, losing whole messages.
+                time.sleep(self.publish_interval_sec)
             time.sleep(self.settle_sec)  # let the node's subscription callbacks buffer them
             response = self._request(a, b)
             if response is None or response.status.code != KEYFRAME_NOT_FOUND:
                 break
         if response is None:
-            return RowOutcome(None, None, f"no answer from {self.service} within {self.timeout_sec:.0f} s")
+            return RowOutcome(
+                None, None, f"no answer from {self.service} within {self.timeout_sec:.0f} s"
+            )
         path = response.diagnostics.path
         if response.status.code != 0:
-            return RowOutcome(None, None, f"status {response.status.code}: {response.message}", path)
+            return RowOutcome(
+                None, None, f"status {response.status.code}: {response.message}", path
+            )
         pose = response.pose.pose.pose
         q = pose.orientation
         R_b_in_a = quaternion_wxyz_to_matrix([q.w, q.x, q.y, q.z])
         t_b_in_a = np.array([pose.position.x, pose.position.y, pose.position.z])
-        return RowOutcome(R_b_in_a.T, -R_b_in_a.T @ t_b_in_a, response.message, path)
+        node_seconds = response.diagnostics.total_seconds
+        message = f"{response.message} (node: {node_seconds:.3f} s)"
+        return RowOutcome(
+            R_b_in_a.T, -R_b_in_a.T @ t_b_in_a, message, path, {"node_seconds": node_seconds}
+        )
 
     def close(self) -> None:
         if self.node is not None:

@@ -12,16 +12,27 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from .metrics import FAILED_DEG
 from .runner import PairResult
 
-METRIC_KEYS = ("n", "MRE", "MTE", "R@5", "R@15", "R@30", "T@5", "T@15", "T@30", "AUC@30",
-               "sec_per_pair")
+METRIC_KEYS = (
+    "n",
+    "MRE",
+    "MTE",
+    "R@5",
+    "R@15",
+    "R@30",
+    "T@5",
+    "T@15",
+    "T@30",
+    "AUC@30",
+    "sec_per_pair",
+)
 FILES = {
     "summary": "summary.json",
     "table_csv": "summary.csv",
@@ -43,8 +54,21 @@ def _format(key: str, value: float) -> str:
 
 def markdown_table(rows: dict[str, dict]) -> str:
     """One line per (row, bin): MRE/MTE in degrees, recalls and AUC@30 in percent."""
-    header = ["row", "bin", "n", "MRE°", "MTE°", "R@5", "R@15", "R@30", "T@5", "T@15", "T@30",
-              "AUC@30", "s/pair"]
+    header = [
+        "row",
+        "bin",
+        "n",
+        "MRE°",
+        "MTE°",
+        "R@5",
+        "R@15",
+        "R@30",
+        "T@5",
+        "T@15",
+        "T@30",
+        "AUC@30",
+        "s/pair",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, body in rows.items():
         for bin_name, stats in body["bins"].items():
@@ -62,13 +86,19 @@ def plot_error_cdf(results: Sequence[PairResult], path: Path, title: str = "") -
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     rows = list(dict.fromkeys(r.row for r in results))
-    for key, axis, label in (("rotation_error_deg", axes[0], "rotation error (deg)"),
-                             ("translation_error_deg", axes[1], "translation direction error (deg)")):
+    for key, axis, label in (
+        ("rotation_error_deg", axes[0], "rotation error (deg)"),
+        ("translation_error_deg", axes[1], "translation direction error (deg)"),
+    ):
         for row in rows:
             errors = np.sort([getattr(r, key) for r in results if r.row == row])
             share = np.arange(1, errors.size + 1) / errors.size
-            axis.step(np.concatenate(([0.0], errors)), np.concatenate(([0.0], share)),
-                      where="post", label=f"{row} (n={errors.size})")
+            axis.step(
+                np.concatenate(([0.0], errors)),
+                np.concatenate(([0.0], share)),
+                where="post",
+                label=f"{row} (n={errors.size})",
+            )
         axis.set_xlim(0, FAILED_DEG)
         axis.set_ylim(0, 1)
         axis.set_xlabel(label)
@@ -115,7 +145,8 @@ def write_report(
         f"# {title}\n\nMRE/MTE: mean rotation / translation-direction error (degrees); "
         "R@k/T@k: share of pairs under k degrees (%); AUC@30: min of the rotation and "
         "translation AUCs (%); failures count as 180°.\n\n"
-        + markdown_table(rows) + ("\n" + notes if notes else "")
+        + markdown_table(rows)
+        + ("\n" + notes if notes else "")
     )
     if results:
         plot_error_cdf(results, paths["cdf_png"], title)

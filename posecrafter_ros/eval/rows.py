@@ -13,8 +13,9 @@ A row whose code is not available says why (`skip_reason`) and is left out, not 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -44,8 +45,9 @@ class Row(Protocol):
     skip_reason: str | None
     needs_between: bool
 
-    def estimate(self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None) -> RowOutcome:
-        ...
+    def estimate(
+        self, a: Keyframe, b: Keyframe, between: Sequence[Keyframe] | None
+    ) -> RowOutcome: ...
 
 
 class BaselineRow:
@@ -61,12 +63,18 @@ class BaselineRow:
     def estimate(self, a, b, between=None) -> RowOutcome:
         est = estimate_five_point(a, b, self.conf)
         message = est.reason or f"{est.num_inliers} inliers of {est.num_matches} matches"
-        return RowOutcome(est.R_0to1, est.t_0to1, message, "baseline",
-                          {"matches": est.num_matches, "inliers": est.num_inliers})
+        return RowOutcome(
+            est.R_0to1,
+            est.t_0to1,
+            message,
+            "baseline",
+            {"matches": est.num_matches, "inliers": est.num_inliers},
+        )
 
 
 class DirectRow:
-    """The direct two-view path on its own (any pose it returns, gate decision recorded)."""
+    """The direct two-view path on its own: any pose it returns counts, even one its gate
+    would reject (the pipeline row shows the gated behaviour); the gate's numbers are kept."""
 
     name = "direct"
     needs_between = False
@@ -79,12 +87,20 @@ class DirectRow:
         from ..core.twoview import estimate_two_view
 
         est = estimate_two_view(a, b, self.conf)
-        info = {"matches": est.num_matches, "inliers": est.num_inliers,
-                "confidence": float(est.confidence)}
+        # Only `pose` is the seam's contract; the rest is read if the estimate carries it.
+        info = {
+            key: getattr(est, key)
+            for key in ("num_matches", "num_inliers", "confidence", "accepted")
+            if hasattr(est, key)
+        }
+        summary = ", ".join(
+            f"{key} {value:.2f}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in info.items()
+        )
         if est.pose is None:
-            return RowOutcome(None, None, est.reason or "no pose", "direct", info)
+            return RowOutcome(None, None, getattr(est, "reason", "") or "no pose", "direct", info)
         R, t = est.pose.inverse_convention()
-        return RowOutcome(R, np.ravel(t), f"{est.num_inliers} inliers", "direct", info)
+        return RowOutcome(R, np.ravel(t), summary, "direct", info)
 
 
 def _pipeline_class():
@@ -146,7 +162,10 @@ class OracleRow:
     def __init__(self, profile: str = ORACLE_PROFILE):
         self.profile = profile
         self.Pipeline, self.skip_reason = _pipeline_class()
-        if self.skip_reason is None and importlib.util.find_spec("posecrafter_ros.core.oracle") is None:
+        if (
+            self.skip_reason is None
+            and importlib.util.find_spec("posecrafter_ros.core.oracle") is None
+        ):
             self.skip_reason = "posecrafter_ros.core.oracle (OracleSource) is not available here"
 
     def estimate(self, a, b, between=None) -> RowOutcome:

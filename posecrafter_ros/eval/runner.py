@@ -7,13 +7,13 @@ A pair a row cannot answer (no estimate, an exception, an unreadable image) coun
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core.types import Keyframe
-from .datasets import PosedDataset, PosedPair, rotation_bin, ROTATION_BINS
+from .datasets import ROTATION_BINS, PosedDataset, PosedPair, rotation_bin
 from .frames import pair_keyframes, view_keyframe
 from .metrics import FAILED_DEG, rotation_error_deg, summarize, translation_angle_deg
 from .rows import Row
@@ -77,12 +77,16 @@ def dataset_items(
         i0, i1 = pair.meta["index0"], pair.meta["index1"]
 
         def load(i0=i0, i1=i1):
-            return tuple(view_keyframe(dataset.views[i], max_side, (i + 1) * DEFAULT_PERIOD_NS)
-                         for i in (i0, i1))
+            return tuple(
+                view_keyframe(dataset.views[i], max_side, (i + 1) * DEFAULT_PERIOD_NS)
+                for i in (i0, i1)
+            )
 
         def load_between(pair=pair):
-            return [view_keyframe(dataset.views[i], max_side, (i + 1) * DEFAULT_PERIOD_NS)
-                    for i in spaced(dataset.between_indices(pair), max_between)]
+            return [
+                view_keyframe(dataset.views[i], max_side, (i + 1) * DEFAULT_PERIOD_NS)
+                for i in spaced(dataset.between_indices(pair), max_between)
+            ]
 
         items.append(EvalItem(pair, load, load_between))
     return items
@@ -97,40 +101,59 @@ def _errors(outcome, pair: PosedPair) -> tuple[float, float]:
     return rotation_error_deg(R, pair.R_0to1), translation_angle_deg(t, pair.t_0to1)
 
 
-def evaluate(items: Sequence[EvalItem], rows: Sequence[Row], progress: bool = True) -> list[PairResult]:
+def _answer(row: Row, pair: PosedPair, frames) -> tuple[bool, float, float, str, str]:
+    """(success, rotation error, translation error, path, message) of one row on one pair.
+
+    frames: (A, B, between) keyframes, or the reason the pair's images could not be read.
+    """
+    if isinstance(frames, str):
+        return False, FAILED_DEG, FAILED_DEG, "", frames
+    try:
+        outcome = row.estimate(*frames)
+    except Exception as err:  # a row's bug must not end the evaluation
+        return False, FAILED_DEG, FAILED_DEG, "", f"{type(err).__name__}: {err}"
+    rot, trans = _errors(outcome, pair)
+    return outcome.ok, rot, trans, outcome.path, outcome.message
+
+
+def evaluate(
+    items: Sequence[EvalItem], rows: Sequence[Row], progress: bool = True
+) -> list[PairResult]:
     """Every row on every pair (images read once per pair); results in pair-major order."""
     from tqdm import tqdm
 
     results: list[PairResult] = []
     need_between = any(r.needs_between for r in rows)
-    with tqdm(total=len(items) * len(rows), unit="est", disable=not progress,
-              desc="evaluating") as bar:
+    total = len(items) * len(rows)
+    with tqdm(total=total, unit="est", disable=not progress, desc="evaluating") as bar:
         for item in items:
             pair = item.pair
             bin_name = rotation_bin(pair.rotation_deg) or "out-of-range"
             try:
                 a, b = item.load()
                 between = item.load_between() if (need_between and item.load_between) else None
-                load_error = ""
+                frames = (a, b, between)
             except Exception as err:  # an unreadable pair fails every row, the run goes on
-                a = b = between = None
-                load_error = f"images not readable: {type(err).__name__}: {err}"
+                frames = f"images not readable: {type(err).__name__}: {err}"
             for row in rows:
                 bar.set_postfix_str(f"{row.name} {pair.name}"[:40])
                 start = time.perf_counter()
-                if load_error:
-                    outcome_ok, rot, trans, path, message = False, FAILED_DEG, FAILED_DEG, "", load_error
-                else:
-                    try:
-                        outcome = row.estimate(a, b, between)
-                        rot, trans = _errors(outcome, pair)
-                        outcome_ok, path, message = outcome.ok, outcome.path, outcome.message
-                    except Exception as err:  # a row's bug must not end the evaluation
-                        outcome_ok, rot, trans, path = False, FAILED_DEG, FAILED_DEG, ""
-                        message = f"{type(err).__name__}: {err}"
+                ok, rot, trans, path, message = _answer(row, pair, frames)
                 seconds = time.perf_counter() - start
-                results.append(PairResult(row.name, pair.name, bin_name, pair.rotation_deg,
-                                          rot, trans, outcome_ok, seconds, path, message))
+                results.append(
+                    PairResult(
+                        row.name,
+                        pair.name,
+                        bin_name,
+                        pair.rotation_deg,
+                        rot,
+                        trans,
+                        ok,
+                        seconds,
+                        path,
+                        message,
+                    )
+                )
                 bar.update(1)
     return results
 
@@ -148,8 +171,9 @@ def summarize_results(results: Sequence[PairResult]) -> dict[str, dict]:
             members = mine if bin_name == ALL_BIN else [r for r in mine if r.bin == bin_name]
             if not members:
                 continue
-            stats = summarize([r.rotation_error_deg for r in members],
-                              [r.translation_error_deg for r in members])
+            stats = summarize(
+                [r.rotation_error_deg for r in members], [r.translation_error_deg for r in members]
+            )
             stats["sec_per_pair"] = float(np.mean([r.seconds for r in members]))
             bins[bin_name] = stats
         rows[row] = {"bins": bins}

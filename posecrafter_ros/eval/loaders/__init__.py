@@ -5,8 +5,8 @@ Each reader takes the folder (and layout-specific options) and returns a PosedDa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..datasets import DatasetError, PosedDataset, load_middlebury, load_posed_pairs
 from .cambridge import is_cambridge_scene, load_cambridge

@@ -29,8 +29,11 @@ logger = logging.getLogger(__name__)
 
 NVM_IMAGE_SIZE = (1920, 1080)
 DEFAULT_FOCAL_FRACTION = 1670.0 / 1920.0
-SPLIT_FILES = {"train": ("dataset_train.txt",), "test": ("dataset_test.txt",),
-               "all": ("dataset_train.txt", "dataset_test.txt")}
+SPLIT_FILES = {
+    "train": ("dataset_train.txt",),
+    "test": ("dataset_test.txt",),
+    "all": ("dataset_train.txt", "dataset_test.txt"),
+}
 # A few frames of the release have absurd centres (failed registrations).
 MAX_ABS_COORDINATE = 1e4
 
@@ -52,7 +55,7 @@ def read_nvm_focals(path: Path) -> dict[str, float]:
     except (IndexError, ValueError):
         raise DatasetError(f"{path}: line {row + 1} should hold the number of cameras") from None
     focals = {}
-    for line in lines[row + 1:row + 1 + count]:
+    for line in lines[row + 1 : row + 1 + count]:
         fields = line.split()
         focals[str(Path(fields[0]).with_suffix(""))] = float(fields[1])
     return focals
@@ -60,7 +63,7 @@ def read_nvm_focals(path: Path) -> dict[str, float]:
 
 def _read_split(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     entries = []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+    for line in path.read_text().splitlines():
         fields = line.split()
         if len(fields) != 8:
             continue  # header lines
@@ -74,14 +77,19 @@ def _read_split(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return entries
 
 
-def load_cambridge_scene(scene: Path, split: str = "all", focal_px: float | None = None) -> list[PosedView]:
+def load_cambridge_scene(
+    scene: Path, split: str = "all", focal_px: float | None = None
+) -> list[PosedView]:
     if split not in SPLIT_FILES:
         raise DatasetError(f"unknown Cambridge split {split!r} (known: {sorted(SPLIT_FILES)})")
     nvm = scene / "reconstruction.nvm"
     focals = read_nvm_focals(nvm) if nvm.is_file() else {}
     if not focals and focal_px is None:
-        logger.warning("%s: no reconstruction.nvm; using the default focal %.0f px at 1920x1080",
-                       scene, DEFAULT_FOCAL_FRACTION * NVM_IMAGE_SIZE[0])
+        logger.warning(
+            "%s: no reconstruction.nvm; using the default focal %.0f px at 1920x1080",
+            scene,
+            DEFAULT_FOCAL_FRACTION * NVM_IMAGE_SIZE[0],
+        )
     width, height = NVM_IMAGE_SIZE
     views = []
     for name in SPLIT_FILES[split]:
@@ -95,22 +103,32 @@ def load_cambridge_scene(scene: Path, split: str = "all", focal_px: float | None
             focal = focal_px or focals.get(key, DEFAULT_FOCAL_FRACTION * width)
             R = quaternion_wxyz_to_matrix(quat)
             sequence = Path(rel_path).parts[0] if len(Path(rel_path).parts) > 1 else ""
-            views.append(PosedView(
-                scene / rel_path, pinhole(focal, focal, width / 2.0, height / 2.0), R, -R @ centre,
-                name=f"{scene.name}/{key}", group=f"{scene.name}/{sequence}",
-                image_size=NVM_IMAGE_SIZE,
-            ))
+            views.append(
+                PosedView(
+                    scene / rel_path,
+                    pinhole(focal, focal, width / 2.0, height / 2.0),
+                    R,
+                    -R @ centre,
+                    name=f"{scene.name}/{key}",
+                    group=f"{scene.name}/{sequence}",
+                    image_size=NVM_IMAGE_SIZE,
+                )
+            )
     # Capture order inside each video (the split files interleave train and test frames).
     return sorted(views, key=lambda v: (v.group, v.name))
 
 
 def load_cambridge(root: Path, split: str = "all", focal_px: float | None = None) -> PosedDataset:
     """A scene folder, or a folder of scene folders (KingsCollege/, ShopFacade/, ...)."""
-    scenes = [root] if is_cambridge_scene(root) else sorted(
-        p for p in root.iterdir() if p.is_dir() and is_cambridge_scene(p)
+    scenes = (
+        [root]
+        if is_cambridge_scene(root)
+        else sorted(p for p in root.iterdir() if p.is_dir() and is_cambridge_scene(p))
     )
     if not scenes:
-        raise DatasetError(f"{root}: no dataset_train.txt / dataset_test.txt (not Cambridge Landmarks)")
+        raise DatasetError(
+            f"{root}: no dataset_train.txt / dataset_test.txt (not Cambridge Landmarks)"
+        )
     views = [v for scene in scenes for v in load_cambridge_scene(scene, split, focal_px)]
     if not views:
         raise DatasetError(f"{root}: no usable views for split {split!r}")

@@ -39,7 +39,9 @@ def _resolve_image(scene: Path, file_path: str) -> Path:
         return path
     parts = Path(file_path).parts
     for folder in DOWNSAMPLED_DIRS:
-        candidate = scene.joinpath(folder, *parts[1:]) if len(parts) > 1 else scene / folder / file_path
+        candidate = (
+            scene.joinpath(folder, *parts[1:]) if len(parts) > 1 else scene / folder / file_path
+        )
         if candidate.is_file():
             return candidate
     return path  # reported when read
@@ -59,12 +61,17 @@ def load_dl3dv_scene(transforms: Path) -> list[PosedView]:
         if cam_to_world_gl.shape == (3, 4):
             cam_to_world_gl = np.vstack([cam_to_world_gl, [0.0, 0.0, 0.0, 1.0]])
         R, t = world_to_camera(cam_to_world_gl @ GL_TO_CV)
-        views.append(PosedView(
-            _resolve_image(scene, frame["file_path"]),
-            pinhole(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"]), R, t,
-            name=f"{group}/{Path(frame['file_path']).stem}", group=group,
-            image_size=(int(intr["w"]), int(intr["h"])),
-        ))
+        views.append(
+            PosedView(
+                _resolve_image(scene, frame["file_path"]),
+                pinhole(intr["fl_x"], intr["fl_y"], intr["cx"], intr["cy"]),
+                R,
+                t,
+                name=f"{group}/{Path(frame['file_path']).stem}",
+                group=group,
+                image_size=(int(intr["w"]), int(intr["h"])),
+            )
+        )
     # nerfstudio does not promise capture order in "frames"; file names carry it.
     return sorted(views, key=lambda v: v.name)
 

@@ -47,10 +47,17 @@ def load_navi_scene(path: Path) -> list[PosedView]:
             filename = entry["filename"]
         except (KeyError, TypeError, ValueError) as err:
             raise DatasetError(f"{path}: annotation {i} is malformed ({err!r})") from None
-        views.append(PosedView(
-            scene / "images" / filename, pinhole(f, f, width // 2, height // 2), R, t,
-            name=f"{group}/{Path(filename).stem}", group=group, image_size=(width, height),
-        ))
+        views.append(
+            PosedView(
+                scene / "images" / filename,
+                pinhole(f, f, width // 2, height // 2),
+                R,
+                t,
+                name=f"{group}/{Path(filename).stem}",
+                group=group,
+                image_size=(width, height),
+            )
+        )
     return sorted(views, key=lambda v: v.name)
 
 

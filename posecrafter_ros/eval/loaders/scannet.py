@@ -30,23 +30,35 @@ def load_scannet_scene(scene: Path, frame_stride: int = 1) -> list[PosedView]:
     poses = sorted((scene / "pose").glob("*.txt"), key=_frame_key)[:: max(1, frame_stride)]
     views = []
     for pose_path in poses:
-        image = next((scene / "color" / f"{pose_path.stem}{s}" for s in COLOR_SUFFIXES
-                      if (scene / "color" / f"{pose_path.stem}{s}").is_file()), None)
+        image = next(
+            (
+                scene / "color" / f"{pose_path.stem}{s}"
+                for s in COLOR_SUFFIXES
+                if (scene / "color" / f"{pose_path.stem}{s}").is_file()
+            ),
+            None,
+        )
         cam_to_world = np.loadtxt(pose_path)
         if image is None or cam_to_world.shape != (4, 4) or not np.all(np.isfinite(cam_to_world)):
             continue
         R, t = world_to_camera(cam_to_world)
-        views.append(PosedView(image, K, R, t, name=f"{scene.name}/{pose_path.stem}", group=scene.name))
+        views.append(
+            PosedView(image, K, R, t, name=f"{scene.name}/{pose_path.stem}", group=scene.name)
+        )
     return views
 
 
 def load_scannet(root: Path, frame_stride: int = 1) -> PosedDataset:
     """A scene folder, or a folder of scene folders (scene0000_00/, ...)."""
-    scenes = [root] if is_scannet_scene(root) else sorted(
-        p for p in root.iterdir() if p.is_dir() and is_scannet_scene(p)
+    scenes = (
+        [root]
+        if is_scannet_scene(root)
+        else sorted(p for p in root.iterdir() if p.is_dir() and is_scannet_scene(p))
     )
     if not scenes:
-        raise DatasetError(f"{root}: no pose/ + intrinsic/intrinsic_color.txt (not a ScanNet export)")
+        raise DatasetError(
+            f"{root}: no pose/ + intrinsic/intrinsic_color.txt (not a ScanNet export)"
+        )
     views = [v for scene in scenes for v in load_scannet_scene(scene, frame_stride)]
     if not views:
         raise DatasetError(f"{root}: no frame with a colour image and a finite pose")
