@@ -6,10 +6,11 @@
 
 from pathlib import Path
 
+from launch_ros.actions import Node
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 try:
     from ament_index_python.packages import get_package_share_directory
@@ -21,12 +22,23 @@ except Exception:  # running from a source checkout
 
 def generate_launch_description() -> LaunchDescription:
     args = [
-        DeclareLaunchArgument("params_file", default_value=str(CONFIG_DIR / "cpu.yaml"),
-                              description="node parameters (config/cpu.yaml or config/gpu.yaml)"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=str(CONFIG_DIR / "cpu.yaml"),
+            description="node parameters (config/cpu.yaml or config/gpu.yaml)",
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        DeclareLaunchArgument("image_topic", default_value="image", description="images filling the keyframe buffer"),
-        DeclareLaunchArgument("camera_info_topic", default_value="camera_info", description="their camera_info"),
-        DeclareLaunchArgument("keyframes_topic", default_value="keyframes", description="posecrafter_ros/Keyframe messages"),
+        DeclareLaunchArgument(
+            "image_topic", default_value="image", description="images filling the keyframe buffer"
+        ),
+        DeclareLaunchArgument(
+            "camera_info_topic", default_value="camera_info", description="their camera_info"
+        ),
+        DeclareLaunchArgument(
+            "keyframes_topic",
+            default_value="keyframes",
+            description="posecrafter_ros/Keyframe messages",
+        ),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
     ]
     node = Node(

@@ -11,12 +11,13 @@ be checked with two stamps; `publish_tf:=true` puts results on /tf under `<A fra
 
 from pathlib import Path
 
+from launch_ros.actions import Node
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import Node
 
 try:
     from ament_index_python.packages import get_package_share_directory
@@ -29,14 +30,34 @@ except Exception:  # running from a source checkout
 def generate_launch_description() -> LaunchDescription:
     slam_launch = LaunchConfiguration("slam_launch")
     args = [
-        DeclareLaunchArgument("slam_launch", default_value="", description="SLAM launch file to include ('' = none)"),
-        DeclareLaunchArgument("params_file", default_value=str(CONFIG_DIR / "cpu.yaml"), description="node parameters"),
-        DeclareLaunchArgument("namespace", default_value="", description="namespace of posecrafter_node"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/color/image_raw", description="SLAM camera images"),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info", description="their camera_info"),
-        DeclareLaunchArgument("keyframes_topic", default_value="/slam/keyframes", description="posecrafter_ros/Keyframe from the SLAM front end"),
-        DeclareLaunchArgument("publish_tf", default_value="false", description="publish results on /tf"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument(
+            "slam_launch", default_value="", description="SLAM launch file to include ('' = none)"
+        ),
+        DeclareLaunchArgument(
+            "params_file", default_value=str(CONFIG_DIR / "cpu.yaml"), description="node parameters"
+        ),
+        DeclareLaunchArgument(
+            "namespace", default_value="", description="namespace of posecrafter_node"
+        ),
+        DeclareLaunchArgument(
+            "image_topic", default_value="/camera/color/image_raw", description="SLAM camera images"
+        ),
+        DeclareLaunchArgument(
+            "camera_info_topic",
+            default_value="/camera/color/camera_info",
+            description="their camera_info",
+        ),
+        DeclareLaunchArgument(
+            "keyframes_topic",
+            default_value="/slam/keyframes",
+            description="posecrafter_ros/Keyframe from the SLAM front end",
+        ),
+        DeclareLaunchArgument(
+            "publish_tf", default_value="false", description="publish results on /tf"
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false", description="use /clock (bag replay)"
+        ),
         DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
     ]
     slam = IncludeLaunchDescription(
@@ -52,7 +73,10 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         parameters=[
             LaunchConfiguration("params_file"),
-            {"publish_tf": LaunchConfiguration("publish_tf"), "use_sim_time": LaunchConfiguration("use_sim_time")},
+            {
+                "publish_tf": LaunchConfiguration("publish_tf"),
+                "use_sim_time": LaunchConfiguration("use_sim_time"),
+            },
         ],
         remappings=[
             ("image", LaunchConfiguration("image_topic")),

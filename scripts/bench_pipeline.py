@@ -39,12 +39,17 @@ def parse_set(items: list[str]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides"
+    )
     parser.add_argument("--data", type=Path, default=REPO / "test/data/posed_pairs_fixture")
     parser.add_argument("--pair", default="templeR0001-templeR0013")
     parser.add_argument("--force-bridge", action="store_true")
@@ -73,7 +78,9 @@ def main() -> int:
 
     started = time.monotonic()
     pipeline = Pipeline.from_profile(args.profile, overrides).load()
-    print(f"profile {pipeline.name}: loaded in {time.monotonic() - started:.2f} s, peak {peak_mb():.0f} MB")
+    print(
+        f"profile {pipeline.name}: loaded in {time.monotonic() - started:.2f} s, peak {peak_mb():.0f} MB"
+    )
     for stage, state in pipeline.describe().items():
         print(f"  {stage:<14} {state}")
     pair = {p.name: p for p in load_posed_pairs(args.data)}[args.pair]
@@ -88,14 +95,22 @@ def main() -> int:
             torch.cuda.reset_peak_memory_stats()
 
     for run in range(args.runs):
-        result = pipeline.estimate(a, b, EstimateOptions(force_bridge=args.force_bridge), RunContext(progress=on_progress))
-        print(f"\nrun {run + 1}: {result.status.name} via '{result.diagnostics.path}' in {result.diagnostics.total_seconds:.2f} s")
+        result = pipeline.estimate(
+            a, b, EstimateOptions(force_bridge=args.force_bridge), RunContext(progress=on_progress)
+        )
+        print(
+            f"\nrun {run + 1}: {result.status.name} via '{result.diagnostics.path}' in {result.diagnostics.total_seconds:.2f} s"
+        )
         print(f"  {result.message}")
         for record in result.diagnostics.stages:
-            print(f"  {record.name:<18} {record.seconds:8.3f} s   peak {peaks.get(record.name, 0.0):8.0f} MB")
+            print(
+                f"  {record.name:<18} {record.seconds:8.3f} s   peak {peaks.get(record.name, 0.0):8.0f} MB"
+            )
         if result.pose is not None:
             R_0to1, _ = result.pose.inverse_convention()
-            print(f"  rotation error vs ground truth ({pair.rotation_deg:.1f} deg apart): {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg")
+            print(
+                f"  rotation error vs ground truth ({pair.rotation_deg:.1f} deg apart): {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg"
+            )
     return 0
 
 

@@ -45,8 +45,12 @@ def main() -> int:
     requests = []
     for name in ("templeR0001-templeR0003", "templeR0001-templeR0013"):
         pair = pairs[name]
-        requests.append((inline_ref(rgb(pair.image0), pair.K0, "a"), inline_ref(rgb(pair.image1), pair.K1, "b")))
-    bad_a, bad_b = inline_ref(rgb(pairs["templeR0001-templeR0003"].image0), pairs["templeR0001-templeR0003"].K0), None
+        requests.append(
+            (inline_ref(rgb(pair.image0), pair.K0, "a"), inline_ref(rgb(pair.image1), pair.K1, "b"))
+        )
+    bad_a = inline_ref(
+        rgb(pairs["templeR0001-templeR0003"].image0), pairs["templeR0001-templeR0003"].K0
+    )
     bad_a.image.step += 1
     requests.append((bad_a, requests[0][1]))
 
@@ -75,9 +79,13 @@ def main() -> int:
     final = rss_mb[-1]
     growth = 100.0 * (final - base) / base
     print(f"requests: {args.requests}, status counts: {dict(sorted(codes.items()))}")
-    print(f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms")
-    print(f"node RSS: start {rss_mb[0]:.1f} MB, after warm-up ({args.warmup}) {base:.1f} MB, "
-          f"end {final:.1f} MB, peak {max(rss_mb):.1f} MB")
+    print(
+        f"latency p50 {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
+    )
+    print(
+        f"node RSS: start {rss_mb[0]:.1f} MB, after warm-up ({args.warmup}) {base:.1f} MB, "
+        f"end {final:.1f} MB, peak {max(rss_mb):.1f} MB"
+    )
     print(f"RSS growth after warm-up: {growth:+.2f}% (limit {args.max_growth}%)")
     return 0 if growth < args.max_growth and -1 not in codes else 1
 

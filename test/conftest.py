@@ -30,7 +30,9 @@ def _ros_available() -> bool:
 
 
 ROS_AVAILABLE = _ros_available()
-requires_ros = pytest.mark.skipif(not ROS_AVAILABLE, reason="rclpy / posecrafter_ros interfaces not installed (run make test)")
+requires_ros = pytest.mark.skipif(
+    not ROS_AVAILABLE, reason="rclpy / posecrafter_ros interfaces not installed (run make test)"
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +67,11 @@ def start_node(tmp_path_factory, rclpy_context):
 
     def _start(ros_args: list[str] | None = None, namespace: str = ""):
         log = tmp_path_factory.mktemp("node") / "node.log"
-        args = ros_args if ros_args is not None else ["--params-file", str(REPO / "config" / "cpu.yaml")]
+        args = (
+            ros_args
+            if ros_args is not None
+            else ["--params-file", str(REPO / "config" / "cpu.yaml")]
+        )
         node = NodeProcess(args, namespace or f"/t{len(started)}", log)
         client = PoseCrafterClient(service=node.service)
         started.append((node, client))

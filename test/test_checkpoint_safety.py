@@ -52,7 +52,10 @@ def test_official_wrappers_are_stripped(tmp_path):
     for name, obj in {
         "lightning.ckpt": {"state_dict": sd, "epoch": 3, "global_step": 10},
         "deepspeed.ckpt": {"module": sd},
-        "dust3r.pth": {"args": argparse.Namespace(model="AsymmetricCroCo3DStereo(...)"), "model": sd},
+        "dust3r.pth": {
+            "args": argparse.Namespace(model="AsymmetricCroCo3DStereo(...)"),
+            "model": sd,
+        },
     }.items():
         torch.save(obj, tmp_path / name)
         loaded = read_state_dict(tmp_path / name)
@@ -64,7 +67,10 @@ def test_safetensors_and_bf16_copies_load_into_fp32(tmp_path):
     from safetensors.torch import save_file
 
     module = tiny_module()
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in module.state_dict().items()}, str(tmp_path / "m.safetensors"))
+    save_file(
+        {k: v.to(torch.bfloat16).contiguous() for k, v in module.state_dict().items()},
+        str(tmp_path / "m.safetensors"),
+    )
     target = tiny_module()
     load_exact(target, read_state_dict(tmp_path / "m.safetensors"), "tiny")
     for k, v in target.state_dict().items():

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import read_rgb
 
 
 def keyframes(pair):
     from posecrafter_ros.core.types import Keyframe
 
-    return Keyframe(read_rgb(pair.image0), pair.K0, "a"), Keyframe(read_rgb(pair.image1), pair.K1, "b")
+    return Keyframe(read_rgb(pair.image0), pair.K0, "a"), Keyframe(
+        read_rgb(pair.image1), pair.K1, "b"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,21 @@ def test_extreme_pair_reports_missing_bridge(cpu_pipeline, posed_pairs):
     assert result.diagnostics.path == "none"
 
 
-@pytest.mark.parametrize("image,K,needle", [
-    (np.zeros((10, 10, 3), np.uint8), np.eye(3), "smaller than 32x32"),
-    (np.zeros((64, 64, 3), np.float32), np.eye(3), "uint8"),
-    (np.zeros((64, 64, 4), np.uint8), np.eye(3), "HxWx3"),
-    (np.zeros((64, 64), np.uint8), np.diag([0.0, 1.0, 1.0]), "positive"),
-    (np.zeros((64, 64), np.uint8), np.array([[50, 0, 500], [0, 50, 32], [0, 0, 1.0]]), "outside"),
-    (np.zeros((64, 64), np.uint8), np.full((3, 3), np.nan), "finite"),
-])
+@pytest.mark.parametrize(
+    "image,K,needle",
+    [
+        (np.zeros((10, 10, 3), np.uint8), np.eye(3), "smaller than 32x32"),
+        (np.zeros((64, 64, 3), np.float32), np.eye(3), "uint8"),
+        (np.zeros((64, 64, 4), np.uint8), np.eye(3), "HxWx3"),
+        (np.zeros((64, 64), np.uint8), np.diag([0.0, 1.0, 1.0]), "positive"),
+        (
+            np.zeros((64, 64), np.uint8),
+            np.array([[50, 0, 500], [0, 50, 32], [0, 0, 1.0]]),
+            "outside",
+        ),
+        (np.zeros((64, 64), np.uint8), np.full((3, 3), np.nan), "finite"),
+    ],
+)
 def test_invalid_keyframes_are_rejected(cpu_pipeline, image, K, needle):
     from posecrafter_ros.core.types import Keyframe, Status
 
@@ -71,7 +79,11 @@ def test_stage_exception_becomes_internal_error(posed_pairs, monkeypatch):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(pipeline_module, "estimate_two_view", explode)
-    result = pipeline_module.Pipeline.from_profile("cpu").load().estimate(*keyframes(posed_pairs["templeR0001-templeR0003"]))
+    result = (
+        pipeline_module.Pipeline.from_profile("cpu")
+        .load()
+        .estimate(*keyframes(posed_pairs["templeR0001-templeR0003"]))
+    )
     assert result.status == Status.INTERNAL_ERROR
     assert "stage 'direct'" in result.message and "out of memory" in result.message
 
@@ -90,7 +102,9 @@ def test_budget_and_cancel_become_statuses(cpu_pipeline, posed_pairs):
 def test_unknown_stage_type_is_reported_not_raised():
     from posecrafter_ros.core.pipeline import Pipeline
 
-    pipe = Pipeline.from_profile("cpu", {"bridge": {"enabled": True, "interpolator": {"type": "sora"}}}).load()
+    pipe = Pipeline.from_profile(
+        "cpu", {"bridge": {"enabled": True, "interpolator": {"type": "sora"}}}
+    ).load()
     assert "unknown interpolator type 'sora'" in pipe.unavailable["interpolator"]
     with pytest.raises(FileNotFoundError, match="known:"):
         Pipeline.from_profile("no_such_profile")
@@ -110,7 +124,9 @@ def test_keyframe_buffer_lookup_and_bounds():
     from posecrafter_ros.core.types import Keyframe
 
     buf = KeyframeBuffer(max_frames=3, max_keyframes=2, tolerance_ns=10)
-    frames = [Keyframe(np.zeros((2, 2), np.uint8), np.eye(3), stamp_ns=s) for s in (300, 100, 200, 400)]
+    frames = [
+        Keyframe(np.zeros((2, 2), np.uint8), np.eye(3), stamp_ns=s) for s in (300, 100, 200, 400)
+    ]
     for f in frames:
         buf.add(f)
     assert len(buf) == 3 and buf.stamp_range() == (200, 400)  # the oldest stamp was evicted

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
-
 from conftest import read_rgb, requires_ros
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -21,7 +19,21 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = [requires_ros, pytest.mark.ros, pytest.mark.slow]
 
-ENCODINGS = ["rgb8", "bgr8", "mono8", "mono16", "rgba8", "bgra8", "8UC3", "16UC1", "yuv422", "32FC1", "", "RGB8", "bayer_rggb8"]
+ENCODINGS = [
+    "rgb8",
+    "bgr8",
+    "mono8",
+    "mono16",
+    "rgba8",
+    "bgra8",
+    "8UC3",
+    "16UC1",
+    "yuv422",
+    "32FC1",
+    "",
+    "RGB8",
+    "bayer_rggb8",
+]
 ODD_FLOATS = st.sampled_from([0.0, -1.0, float("nan"), float("inf"), -float("inf"), 1e-30, 1e30])
 FLOATS = st.one_of(ODD_FLOATS, st.floats(-2000, 2000, allow_nan=False))
 
@@ -35,12 +47,28 @@ def image_and_info(draw):
     encoding = draw(st.sampled_from(ENCODINGS))
     channels = {"mono8": 1, "mono16": 2, "16UC1": 2, "rgba8": 4, "bgra8": 4}.get(encoding, 3)
     step = draw(st.one_of(st.just(w * channels), st.integers(0, 400)))
-    n_bytes = draw(st.one_of(st.just(step * h if step * h < 200_000 else 0), st.integers(0, 30_000)))
-    img = Image(width=w, height=h, encoding=encoding, step=step, is_bigendian=draw(st.integers(0, 1)))
-    img.data = draw(st.binary(min_size=min(n_bytes, 64), max_size=min(n_bytes, 64))) * (n_bytes // 64) if n_bytes else b""
+    n_bytes = draw(
+        st.one_of(st.just(step * h if step * h < 200_000 else 0), st.integers(0, 30_000))
+    )
+    img = Image(
+        width=w, height=h, encoding=encoding, step=step, is_bigendian=draw(st.integers(0, 1))
+    )
+    img.data = (
+        draw(st.binary(min_size=min(n_bytes, 64), max_size=min(n_bytes, 64))) * (n_bytes // 64)
+        if n_bytes
+        else b""
+    )
     img.header.frame_id = draw(st.text(max_size=12))
-    k = [draw(FLOATS) for _ in range(9)] if draw(st.booleans()) else [50.0, 0.0, w / 2, 0.0, 50.0, h / 2, 0.0, 0.0, 1.0]
-    info = CameraInfo(width=draw(st.sampled_from([w, 0, w + 1])), height=draw(st.sampled_from([h, 0, max(h - 1, 0)])), k=k)
+    k = (
+        [draw(FLOATS) for _ in range(9)]
+        if draw(st.booleans())
+        else [50.0, 0.0, w / 2, 0.0, 50.0, h / 2, 0.0, 0.0, 1.0]
+    )
+    info = CameraInfo(
+        width=draw(st.sampled_from([w, 0, w + 1])),
+        height=draw(st.sampled_from([h, 0, max(h - 1, 0)])),
+        k=k,
+    )
     return img, info
 
 
@@ -69,10 +97,23 @@ def test_fuzzed_requests_always_get_a_defined_status(fuzz_target, posed_pairs):
     node, client = fuzz_target
     seen: dict[int, int] = {}
 
-    @settings(max_examples=1000, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
-                                     HealthCheck.function_scoped_fixture])
-    @given(a=keyframe_refs(), b=keyframe_refs(), force=st.booleans(), budget=st.one_of(ODD_FLOATS, st.floats(0, 5)))
+    @settings(
+        max_examples=1000,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
+    @given(
+        a=keyframe_refs(),
+        b=keyframe_refs(),
+        force=st.booleans(),
+        budget=st.one_of(ODD_FLOATS, st.floats(0, 5)),
+    )
     def check(a, b, force, budget):
         request = client.request(a, b, force, budget)
         response = client.call(request, timeout_sec=30)
@@ -87,6 +128,8 @@ def test_fuzzed_requests_always_get_a_defined_status(fuzz_target, posed_pairs):
     assert seen.get(1, 0) > 500, seen  # most generated requests are malformed
     assert node.proc.poll() is None, node.log()
     pair = posed_pairs["templeR0001-templeR0003"]
-    valid = client.request(inline_ref(read_rgb(pair.image0), pair.K0), inline_ref(read_rgb(pair.image1), pair.K1))
+    valid = client.request(
+        inline_ref(read_rgb(pair.image0), pair.K0), inline_ref(read_rgb(pair.image1), pair.K1)
+    )
     assert client.call(valid, timeout_sec=30).status.code == 0
     print(f"status counts over {sum(seen.values())} fuzzed requests: {dict(sorted(seen.items()))}")

@@ -13,7 +13,6 @@ import types
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, requires_ros
 
 LAUNCH_DIR = REPO / "launch"
@@ -42,16 +41,27 @@ class Recorded:
 
 
 def stub_modules() -> dict[str, types.ModuleType]:
-    mods = {name: types.ModuleType(name) for name in (
-        "launch", "launch.actions", "launch.substitutions", "launch.conditions",
-        "launch.launch_description_sources", "launch_ros", "launch_ros.actions")}
+    mods = {
+        name: types.ModuleType(name)
+        for name in (
+            "launch",
+            "launch.actions",
+            "launch.substitutions",
+            "launch.conditions",
+            "launch.launch_description_sources",
+            "launch_ros",
+            "launch_ros.actions",
+        )
+    }
     mods["launch"].LaunchDescription = type("LaunchDescription", (Recorded,), {})
     for name in ("DeclareLaunchArgument", "IncludeLaunchDescription"):
         setattr(mods["launch.actions"], name, type(name, (Recorded,), {}))
     mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch.substitutions"].PythonExpression = PythonExpression
     mods["launch.conditions"].IfCondition = type("IfCondition", (Recorded,), {})
-    mods["launch.launch_description_sources"].PythonLaunchDescriptionSource = type("PythonLaunchDescriptionSource", (Recorded,), {})
+    mods["launch.launch_description_sources"].PythonLaunchDescriptionSource = type(
+        "PythonLaunchDescriptionSource", (Recorded,), {}
+    )
     mods["launch_ros.actions"].Node = type("Node", (Recorded,), {})
     return mods
 
@@ -59,7 +69,9 @@ def stub_modules() -> dict[str, types.ModuleType]:
 def load_description(path: Path, monkeypatch):
     for name, module in stub_modules().items():
         monkeypatch.setitem(sys.modules, name, module)
-    spec = importlib.util.spec_from_file_location(f"launch_under_test_{path.stem.replace('.', '_')}", path)
+    spec = importlib.util.spec_from_file_location(
+        f"launch_under_test_{path.stem.replace('.', '_')}", path
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.generate_launch_description()
@@ -69,14 +81,18 @@ def resolve(value, config: dict[str, str]):
     if isinstance(value, LaunchConfiguration):
         return config[value.name]
     if isinstance(value, PythonExpression):
-        return str(eval("".join(resolve(p, config) for p in value.parts[0])))  # test-only: our own expressions
+        return str(
+            eval("".join(resolve(p, config) for p in value.parts[0]))
+        )  # test-only: our own expressions
     return value
 
 
 def node_ros_args(description, overrides: dict[str, str]):
     """(declared launch arguments with values, Node kwargs, the node's --ros-args list)."""
     entities = description.args[0]
-    declared = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    declared = {
+        e.args[0]: e.kwargs for e in entities if type(e).__name__ == "DeclareLaunchArgument"
+    }
     for name, kwargs in declared.items():
         assert kwargs.get("description"), f"launch argument {name} has no description"
     config = {name: kw["default_value"] for name, kw in declared.items()}
@@ -113,7 +129,7 @@ def get_parameters(node_name: str, names: list[str]):
         assert client.wait_for_service(timeout_sec=30)
         future = client.call_async(GetParameters.Request(names=names))
         rclpy.spin_until_future_complete(helper, future, timeout_sec=30)
-        return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values)))
+        return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values), strict=False))
     finally:
         helper.destroy_node()
 
@@ -145,7 +161,9 @@ def _run_launch_case(path, overrides, expected_params, subscribed_topic, monkeyp
         node_name = f"{namespace.rstrip('/')}/{kw['name']}" if namespace else f"/{kw['name']}"
         values = get_parameters(node_name, list(expected_params))
         assert values == expected_params, node.log()
-        assert topic_is_subscribed(subscribed_topic), f"{subscribed_topic} not subscribed:\n{node.log()}"
+        assert topic_is_subscribed(
+            subscribed_topic
+        ), f"{subscribed_topic} not subscribed:\n{node.log()}"
     finally:
         assert node.stop() == 0, node.log()
     return description
@@ -156,9 +174,15 @@ def test_node_alone_launch_file(monkeypatch, tmp_path, rclpy_context):
     _run_launch_case(
         LAUNCH_DIR / "posecrafter.launch.py",
         {"namespace": "/launch_a", "image_topic": "/cam_a/image_raw"},
-        {"profile": "cpu", "max_concurrent_requests": 2, "request_timeout_sec": 30.0, "buffer.max_frames": 120},
+        {
+            "profile": "cpu",
+            "max_concurrent_requests": 2,
+            "request_timeout_sec": 30.0,
+            "buffer.max_frames": 120,
+        },
         "/cam_a/image_raw",
-        monkeypatch, tmp_path,
+        monkeypatch,
+        tmp_path,
     )
 
 
@@ -170,7 +194,8 @@ def test_slam_launch_file_remaps_and_includes(monkeypatch, tmp_path, rclpy_conte
         {"namespace": "/launch_b", "publish_tf": "true", "slam_launch": str(slam)},
         {"profile": "cpu", "publish_tf": True, "use_sim_time": False},
         "/camera/color/image_raw",
-        monkeypatch, tmp_path,
+        monkeypatch,
+        tmp_path,
     )
     include = next(e for e in description.args[0] if type(e).__name__ == "IncludeLaunchDescription")
     source = include.args[0]
@@ -188,10 +213,17 @@ def _launch_ros_importable() -> bool:
     return shutil.which("ros2") is not None
 
 
-@pytest.mark.skipif(not _launch_ros_importable(), reason="launch_ros / ros2cli exist only on a ROS machine (not on PyPI)")
+@pytest.mark.skipif(
+    not _launch_ros_importable(),
+    reason="launch_ros / ros2cli exist only on a ROS machine (not on PyPI)",
+)
 def test_real_ros2_launch(tmp_path):
-    proc = subprocess.Popen(["ros2", "launch", "posecrafter_ros", "posecrafter.launch.py", "namespace:=/real_launch"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["ros2", "launch", "posecrafter_ros", "posecrafter.launch.py", "namespace:=/real_launch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         out = ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import requires_ros
 
 pytestmark = requires_ros
@@ -19,7 +18,9 @@ def rgb():
 def make_image(arr: np.ndarray, encoding: str, pad: int = 0, big_endian: bool = False):
     from sensor_msgs.msg import Image
 
-    msg = Image(height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=int(big_endian))
+    msg = Image(
+        height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=int(big_endian)
+    )
     rows = arr.reshape(arr.shape[0], -1)
     if arr.dtype == np.uint16:
         rows = rows.astype(">u2" if big_endian else "<u2")
@@ -30,12 +31,15 @@ def make_image(arr: np.ndarray, encoding: str, pad: int = 0, big_endian: bool = 
     return msg
 
 
-@pytest.mark.parametrize("encoding,convert", [
-    ("rgb8", lambda a: a),
-    ("bgr8", lambda a: a[:, :, ::-1]),
-    ("rgba8", lambda a: np.dstack([a, np.full(a.shape[:2], 7, np.uint8)])),
-    ("bgra8", lambda a: np.dstack([a[:, :, ::-1], np.full(a.shape[:2], 7, np.uint8)])),
-])
+@pytest.mark.parametrize(
+    "encoding,convert",
+    [
+        ("rgb8", lambda a: a),
+        ("bgr8", lambda a: a[:, :, ::-1]),
+        ("rgba8", lambda a: np.dstack([a, np.full(a.shape[:2], 7, np.uint8)])),
+        ("bgra8", lambda a: np.dstack([a[:, :, ::-1], np.full(a.shape[:2], 7, np.uint8)])),
+    ],
+)
 def test_colour_encodings_decode_to_rgb(rgb, encoding, convert):
     from posecrafter_ros.ros.conversions import image_to_array
 
@@ -51,16 +55,21 @@ def test_mono_encodings(rgb):
     np.testing.assert_array_equal(image_to_array(make_image(grey, "mono8", pad=1)), grey)
     wide = grey.astype(np.uint16) * 257
     for big in (False, True):
-        np.testing.assert_array_equal(image_to_array(make_image(wide, "mono16", big_endian=big)), grey)
+        np.testing.assert_array_equal(
+            image_to_array(make_image(wide, "mono16", big_endian=big)), grey
+        )
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda m: setattr(m, "encoding", "nv12"), "unsupported encoding"),
-    (lambda m: setattr(m, "step", 2), "step"),
-    (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "bytes"),
-    (lambda m: (setattr(m, "height", 0), setattr(m, "data", b"")), "empty"),
-    (lambda m: (setattr(m, "width", 100000), setattr(m, "height", 100000)), "limit"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda m: setattr(m, "encoding", "nv12"), "unsupported encoding"),
+        (lambda m: setattr(m, "step", 2), "step"),
+        (lambda m: setattr(m, "data", bytes(m.data)[:-1]), "bytes"),
+        (lambda m: (setattr(m, "height", 0), setattr(m, "data", b"")), "empty"),
+        (lambda m: (setattr(m, "width", 100000), setattr(m, "height", 100000)), "limit"),
+    ],
+)
 def test_malformed_images_raise_invalid_request(rgb, mutate, needle):
     from posecrafter_ros.core.types import EstimationError, Status
     from posecrafter_ros.ros.conversions import image_to_array
@@ -79,7 +88,9 @@ def test_camera_info_checks():
     from posecrafter_ros.core.types import EstimationError
     from posecrafter_ros.ros.conversions import camera_info_to_K
 
-    good = CameraInfo(width=640, height=480, k=[500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0])
+    good = CameraInfo(
+        width=640, height=480, k=[500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    )
     np.testing.assert_allclose(camera_info_to_K(good, 640, 480)[0], [500, 0, 320])
     binned = CameraInfo(width=640, height=480, k=list(good.k), binning_x=2, binning_y=2)
     np.testing.assert_allclose(camera_info_to_K(binned, 640, 480)[:2, 2], [160, 120])
@@ -110,7 +121,9 @@ def test_pose_roundtrip_and_quaternion_convention():
         np.testing.assert_allclose(Rotation.from_quat(q).as_matrix(), R, atol=1e-9)
     cov = np.diag([1e6, 1e6, 1e6, 1e-4, 2e-4, 3e-4])
     cov[3, 4] = cov[4, 3] = 5e-5
-    pose = RelativePose(Rotation.from_rotvec([0.1, -0.4, 0.2]).as_matrix(), np.array([0.6, 0.0, 0.8]), cov)
+    pose = RelativePose(
+        Rotation.from_rotvec([0.1, -0.4, 0.2]).as_matrix(), np.array([0.6, 0.0, 0.8]), cov
+    )
     msg = PoseWithCovarianceStamped()
     fill_pose(msg, pose, "cam_a", msg.header.stamp)
     R, t, cov_back = pose_from_msg(msg)

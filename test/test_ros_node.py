@@ -7,12 +7,18 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, read_rgb, requires_ros
 
 pytestmark = [requires_ros, pytest.mark.ros]
 
-SUCCESS, INVALID_REQUEST, KEYFRAME_NOT_FOUND, INSUFFICIENT_OVERLAP, BUSY, CANCELED = 0, 1, 2, 3, 5, 7
+SUCCESS, INVALID_REQUEST, KEYFRAME_NOT_FOUND, INSUFFICIENT_OVERLAP, BUSY, CANCELED = (
+    0,
+    1,
+    2,
+    3,
+    5,
+    7,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,8 @@ def test_medium_overlap_pair_succeeds_with_small_error(cpu_node, posed_pairs):
     # Covariance: symmetric positive definite, scale direction unobservable -> large along t.
     assert np.allclose(cov, cov.T)
     assert np.all(np.linalg.eigvalsh(cov) > 0)
-    R, t = np.eye(3), np.array([resp.pose.pose.pose.position.x, resp.pose.pose.pose.position.y, resp.pose.pose.pose.position.z])
+    position = resp.pose.pose.pose.position
+    t = np.array([position.x, position.y, position.z])
     assert not resp.translation_scale_known
     assert abs(np.linalg.norm(t) - 1.0) < 1e-6
     assert t @ cov[:3, :3] @ t > 1e3 * np.trace(cov[3:, 3:])
@@ -72,6 +79,7 @@ def test_extreme_pair_is_not_answered_directly(cpu_node, posed_pairs):
 
 def _malformed_requests(pair):
     """(label, mutate(request)) pairs, each of which must give INVALID_REQUEST."""
+
     def enc(r):
         r.keyframe_a.image.encoding = "yuv422_weird"
 
@@ -100,8 +108,16 @@ def _malformed_requests(pair):
     def bad_source(r):
         r.keyframe_a.source = 9
 
-    return [("encoding", enc), ("step", step), ("empty", empty), ("zero K", zero_k), ("NaN K", nan_k),
-            ("size mismatch", size_mismatch), ("truncated data", truncated), ("unknown source", bad_source)]
+    return [
+        ("encoding", enc),
+        ("step", step),
+        ("empty", empty),
+        ("zero K", zero_k),
+        ("NaN K", nan_k),
+        ("size mismatch", size_mismatch),
+        ("truncated data", truncated),
+        ("unknown source", bad_source),
+    ]
 
 
 def test_malformed_requests_are_rejected_and_node_keeps_serving(cpu_node, posed_pairs):
@@ -121,7 +137,9 @@ def test_malformed_requests_are_rejected_and_node_keeps_serving(cpu_node, posed_
 def test_three_concurrent_clients_are_all_answered(start_node, posed_pairs):
     from posecrafter_ros.ros.client import PoseCrafterClient
 
-    node, _ = start_node(["--params-file", str(REPO / "config/cpu.yaml"), "-p", "max_concurrent_requests:=2"])
+    node, _ = start_node(
+        ["--params-file", str(REPO / "config/cpu.yaml"), "-p", "max_concurrent_requests:=2"]
+    )
     pair = posed_pairs["templeR0001-templeR0003"]
     answers: list = [None] * 3
 
@@ -160,12 +178,17 @@ def test_request_by_stamp_uses_images_published_on_topics(cpu_node, posed_pairs,
         deadline = time.monotonic() + 20
         while image_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
-        frames = [(100.25, read_rgb(pair.image0), pair.K0), (100.75, read_rgb(pair.image1), pair.K1)]
+        frames = [
+            (100.25, read_rgb(pair.image0), pair.K0),
+            (100.75, read_rgb(pair.image1), pair.K1),
+        ]
         # Best-effort topics: the node may match the publisher a moment after the publisher
         # matched it, so publish until the buffer answers (as a camera driver would keep doing).
         while True:
             for stamp, img, K in frames:
-                info_pub.publish(camera_info_msg(K, img.shape[1], img.shape[0], "cam", stamp_msg(stamp)))
+                info_pub.publish(
+                    camera_info_msg(K, img.shape[1], img.shape[0], "cam", stamp_msg(stamp))
+                )
                 time.sleep(0.02)
                 image_pub.publish(array_to_image(img, Image, "cam", stamp_msg(stamp)))
                 time.sleep(0.05)

@@ -30,7 +30,9 @@ def print_pose_msg(msg) -> None:
     p, q = msg.pose.pose.position, msg.pose.pose.orientation
     cov = np.asarray(msg.pose.covariance).reshape(6, 6)
     print("  geometry_msgs/PoseWithCovarianceStamped:")
-    print(f"    header: {{frame_id: {msg.header.frame_id}, stamp: {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}}}")
+    print(
+        f"    header: {{frame_id: {msg.header.frame_id}, stamp: {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}}}"
+    )
     print(f"    pose.position:    [{p.x:+.5f}, {p.y:+.5f}, {p.z:+.5f}]")
     print(f"    pose.orientation: [x {q.x:+.5f}, y {q.y:+.5f}, z {q.z:+.5f}, w {q.w:+.5f}]")
     print("    pose.covariance (6x6, x y z rx ry rz):")
@@ -40,10 +42,21 @@ def print_pose_msg(msg) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="posecrafter-demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO / "test/data/posed_pairs_fixture", help="posed-pairs folder")
-    parser.add_argument("--pairs", nargs="*", default=["templeR0001-templeR0005", "templeR0001-templeR0013"],
-                        help="pair names (image0-image1 stems) to send")
-    parser.add_argument("--params", type=Path, default=REPO / "config/cpu.yaml", help="node parameters file")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO / "test/data/posed_pairs_fixture",
+        help="posed-pairs folder",
+    )
+    parser.add_argument(
+        "--pairs",
+        nargs="*",
+        default=["templeR0001-templeR0005", "templeR0001-templeR0013"],
+        help="pair names (image0-image1 stems) to send",
+    )
+    parser.add_argument(
+        "--params", type=Path, default=REPO / "config/cpu.yaml", help="node parameters file"
+    )
     args = parser.parse_args(argv)
 
     pairs = {p.name: p for p in load_posed_pairs(args.data)}
@@ -53,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.environ.update(local_ros_env())
     node = NodeProcess(["--params-file", str(args.params)])
-    print(f"started posecrafter_node (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}): {' '.join(node.cmd[1:])}")
+    print(
+        f"started posecrafter_node (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}): {' '.join(node.cmd[1:])}"
+    )
 
     import rclpy
 
@@ -69,17 +84,26 @@ def main(argv: list[str] | None = None) -> int:
         for i, name in enumerate(args.pairs):
             pair = pairs[name]
             print(f"\n== pair {name}: ground-truth rotation {pair.rotation_deg:.1f} deg")
-            a = inline_ref(read_rgb(pair.image0), pair.K0, "cam_a_optical_frame", stamp_msg(float(i)))
-            b = inline_ref(read_rgb(pair.image1), pair.K1, "cam_b_optical_frame", stamp_msg(float(i) + 0.5))
+            a = inline_ref(
+                read_rgb(pair.image0), pair.K0, "cam_a_optical_frame", stamp_msg(float(i))
+            )
+            b = inline_ref(
+                read_rgb(pair.image1), pair.K1, "cam_b_optical_frame", stamp_msg(float(i) + 0.5)
+            )
             started = time.monotonic()
             resp = client.call(client.request(a, b), timeout_sec=60.0)
             if resp is None:
                 print("  no answer within 60 s")
                 failures += 1
                 continue
-            print(f"  status: {STATUS_NAMES[resp.status.code]} ({time.monotonic() - started:.3f} s round trip)")
+            print(
+                f"  status: {STATUS_NAMES[resp.status.code]} ({time.monotonic() - started:.3f} s round trip)"
+            )
             print(f"  message: {resp.message}")
-            stages = ", ".join(f"{n} {s * 1000:.1f} ms" for n, s in zip(resp.diagnostics.stage_names, resp.diagnostics.stage_seconds))
+            stages = ", ".join(
+                f"{n} {s * 1000:.1f} ms"
+                for n, s in zip(resp.diagnostics.stage_names, resp.diagnostics.stage_seconds, strict=False)
+            )
             print(f"  path: {resp.diagnostics.path}; stages: {stages}")
             if resp.status.code != 0:
                 continue
@@ -88,9 +112,13 @@ def main(argv: list[str] | None = None) -> int:
 
             R, t, _ = pose_from_msg(resp.pose)  # camera B in camera A: p_A = R p_B + t
             R_0to1, t_0to1 = R.T, -R.T @ t
-            print(f"  rotation error:              {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg")
-            print(f"  translation direction error: {translation_angle_deg(t_0to1, pair.t_0to1):.2f} deg"
-                  f" (scale known: {resp.translation_scale_known})")
+            print(
+                f"  rotation error:              {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg"
+            )
+            print(
+                f"  translation direction error: {translation_angle_deg(t_0to1, pair.t_0to1):.2f} deg"
+                f" (scale known: {resp.translation_scale_known})"
+            )
     finally:
         client.destroy()
         rclpy.shutdown()

@@ -35,7 +35,9 @@ def run(folder: Path) -> int:
     for r in results:
         verdict = "PASS" if r.passed else "FAIL"
         extra = f"  {r.detail}" if r.detail else ""
-        print(f"{r.name:<{width}}  max|diff| = {r.max_abs_diff:.3e}  tol = {r.tolerance:.1e}  {verdict}{extra}")
+        print(
+            f"{r.name:<{width}}  max|diff| = {r.max_abs_diff:.3e}  tol = {r.tolerance:.1e}  {verdict}{extra}"
+        )
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed}/{len(results)} passed")
     return 1 if failed else 0

@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 
 STATUS_NAMES = {
-    0: "SUCCESS", 1: "INVALID_REQUEST", 2: "KEYFRAME_NOT_FOUND", 3: "INSUFFICIENT_OVERLAP",
-    4: "MODEL_UNAVAILABLE", 5: "BUSY", 6: "TIMEOUT", 7: "CANCELED", 8: "INTERNAL_ERROR",
+    0: "SUCCESS",
+    1: "INVALID_REQUEST",
+    2: "KEYFRAME_NOT_FOUND",
+    3: "INSUFFICIENT_OVERLAP",
+    4: "MODEL_UNAVAILABLE",
+    5: "BUSY",
+    6: "TIMEOUT",
+    7: "CANCELED",
+    8: "INTERNAL_ERROR",
 }
 
 
@@ -65,26 +72,58 @@ def format_response(resp) -> dict:
         "translation_scale_known": bool(resp.translation_scale_known),
         "covariance_diagonal": [float(f"{v:.4g}") for v in np.diag(cov)],
         "path": d.path,
-        "direct": {"matches": d.direct_matches, "inliers": d.direct_inliers, "confidence": round(d.direct_confidence, 3)},
+        "direct": {
+            "matches": d.direct_matches,
+            "inliers": d.direct_inliers,
+            "confidence": round(d.direct_confidence, 3),
+        },
         "selected_frames": list(d.selected_frames),
-        "stage_seconds": {n: round(s, 4) for n, s in zip(d.stage_names, d.stage_seconds)},
+        "stage_seconds": {n: round(s, 4) for n, s in zip(d.stage_names, d.stage_seconds, strict=False)},
         "total_seconds": round(d.total_seconds, 4),
     }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="posecrafter-query", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="posecrafter-query",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("images", nargs="*", type=Path, help="image A and image B (inline request)")
-    parser.add_argument("--camera-info", nargs="+", type=Path, metavar="YAML", help="camera_info YAML for A (and B)")
-    parser.add_argument("--K", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"), help="pinhole intrinsics for both images")
-    parser.add_argument("--frame-id", default="camera_optical_frame", help="frame id of inline images")
-    parser.add_argument("--stamps", nargs=2, type=float, metavar=("T_A", "T_B"), help="request buffered images by stamp (seconds)")
+    parser.add_argument(
+        "--camera-info", nargs="+", type=Path, metavar="YAML", help="camera_info YAML for A (and B)"
+    )
+    parser.add_argument(
+        "--K",
+        nargs=4,
+        type=float,
+        metavar=("FX", "FY", "CX", "CY"),
+        help="pinhole intrinsics for both images",
+    )
+    parser.add_argument(
+        "--frame-id", default="camera_optical_frame", help="frame id of inline images"
+    )
+    parser.add_argument(
+        "--stamps",
+        nargs=2,
+        type=float,
+        metavar=("T_A", "T_B"),
+        help="request buffered images by stamp (seconds)",
+    )
     parser.add_argument("--ids", nargs=2, metavar=("ID_A", "ID_B"), help="request keyframes by id")
-    parser.add_argument("--service", default="/posecrafter/estimate_relative_pose", help="service (and action) name")
-    parser.add_argument("--force-bridge", action="store_true", help="run the bridge even if the pair overlaps")
-    parser.add_argument("--budget", type=float, default=0.0, help="request budget in seconds (0: node default)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
+    parser.add_argument(
+        "--service", default="/posecrafter/estimate_relative_pose", help="service (and action) name"
+    )
+    parser.add_argument(
+        "--force-bridge", action="store_true", help="run the bridge even if the pair overlaps"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=0.0, help="request budget in seconds (0: node default)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the answer"
+    )
     parser.add_argument("--action", action="store_true", help="use the action and print progress")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
@@ -94,14 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     modes = sum([bool(args.images), args.stamps is not None, args.ids is not None])
     if modes != 1:
-        print("ERROR: give either two images, --stamps T_A T_B, or --ids ID_A ID_B", file=sys.stderr)
+        print(
+            "ERROR: give either two images, --stamps T_A T_B, or --ids ID_A ID_B", file=sys.stderr
+        )
         return 2
     try:
         import rclpy
 
         from ..ros.client import PoseCrafterClient, id_ref, inline_ref, stamp_ref
     except ImportError as err:
-        print(f"ERROR: ROS 2 (rclpy and the posecrafter_ros interfaces) is needed: {err}", file=sys.stderr)
+        print(
+            f"ERROR: ROS 2 (rclpy and the posecrafter_ros interfaces) is needed: {err}",
+            file=sys.stderr,
+        )
         return 2
     try:
         if args.images:
@@ -116,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 Ks = [np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])] * 2
             else:
                 raise ValueError("inline images need --camera-info or --K")
-            refs = [inline_ref(img, K, args.frame_id) for img, K in zip(images, Ks)]
+            refs = [inline_ref(img, K, args.frame_id) for img, K in zip(images, Ks, strict=False)]
         elif args.stamps:
             refs = [stamp_ref(t) for t in args.stamps]
         else:
@@ -129,12 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     client = PoseCrafterClient(service=args.service)
     try:
         if not client.wait(min(args.timeout, 15.0)):
-            print(f"ERROR: service {args.service} is not available (is posecrafter_node running?)", file=sys.stderr)
+            print(
+                f"ERROR: service {args.service} is not available (is posecrafter_node running?)",
+                file=sys.stderr,
+            )
             return 2
         request = client.request(refs[0], refs[1], args.force_bridge, args.budget)
         if args.action:
+
             def show(fb):
-                print(f"  [{fb.progress * 100:5.1f}%] {fb.stage} {fb.stage_progress * 100:5.1f}%  {fb.elapsed_sec:.2f}s", file=sys.stderr)
+                print(
+                    f"  [{fb.progress * 100:5.1f}%] {fb.stage} {fb.stage_progress * 100:5.1f}%  {fb.elapsed_sec:.2f}s",
+                    file=sys.stderr,
+                )
 
             response, _ = client.call_action(request, feedback=show, timeout_sec=args.timeout)
         else:

@@ -16,7 +16,9 @@ class KeyframeBuffer:
     within `tolerance_ns`.
     """
 
-    def __init__(self, max_frames: int = 120, max_keyframes: int = 500, tolerance_ns: int = 5_000_000):
+    def __init__(
+        self, max_frames: int = 120, max_keyframes: int = 500, tolerance_ns: int = 5_000_000
+    ):
         if max_frames < 1 or max_keyframes < 1:
             raise ValueError(f"buffer sizes must be >= 1 (got {max_frames}, {max_keyframes})")
         self.max_frames = max_frames

@@ -29,8 +29,8 @@ import yaml
 from .twoview import estimate_two_view
 from .types import (
     BudgetExceeded,
-    CandidateFrame,
     Canceled,
+    CandidateFrame,
     Diagnostics,
     EstimateOptions,
     EstimateResult,
@@ -119,7 +119,9 @@ def load_profile(name_or_path: str | Path) -> dict:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"profile {name_or_path!r} not found (known: {known}, or give a path)")
+        raise FileNotFoundError(
+            f"profile {name_or_path!r} not found (known: {known}, or give a path)"
+        )
     conf = yaml.safe_load(path.read_text()) or {}
     conf.setdefault("name", path.stem)
     return conf
@@ -131,14 +133,23 @@ def validate_keyframe(kf: Keyframe, label: str) -> None:
     if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
         raise EstimationError(Status.INVALID_REQUEST, f"{label}: image must be a uint8 array")
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
-        raise EstimationError(Status.INVALID_REQUEST, f"{label}: image must be HxW or HxWx3, got {img.shape}")
+        raise EstimationError(
+            Status.INVALID_REQUEST, f"{label}: image must be HxW or HxWx3, got {img.shape}"
+        )
     if img.shape[0] < 32 or img.shape[1] < 32:
-        raise EstimationError(Status.INVALID_REQUEST, f"{label}: image {img.shape[1]}x{img.shape[0]} is smaller than 32x32")
+        raise EstimationError(
+            Status.INVALID_REQUEST,
+            f"{label}: image {img.shape[1]}x{img.shape[0]} is smaller than 32x32",
+        )
     if K.shape != (3, 3) or not np.all(np.isfinite(K)):
-        raise EstimationError(Status.INVALID_REQUEST, f"{label}: intrinsics must be a finite 3x3 matrix")
+        raise EstimationError(
+            Status.INVALID_REQUEST, f"{label}: intrinsics must be a finite 3x3 matrix"
+        )
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     if fx <= 0 or fy <= 0:
-        raise EstimationError(Status.INVALID_REQUEST, f"{label}: focal lengths must be positive (fx={fx}, fy={fy})")
+        raise EstimationError(
+            Status.INVALID_REQUEST, f"{label}: focal lengths must be positive (fx={fx}, fy={fy})"
+        )
     if not (0 <= cx <= img.shape[1] and 0 <= cy <= img.shape[0]):
         raise EstimationError(
             Status.INVALID_REQUEST,
@@ -160,7 +171,9 @@ class Pipeline:
         self.loaded = False
 
     @classmethod
-    def from_profile(cls, name_or_path: str | Path = "cpu", overrides: dict | None = None) -> "Pipeline":
+    def from_profile(
+        cls, name_or_path: str | Path = "cpu", overrides: dict | None = None
+    ) -> "Pipeline":
         conf = load_profile(name_or_path)
         sequence = None
         if overrides:
@@ -195,7 +208,9 @@ class Pipeline:
             # A built-in type name, or "package.module:factory" for a user's own stage.
             target = factories.get(kind) or (kind if ":" in kind else None)
             if target is None:
-                self.unavailable[slot] = f"unknown {slot} type {kind!r} (known: {sorted(factories)} or module:factory)"
+                self.unavailable[slot] = (
+                    f"unknown {slot} type {kind!r} (known: {sorted(factories)} or module:factory)"
+                )
                 continue
             try:
                 self.stages[slot] = _resolve(target)(stage_conf)
@@ -250,7 +265,9 @@ class Pipeline:
         return result
 
     @contextmanager
-    def _stage(self, ctx: RunContext, diag: Diagnostics, name: str, slot: str | None = None) -> Iterator[None]:
+    def _stage(
+        self, ctx: RunContext, diag: Diagnostics, name: str, slot: str | None = None
+    ) -> Iterator[None]:
         ctx.begin_stage(name, *STAGE_SPANS[name])
         start = time.monotonic()
         try:
@@ -289,7 +306,9 @@ class Pipeline:
             direct = estimate_two_view(a, b, self.direct_conf)
         diag.direct_matches, diag.direct_inliers = direct.num_matches, direct.num_inliers
         diag.direct_confidence = float(direct.confidence)
-        accepted = direct.pose is not None and bool(getattr(direct, "accepted", direct.confidence >= 0.5))
+        accepted = direct.pose is not None and bool(
+            getattr(direct, "accepted", direct.confidence >= 0.5)
+        )
         if accepted and not options.force_bridge:
             diag.path = "direct"
             return EstimateResult(
@@ -300,13 +319,18 @@ class Pipeline:
         why_direct = (
             f"direct estimate not confident ({direct.num_inliers} inliers, confidence "
             f"{direct.confidence:.2f}{': ' + direct.reason if direct.reason else ''})"
-            if not accepted else "bridge forced by the request"
+            if not accepted
+            else "bridge forced by the request"
         )
         sequence = sequence if sequence is not None else self.default_sequence
         low_confidence_pose = direct.pose if not accepted else None
 
         def fail(status: Status, reason: str) -> EstimateResult:
-            note = " A low-confidence direct estimate is attached." if low_confidence_pose is not None else ""
+            note = (
+                " A low-confidence direct estimate is attached."
+                if low_confidence_pose is not None
+                else ""
+            )
             return EstimateResult(status, f"{why_direct}; {reason}.{note}", low_confidence_pose)
 
         if sequence and self.oracle_enabled:
@@ -314,7 +338,9 @@ class Pipeline:
         elif self.hvg_enabled:
             missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
             if missing:
-                reasons = "; ".join(f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing)
+                reasons = "; ".join(
+                    f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
+                )
                 return fail(Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})")
             candidates = self._hvg_candidates(a, b, ctx, diag)
         else:
@@ -325,7 +351,9 @@ class Pipeline:
             )
         missing = [s for s in SELECT_STAGES if s not in self.stages]
         if missing:
-            reasons = "; ".join(f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing)
+            reasons = "; ".join(
+                f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
+            )
             return fail(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
         diag.num_candidate_frames = len(candidates)
         with self._stage(ctx, diag, "select", "selector"):
@@ -333,7 +361,10 @@ class Pipeline:
         diag.selected_frames = [candidates[i].index for i in selection.indices]
         diag.selected_scores = [int(s) for s in selection.scores]
         if not selection.indices:
-            return fail(Status.INSUFFICIENT_OVERLAP, f"no candidate frame of {len(candidates)} matched both keyframes")
+            return fail(
+                Status.INSUFFICIENT_OVERLAP,
+                f"no candidate frame of {len(candidates)} matched both keyframes",
+            )
         views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
         with self._stage(ctx, diag, "multiview_pose", "pose_model"):
             pose = self.stages["pose_model"].estimate(views, ctx)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from .types import CandidateFrame, Keyframe, RelativePose, RunContext, SceneReconstruction, Selection
+from .types import (
+    CandidateFrame,
+    Keyframe,
+    RelativePose,
+    RunContext,
+    SceneReconstruction,
+    Selection,
+)
 
 
 class Interpolator(Protocol):

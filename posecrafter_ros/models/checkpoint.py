@@ -77,7 +77,7 @@ def unwrap_state_dict(obj: object, path: str | Path = "<memory>") -> dict[str, "
 
 def select_prefix(state: Mapping[str, "torch.Tensor"], prefix: str) -> dict[str, "torch.Tensor"]:
     """Entries under `prefix` with the prefix removed (e.g. 'model.diffusion_model.')."""
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def load_exact(
@@ -93,7 +93,9 @@ def load_exact(
     expected = module.state_dict()
     ignore = tuple(ignore_unexpected)
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(k for k in set(state) - set(expected) if not k.startswith(ignore) or not ignore)
+    unexpected = sorted(
+        k for k in set(state) - set(expected) if not k.startswith(ignore) or not ignore
+    )
     if ignore:
         unexpected = [k for k in unexpected if not k.startswith(ignore)]
     shape_errors = [

@@ -33,7 +33,9 @@ def stamp_msg(seconds: float | tuple[int, int]) -> Time:
     return Time(sec=int(sec), nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
 
 
-def camera_info_msg(K: np.ndarray, width: int, height: int, frame_id: str = "", stamp: Time | None = None) -> CameraInfo:
+def camera_info_msg(
+    K: np.ndarray, width: int, height: int, frame_id: str = "", stamp: Time | None = None
+) -> CameraInfo:
     info = CameraInfo()
     info.header.frame_id = frame_id
     if stamp is not None:
@@ -49,7 +51,12 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, frame_id: str = "", 
     return info
 
 
-def inline_ref(image: np.ndarray, K: np.ndarray, frame_id: str = "camera_optical_frame", stamp: Time | None = None) -> KeyframeRef:
+def inline_ref(
+    image: np.ndarray,
+    K: np.ndarray,
+    frame_id: str = "camera_optical_frame",
+    stamp: Time | None = None,
+) -> KeyframeRef:
     ref = KeyframeRef(source=KeyframeRef.SOURCE_INLINE)
     ref.image = conv.array_to_image(image, Image, frame_id, stamp)
     ref.camera_info = camera_info_msg(K, image.shape[1], image.shape[0], frame_id, stamp)
@@ -92,8 +99,12 @@ class PoseCrafterClient:
     def wait(self, timeout_sec: float = 10.0) -> bool:
         return self.service.wait_for_service(timeout_sec=timeout_sec)
 
-    def request(self, a: KeyframeRef, b: KeyframeRef, force_bridge: bool = False, budget_sec: float = 0.0):
-        return EstimateRelativePose.Request(keyframe_a=a, keyframe_b=b, force_bridge=force_bridge, budget_sec=float(budget_sec))
+    def request(
+        self, a: KeyframeRef, b: KeyframeRef, force_bridge: bool = False, budget_sec: float = 0.0
+    ):
+        return EstimateRelativePose.Request(
+            keyframe_a=a, keyframe_b=b, force_bridge=force_bridge, budget_sec=float(budget_sec)
+        )
 
     def call(self, request, timeout_sec: float = 60.0):
         """The response, or None when no answer came within `timeout_sec`."""
@@ -115,8 +126,10 @@ class PoseCrafterClient:
         if not self.action.wait_for_server(timeout_sec=min(timeout_sec, 10.0)):
             return None, []
         goal = EstimateRelativePoseAction.Goal(
-            keyframe_a=request.keyframe_a, keyframe_b=request.keyframe_b,
-            force_bridge=request.force_bridge, budget_sec=request.budget_sec,
+            keyframe_a=request.keyframe_a,
+            keyframe_b=request.keyframe_b,
+            force_bridge=request.force_bridge,
+            budget_sec=request.budget_sec,
         )
         seen = []
         handle_box = {}
@@ -125,7 +138,11 @@ class PoseCrafterClient:
             seen.append(msg.feedback)
             if feedback is not None:
                 feedback(msg.feedback)
-            if cancel_after_feedback is not None and len(seen) == cancel_after_feedback and "handle" in handle_box:
+            if (
+                cancel_after_feedback is not None
+                and len(seen) == cancel_after_feedback
+                and "handle" in handle_box
+            ):
                 handle_box["handle"].cancel_goal_async()
 
         send = self.action.send_goal_async(goal, feedback_callback=on_feedback)

@@ -49,7 +49,11 @@ def image_to_array(msg, label: str = "image") -> np.ndarray:
         raise invalid(f"{label}: data has {size} bytes, expected step*height = {step * h}")
     raw = np.frombuffer(data, dtype=np.uint8).reshape(h, step)[:, :row_bytes]
     big_endian = bool(msg.is_bigendian)
-    arr = raw.view(np.dtype(dtype).newbyteorder(">" if big_endian else "<")) if dtype != np.uint8 else raw
+    arr = (
+        raw.view(np.dtype(dtype).newbyteorder(">" if big_endian else "<"))
+        if dtype != np.uint8
+        else raw
+    )
     arr = arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
     if dtype == np.uint16:
         arr = (arr.astype(np.float32) / 257.0).round().astype(np.uint8)
@@ -135,11 +139,13 @@ def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
 def quaternion_to_rotation(x: float, y: float, z: float, w: float) -> np.ndarray:
     n = math.sqrt(x * x + y * y + z * z + w * w)
     x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def fill_pose(msg, pose: RelativePose, frame_id: str, stamp) -> None:
@@ -148,7 +154,9 @@ def fill_pose(msg, pose: RelativePose, frame_id: str, stamp) -> None:
     msg.header.stamp = stamp
     p = msg.pose.pose
     p.position.x, p.position.y, p.position.z = (float(v) for v in pose.t)
-    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = rotation_to_quaternion(pose.R)
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = rotation_to_quaternion(
+        pose.R
+    )
     cov = np.asarray(pose.covariance, dtype=np.float64).reshape(6, 6)
     msg.pose.covariance = [float(v) for v in cov.ravel()]
 

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 
-def local_ros_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+def local_ros_env(
+    domain_id: int | None = None, base: dict[str, str] | None = None
+) -> dict[str, str]:
     """Environment that keeps DDS traffic on this machine, on a private domain."""
     env = dict(os.environ if base is None else base)
     env["ROS_DOMAIN_ID"] = str(domain_id if domain_id is not None else random.randint(1, 200))
@@ -32,7 +34,9 @@ class NodeProcess:
             self.cmd += ["-r", f"__ns:={namespace}"]
         self.log_path = log_path
         self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
 
     @property
     def service(self) -> str:

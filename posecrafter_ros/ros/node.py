@@ -31,13 +31,20 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
+from ..action import EstimateRelativePose as EstimateRelativePoseAction
 from ..core.keyframe_buffer import KeyframeBuffer
 from ..core.pipeline import Pipeline
-from ..core.types import EstimateOptions, EstimateResult, EstimationError, Keyframe, RunContext, Status
+from ..core.types import (
+    EstimateOptions,
+    EstimateResult,
+    EstimationError,
+    Keyframe,
+    RunContext,
+    Status,
+)
 from ..msg import EstimateStatus, KeyframeRef
 from ..msg import Keyframe as KeyframeMsg
 from ..srv import EstimateRelativePose
-from ..action import EstimateRelativePose as EstimateRelativePoseAction
 from . import conversions as conv
 
 # parameter -> (default, description)
@@ -54,10 +61,16 @@ PARAMETERS = {
     "buffer.max_keyframes": (500, "keyframes kept from the keyframes topic for requests by id"),
     "buffer.stamp_tolerance_sec": (0.005, "how far a requested stamp may be from a buffered one"),
     "buffer.use_as_oracle": (True, "offer buffered frames between two stamps as bridge candidates"),
-    "buffer.reliable": (False, "subscribe images reliably (bag replay); default best effort, like camera drivers"),
+    "buffer.reliable": (
+        False,
+        "subscribe images reliably (bag replay); default best effort, like camera drivers",
+    ),
     "default_frame_id": ("camera_optical_frame", "frame used when a keyframe's header has none"),
     "publish_tf": (False, "publish each successful result on /tf"),
-    "tf_child_suffix": ("_posecrafter", "child frame = B's frame + this suffix (avoids TF conflicts)"),
+    "tf_child_suffix": (
+        "_posecrafter",
+        "child frame = B's frame + this suffix (avoids TF conflicts)",
+    ),
     "diagnostics_period_sec": (1.0, "period of the /diagnostics publication"),
 }
 CHECKPOINT_SLOTS = {  # parameter -> profile stage slots it fills
@@ -77,7 +90,9 @@ class PoseCrafterNode(Node):
         for stage, state in self.pipeline.describe().items():
             self.get_logger().info(f"stage {stage}: {state}")
         self.buffer = KeyframeBuffer(
-            p("buffer.max_frames"), p("buffer.max_keyframes"), int(p("buffer.stamp_tolerance_sec") * 1e9)
+            p("buffer.max_frames"),
+            p("buffer.max_keyframes"),
+            int(p("buffer.stamp_tolerance_sec") * 1e9),
         )
         self._slots = threading.BoundedSemaphore(max(1, p("max_concurrent_requests")))
         self._infos: dict[str, CameraInfo] = {}
@@ -91,15 +106,23 @@ class PoseCrafterNode(Node):
             EstimateRelativePose, "~/estimate_relative_pose", self._on_service, callback_group=work
         )
         self._action = ActionServer(
-            self, EstimateRelativePoseAction, "~/estimate_relative_pose",
-            execute_callback=self._on_action, goal_callback=lambda _: GoalResponse.ACCEPT,
-            cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=work,
+            self,
+            EstimateRelativePoseAction,
+            "~/estimate_relative_pose",
+            execute_callback=self._on_action,
+            goal_callback=lambda _: GoalResponse.ACCEPT,
+            cancel_callback=lambda _: CancelResponse.ACCEPT,
+            callback_group=work,
         )
         # Best effort matches every publisher; reliable (for replay) only reliable ones but loses nothing.
         image_qos = QoSProfile(depth=20) if p("buffer.reliable") else qos_profile_sensor_data
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=topics)
+        self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=topics
+        )
         self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=topics)
-        self.create_subscription(KeyframeMsg, "keyframes", self._on_keyframe, QoSProfile(depth=50), callback_group=topics)
+        self.create_subscription(
+            KeyframeMsg, "keyframes", self._on_keyframe, QoSProfile(depth=50), callback_group=topics
+        )
         self._result_pub = self.create_publisher(PoseWithCovarianceStamped, "~/result", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf_pub = None
@@ -107,7 +130,9 @@ class PoseCrafterNode(Node):
             from tf2_msgs.msg import TFMessage
 
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
-        self.create_timer(max(0.05, p("diagnostics_period_sec")), self._publish_diagnostics, callback_group=topics)
+        self.create_timer(
+            max(0.05, p("diagnostics_period_sec")), self._publish_diagnostics, callback_group=topics
+        )
         service = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
         self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {service}")
 
@@ -131,9 +156,14 @@ class PoseCrafterNode(Node):
         self._infos[msg.header.frame_id] = msg
 
     def _on_image(self, msg: Image) -> None:
-        info = self._infos.get(msg.header.frame_id) or (next(iter(self._infos.values())) if len(self._infos) == 1 else None)
+        info = self._infos.get(msg.header.frame_id) or (
+            next(iter(self._infos.values())) if len(self._infos) == 1 else None
+        )
         if info is None:
-            self.get_logger().warn("image without camera_info on the same frame yet: not buffered", throttle_duration_sec=5.0)
+            self.get_logger().warn(
+                "image without camera_info on the same frame yet: not buffered",
+                throttle_duration_sec=5.0,
+            )
             return
         try:
             self.buffer.add(conv.keyframe_from_msgs(msg, info, "buffered"))
@@ -142,9 +172,13 @@ class PoseCrafterNode(Node):
 
     def _on_keyframe(self, msg: KeyframeMsg) -> None:
         try:
-            self.buffer.add_named(msg.id, conv.keyframe_from_msgs(msg.image, msg.camera_info, f"keyframe {msg.id!r}"))
+            self.buffer.add_named(
+                msg.id, conv.keyframe_from_msgs(msg.image, msg.camera_info, f"keyframe {msg.id!r}")
+            )
         except EstimationError as err:
-            self.get_logger().warn(f"keyframe not buffered: {err.message}", throttle_duration_sec=5.0)
+            self.get_logger().warn(
+                f"keyframe not buffered: {err.message}", throttle_duration_sec=5.0
+            )
 
     # ------------------------------------------------------------------ requests
     def _resolve(self, ref: KeyframeRef, label: str) -> Keyframe:
@@ -155,13 +189,20 @@ class PoseCrafterNode(Node):
             kf = self.buffer.by_stamp(stamp)
             if kf is None:
                 span = self.buffer.stamp_range()
-                have = f"buffer holds {len(self.buffer)} frames" + (f" from {span[0] / 1e9:.3f} to {span[1] / 1e9:.3f}" if span else "")
-                raise EstimationError(Status.KEYFRAME_NOT_FOUND, f"{label}: no buffered image at stamp {stamp / 1e9:.9f} ({have})")
+                have = f"buffer holds {len(self.buffer)} frames" + (
+                    f" from {span[0] / 1e9:.3f} to {span[1] / 1e9:.3f}" if span else ""
+                )
+                raise EstimationError(
+                    Status.KEYFRAME_NOT_FOUND,
+                    f"{label}: no buffered image at stamp {stamp / 1e9:.9f} ({have})",
+                )
             return kf
         if ref.source == KeyframeRef.SOURCE_ID:
             kf = self.buffer.by_id(ref.id)
             if kf is None:
-                raise EstimationError(Status.KEYFRAME_NOT_FOUND, f"{label}: no keyframe with id {ref.id!r}")
+                raise EstimationError(
+                    Status.KEYFRAME_NOT_FOUND, f"{label}: no keyframe with id {ref.id!r}"
+                )
             return kf
         raise EstimationError(Status.INVALID_REQUEST, f"{label}: unknown source {ref.source}")
 
@@ -174,7 +215,11 @@ class PoseCrafterNode(Node):
             return EstimateResult(err.status, err.message), a
         sequence = None
         by_stamp = KeyframeRef.SOURCE_STAMP
-        if self.param("buffer.use_as_oracle") and request.keyframe_a.source == by_stamp and request.keyframe_b.source == by_stamp:
+        if (
+            self.param("buffer.use_as_oracle")
+            and request.keyframe_a.source == by_stamp
+            and request.keyframe_b.source == by_stamp
+        ):
             sequence = self.buffer.between(a.stamp_ns, b.stamp_ns)
         options = EstimateOptions(bool(request.force_bridge), float(request.budget_sec))
         return self.pipeline.estimate(a, b, options, ctx, sequence), a
@@ -190,7 +235,10 @@ class PoseCrafterNode(Node):
         started = time.monotonic()
         a = None
         if not self._slots.acquire(blocking=False):
-            result = EstimateResult(Status.BUSY, f"all {self.param('max_concurrent_requests')} request slots are busy; retry later")
+            result = EstimateResult(
+                Status.BUSY,
+                f"all {self.param('max_concurrent_requests')} request slots are busy; retry later",
+            )
         else:
             try:
                 result, a = self._compute(request, ctx)
@@ -212,15 +260,21 @@ class PoseCrafterNode(Node):
     def _fill(self, response, result: EstimateResult, a: Keyframe | None) -> None:
         response.status.code = int(result.status)
         response.message = result.message
-        frame_id = (a.frame_id if a is not None and a.frame_id else self.param("default_frame_id"))
-        stamp = Time(sec=a.stamp_ns // 1_000_000_000, nanosec=a.stamp_ns % 1_000_000_000) if a is not None else self.get_clock().now().to_msg()
+        frame_id = a.frame_id if a is not None and a.frame_id else self.param("default_frame_id")
+        stamp = (
+            Time(sec=a.stamp_ns // 1_000_000_000, nanosec=a.stamp_ns % 1_000_000_000)
+            if a is not None
+            else self.get_clock().now().to_msg()
+        )
         response.pose.header.frame_id = frame_id
         response.pose.header.stamp = stamp
         if result.pose is not None:
             conv.fill_pose(response.pose, result.pose, frame_id, stamp)
             response.translation_scale_known = bool(result.pose.scale_known)
         else:  # identity carrying no information, never a confident zero covariance
-            response.pose.pose.covariance = [conv.NO_INFORMATION_VARIANCE if i % 7 == 0 else 0.0 for i in range(36)]
+            response.pose.pose.covariance = [
+                conv.NO_INFORMATION_VARIANCE if i % 7 == 0 else 0.0 for i in range(36)
+            ]
         conv.fill_diagnostics(response.diagnostics, result.diagnostics)
         if result.ok and result.pose is not None:
             self._result_pub.publish(response.pose)
@@ -234,7 +288,11 @@ class PoseCrafterNode(Node):
         tf.header = pose_msg.header
         tf.child_frame_id = pose_msg.header.frame_id + self.param("tf_child_suffix")
         p = pose_msg.pose.pose
-        tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = p.position.x, p.position.y, p.position.z
+        tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (
+            p.position.x,
+            p.position.y,
+            p.position.z,
+        )
         tf.transform.rotation = p.orientation
         self._tf_pub.publish(TFMessage(transforms=[tf]))
 
@@ -255,7 +313,11 @@ class PoseCrafterNode(Node):
             def progress(stage: str, stage_progress: float, overall: float) -> None:
                 if goal_handle.is_cancel_requested:
                     ctx.cancel()
-                feedback.stage, feedback.stage_progress, feedback.progress = stage, stage_progress, overall
+                feedback.stage, feedback.stage_progress, feedback.progress = (
+                    stage,
+                    stage_progress,
+                    overall,
+                )
                 feedback.elapsed_sec = ctx.elapsed()
                 goal_handle.publish_feedback(feedback)
 
@@ -282,10 +344,14 @@ class PoseCrafterNode(Node):
         status = DiagnosticStatus(name="posecrafter: pipeline", hardware_id=self.pipeline.name)
         unavailable = self.pipeline.unavailable
         status.level = DiagnosticStatus.WARN if unavailable else DiagnosticStatus.OK
-        status.message = "bridge stages unavailable: " + ", ".join(unavailable) if unavailable else "ready"
+        status.message = (
+            "bridge stages unavailable: " + ", ".join(unavailable) if unavailable else "ready"
+        )
         values = {f"requests.{k.lower()}": str(v) for k, v in sorted(counts.items())}
         values.update({f"stage.{k}": v for k, v in self.pipeline.describe().items()})
-        values.update({"last_latency_sec": f"{latency:.4f}", "buffer.frames": str(len(self.buffer))})
+        values.update(
+            {"last_latency_sec": f"{latency:.4f}", "buffer.frames": str(len(self.buffer))}
+        )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
@@ -297,7 +363,9 @@ def main(args: list[str] | None = None) -> None:
     node = None
     try:
         node = PoseCrafterNode()
-        executor = MultiThreadedExecutor(num_threads=max(4, node.param("max_concurrent_requests") + 3))
+        executor = MultiThreadedExecutor(
+            num_threads=max(4, node.param("max_concurrent_requests") + 3)
+        )
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
