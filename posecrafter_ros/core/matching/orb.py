@@ -12,10 +12,10 @@ from .base import Features, Matcher, to_gray
 
 class OrbMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
-        "num_features": 2000,  # keypoints per image (PoseCrafter FMS: 2000)
+        "num_features": 4000,  # keypoints per image (FMS uses the paper's 2000)
         "scale_factor": 1.2,  # pyramid decimation ratio
         "num_levels": 8,  # pyramid levels
-        "fast_threshold": 20,  # FAST corner threshold; lower finds corners on weak texture
+        "fast_threshold": 10,  # FAST corner threshold; low finds corners on weak texture
         "ratio": 0.9,  # Lowe ratio on Hamming distances, None to disable
     }
 
