@@ -23,9 +23,9 @@ from typing import Any
 
 @dataclass
 class GateConf:
-    bias: float = 13.03  # support model: logistic bias
-    w_log_inliers: float = -3.21  # support model: weight of ln(inliers)
-    w_inlier_ratio: float = -1.94  # support model: weight of inliers / matches
+    bias: float = 22.91  # support model: logistic bias
+    w_log_inliers: float = -5.93  # support model: weight of ln(inliers)
+    w_inlier_ratio: float = 10.87  # support model: weight of inliers / matches
     max_p_wrong: float = 0.1  # accept when P(rotation error >= 5 deg) is below this
     max_rotation_sigma_deg: float = 3.0  # ... and the rotation std (covariance) is below this
     min_inliers: int = 30  # ... and at least this many inliers

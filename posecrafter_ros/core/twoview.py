@@ -52,6 +52,7 @@ class TwoViewEstimate:
     info: dict = field(default_factory=dict)
     accepted: bool = False
     degeneracy: str = "none"
+    inliers: np.ndarray | None = None  # [M] bool over the matches, when a pose exists
 
 
 def resolve_conf(conf: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -129,5 +130,5 @@ def estimate_from_matches(
     return TwoViewEstimate(
         RelativePose(R, t, covariance, scale_known=False),
         num_matches, geometry.num_inliers, 1.0 - p_wrong, decision.reason, info,
-        accepted=decision.accepted, degeneracy=geometry.degeneracy,
+        accepted=decision.accepted, degeneracy=geometry.degeneracy, inliers=geometry.inliers,
     )
