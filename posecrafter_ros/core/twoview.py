@@ -1,30 +1,48 @@
-"""Direct two-view relative pose (first cut: ORB + MAGSAC essential matrix + cheirality).
+"""Direct two-view relative pose: match -> robust essential matrix -> covariance -> gate.
 
-The geometry-core issue replaces the internals (matcher registry, refinement, calibrated
-covariance, degeneracy checks); the entry point `estimate_two_view` and `TwoViewEstimate`
-are the seam the pipeline uses.
+`estimate_two_view(kf_a, kf_b, conf)` is the seam the pipeline uses. Its conf (the `direct`
+section of a profile) has four optional sections, each merged over its defaults:
+
+    matcher:    {"name": "orb", ...}          core.matching backend and its conf
+    geometry:   {...}                         core.geometry.DEFAULT_GEOMETRY_CONF
+    covariance: {...}                         DEFAULT_COVARIANCE_CONF below
+    gate:       {...}                         core.gate.GateConf
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
-import cv2
 import numpy as np
 
+from .covariance import pose_covariance
+from .gate import GateConf, decide, probability_wrong
+from .geometry import DEFAULT_GEOMETRY_CONF, calibrate, estimate_relative_geometry
+from .matching import get_matcher
 from .types import Keyframe, RelativePose
 
-DEFAULT_CONF = {
-    "num_features": 2000,
-    "ransac_threshold_px": 1.0,
-    "ransac_confidence": 0.9999,
-    "min_inliers": 30,
+DEFAULT_MATCHER_CONF: dict[str, Any] = {"name": "orb"}
+DEFAULT_COVARIANCE_CONF: dict[str, Any] = {
+    "inflation": 4.0,  # factor on the Gauss-Newton covariance (measured: docs/geometry.md)
+    "rotation_floor_deg": 0.5,  # per-axis rotation std added for model error
+    "scale_variance": 1.0e4,  # variance along the unit translation (scale unknown), m^2
 }
+CONF_SECTIONS = ("matcher", "geometry", "covariance", "gate")
 
 
 @dataclass
 class TwoViewEstimate:
-    """Result of the direct path. pose is None when no geometry could be estimated."""
+    """Result of the direct path.
+
+    pose: None when no geometry could be estimated at all.
+    accepted: the gate's verdict (answer directly) - a pose may exist but not be accepted.
+    confidence: 1 - P(wrong) of the support model (core.gate), in [0, 1].
+    degeneracy: one of core.geometry.DEGENERACIES.
+    info: timings and geometry diagnostics (parallax, homography ratio, rotation std).
+    """
 
     pose: RelativePose | None
     num_matches: int
@@ -32,37 +50,85 @@ class TwoViewEstimate:
     confidence: float
     reason: str = ""
     info: dict = field(default_factory=dict)
+    accepted: bool = False
+    degeneracy: str = "none"
+    inliers: np.ndarray | None = None  # [M] bool over the matches, when a pose exists
+
+
+def resolve_conf(conf: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Merge a `direct` conf over the defaults, section by section."""
+    conf = dict(conf or {})
+    unknown = sorted(set(conf) - set(CONF_SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown direct-path conf sections {unknown}; valid: {list(CONF_SECTIONS)}")
+    matcher = dict(conf.get("matcher") or DEFAULT_MATCHER_CONF)
+    return {
+        "matcher": matcher,
+        "geometry": {**DEFAULT_GEOMETRY_CONF, **(conf.get("geometry") or {})},
+        "covariance": {**DEFAULT_COVARIANCE_CONF, **(conf.get("covariance") or {})},
+        "gate": dict(conf.get("gate") or {}),
+    }
 
 
 def estimate_two_view(kf_a: Keyframe, kf_b: Keyframe, conf: dict | None = None) -> TwoViewEstimate:
-    conf = {**DEFAULT_CONF, **(conf or {})}
-    orb = cv2.ORB_create(nfeatures=conf["num_features"])
-    kp_a, des_a = orb.detectAndCompute(kf_a.gray(), None)
-    kp_b, des_b = orb.detectAndCompute(kf_b.gray(), None)
-    if des_a is None or des_b is None or len(kp_a) < 5 or len(kp_b) < 5:
-        return TwoViewEstimate(None, 0, 0, 0.0, "too few keypoints")
-    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(des_a, des_b)
-    if len(matches) < 5:
-        return TwoViewEstimate(None, len(matches), 0, 0.0, "too few matches")
-    pts_a = np.float64([kp_a[m.queryIdx].pt for m in matches])
-    pts_b = np.float64([kp_b[m.trainIdx].pt for m in matches])
-    # Normalise with each camera's intrinsics so different cameras share one threshold.
-    na = cv2.undistortPoints(pts_a[:, None], kf_a.K, None)[:, 0]
-    nb = cv2.undistortPoints(pts_b[:, None], kf_b.K, None)[:, 0]
-    focal = 0.25 * (kf_a.K[0, 0] + kf_a.K[1, 1] + kf_b.K[0, 0] + kf_b.K[1, 1])
-    E, mask = cv2.findEssentialMat(
-        na, nb, np.eye(3), method=cv2.USAC_MAGSAC,
-        prob=conf["ransac_confidence"], threshold=conf["ransac_threshold_px"] / focal,
+    """Relative pose of B in A from the two images alone, with covariance and gate verdict."""
+    resolved = resolve_conf(conf)
+    gate_conf = GateConf.from_dict(resolved["gate"])
+    matcher = get_matcher(resolved["matcher"])
+    started = time.perf_counter()
+    feats_a, feats_b = matcher.extract(kf_a.image), matcher.extract(kf_b.image)
+    pairs = matcher.match(feats_a, feats_b)
+    pts_a, pts_b = feats_a.keypoints[pairs[:, 0]], feats_b.keypoints[pairs[:, 1]]
+    info: dict[str, Any] = {"match_seconds": time.perf_counter() - started}
+    return estimate_from_matches(pts_a, pts_b, kf_a.K, kf_b.K, resolved, gate_conf, info)
+
+
+def estimate_from_matches(
+    pts_a: np.ndarray,
+    pts_b: np.ndarray,
+    K_a: np.ndarray,
+    K_b: np.ndarray,
+    resolved: dict[str, dict[str, Any]],
+    gate_conf: GateConf,
+    info: dict[str, Any] | None = None,
+) -> TwoViewEstimate:
+    """The geometry half of the direct path, from matched pixels pts_a, pts_b: [M x 2]."""
+    info = dict(info or {})
+    num_matches = len(pts_a)
+    started = time.perf_counter()
+    min_inliers = int(resolved["geometry"]["min_inliers"])
+    geometry = estimate_relative_geometry(pts_a, pts_b, K_a, K_b, resolved["geometry"])
+    if geometry is None or geometry.num_inliers < 6:
+        return TwoViewEstimate(
+            None, num_matches, 0, 0.0, f"no relative pose fits {num_matches} matches",
+            info, degeneracy="too_few_matches",
+        )
+    # Epipolar convention x_b = R_ab x_a + t_ab -> pose of B in A: p_A = R_ab^T p_B - R_ab^T t_ab.
+    R = geometry.R_ab.T
+    t = -geometry.R_ab.T @ geometry.t_ab
+    p_wrong = probability_wrong(geometry.num_inliers, num_matches, gate_conf)
+    cov_conf = resolved["covariance"]
+    inl = geometry.inliers
+    covariance = pose_covariance(
+        R, t, calibrate(pts_a[inl], K_a), calibrate(pts_b[inl], K_b),
+        inflation=float(cov_conf["inflation"]),
+        rotation_floor_rad=math.radians(float(cov_conf["rotation_floor_deg"])),
+        p_wrong=p_wrong,
+        scale_variance=float(cov_conf["scale_variance"]),
+        translation_observable=geometry.degeneracy != "pure_rotation",
     )
-    if E is None or E.shape != (3, 3):
-        return TwoViewEstimate(None, len(matches), 0, 0.0, "essential matrix estimation failed")
-    n_inl, R_ab, t_ab, mask = cv2.recoverPose(E, na, nb, np.eye(3), mask=mask)
-    if n_inl < conf["min_inliers"]:
-        return TwoViewEstimate(None, len(matches), int(n_inl), 0.0, f"only {n_inl} inliers")
-    # recoverPose gives x_b = R_ab x_a + t_ab; the pose of B in A is its inverse.
-    R = R_ab.T
-    t = -R_ab.T @ t_ab.ravel()
-    t /= np.linalg.norm(t)
-    cov = np.diag([1e6, 1e6, 1e6, 1e-4, 1e-4, 1e-4])
-    confidence = float(min(1.0, n_inl / (3.0 * conf["min_inliers"])))
-    return TwoViewEstimate(RelativePose(R, t, cov, False), len(matches), int(n_inl), confidence)
+    rotation_sigma_deg = math.degrees(math.sqrt(max(np.trace(covariance[3:, 3:]) / 3.0, 0.0)))
+    decision = decide(p_wrong, rotation_sigma_deg, geometry.num_inliers, geometry.degeneracy, gate_conf)
+    info.update(
+        geometry_seconds=time.perf_counter() - started,
+        parallax_deg=geometry.parallax_deg,
+        homography_ratio=geometry.homography_ratio,
+        rotation_sigma_deg=rotation_sigma_deg,
+        p_wrong=p_wrong,
+        min_inliers=min_inliers,
+    )
+    return TwoViewEstimate(
+        RelativePose(R, t, covariance, scale_known=False),
+        num_matches, geometry.num_inliers, 1.0 - p_wrong, decision.reason, info,
+        accepted=decision.accepted, degeneracy=geometry.degeneracy, inliers=geometry.inliers,
+    )

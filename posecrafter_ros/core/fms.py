@@ -1,0 +1,85 @@
+"""Feature Matching Selector (PoseCrafter §3.3): keep the candidates that match both ends best.
+
+Each candidate frame is matched against I0 and IT; its score is the number of RANSAC inliers
+against I0 plus the number against IT (paper: ORB with 2000 keypoints, RANSAC). The top k = 6
+candidates whose score passes a threshold are kept. I0's and IT's features are extracted once
+per call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from .matching import Features, Matcher, get_matcher
+from .types import CandidateFrame, Keyframe, RunContext, Selection
+
+DEFAULT_FMS_CONF: dict[str, Any] = {
+    "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000
+    "top_k": 6,  # frames kept (paper: 6)
+    "min_score": 40,  # a kept frame needs at least this many inliers in total
+    "min_inliers_each": 10,  # ... and this many against each end (a bridge touches both)
+    "ransac_threshold_px": 2.0,  # fundamental-matrix RANSAC threshold (no intrinsics needed)
+    "ransac_confidence": 0.999,
+    "ransac_max_iterations": 1000,
+}
+
+
+def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -> int:
+    """Inliers of the best fundamental matrix between matched pixels pts_a, pts_b: [M x 2]."""
+    if len(pts_a) < 8:
+        return 0
+    F, mask = cv2.findFundamentalMat(
+        pts_a, pts_b, cv2.USAC_FAST, float(conf["ransac_threshold_px"]),
+        float(conf["ransac_confidence"]), int(conf["ransac_max_iterations"]),
+    )
+    return 0 if F is None or mask is None else int(mask.sum())
+
+
+class FeatureMatchingSelector:
+    """FrameSelector: score = inliers(candidate, I0) + inliers(candidate, IT), keep the top k."""
+
+    def __init__(self, conf: dict[str, Any] | None = None):
+        conf = dict(conf or {})
+        conf.pop("type", None)
+        unknown = sorted(set(conf) - set(DEFAULT_FMS_CONF))
+        if unknown:
+            raise ValueError(f"unknown FMS conf keys {unknown}; valid: {sorted(DEFAULT_FMS_CONF)}")
+        self.conf = {**DEFAULT_FMS_CONF, **conf}
+        self.matcher: Matcher = get_matcher(self.conf["matcher"])
+
+    @classmethod
+    def from_config(cls, conf: dict[str, Any]) -> "FeatureMatchingSelector":
+        return cls(conf)
+
+    def _inliers(self, feats_a: Features, feats_b: Features) -> int:
+        pairs = self.matcher.match(feats_a, feats_b)
+        return ransac_inliers(feats_a.keypoints[pairs[:, 0]], feats_b.keypoints[pairs[:, 1]], self.conf)
+
+    def score_candidates(
+        self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext | None = None
+    ) -> list[tuple[int, int]]:
+        """(inliers vs A, inliers vs B) for every candidate, in order."""
+        feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
+        scores = []
+        for i, candidate in enumerate(candidates):
+            feats = self.matcher.extract(candidate.keyframe.image)
+            scores.append((self._inliers(feats_a, feats), self._inliers(feats, feats_b)))
+            if ctx is not None:
+                ctx.report((i + 1) / max(len(candidates), 1))
+        return scores
+
+    def select(
+        self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext
+    ) -> Selection:
+        per_side = self.score_candidates(a, b, candidates, ctx)
+        totals = [sa + sb for sa, sb in per_side]
+        eligible = [
+            i for i, (sa, sb) in enumerate(per_side)
+            if sa + sb >= int(self.conf["min_score"]) and min(sa, sb) >= int(self.conf["min_inliers_each"])
+        ]
+        # Best first; ties keep the candidates' order (stable sort).
+        ranked = sorted(eligible, key=lambda i: -totals[i])[: int(self.conf["top_k"])]
+        return Selection(ranked, [totals[i] for i in ranked], totals)

@@ -1,0 +1,88 @@
+"""The matcher interface every backend implements (one module per backend, hloc style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass
+class Features:
+    """Local features of one image.
+
+    keypoints: [N x 2] float64 pixel (x, y) in the image the caller passed (OpenCV frame).
+    descriptors: [N x D] backend-specific (uint8 for ORB, float32 numpy or torch otherwise).
+    image_size: (width, height) of that image.
+    extra: backend data the matcher needs (e.g. SIFT scales), never required by callers.
+    """
+
+    keypoints: np.ndarray
+    descriptors: Any
+    image_size: tuple[int, int]
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+
+class Matcher:
+    """Extract features per image and match two feature sets.
+
+    Subclasses set `default_conf` (every key commented) and implement `_init`, `extract` and
+    `match`. The user's conf overrides the defaults key by key; unknown keys are an error so a
+    typo in a YAML profile does not silently fall back to a default.
+    """
+
+    default_conf: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, conf: dict[str, Any] | None = None):
+        conf = dict(conf or {})
+        conf.pop("name", None)
+        unknown = sorted(set(conf) - set(self.default_conf))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: unknown conf keys {unknown}; valid keys: "
+                f"{sorted(self.default_conf)}"
+            )
+        self.conf = {**self.default_conf, **conf}
+        self._init()
+
+    def _init(self) -> None:
+        """Build detectors / networks from self.conf."""
+
+    def extract(self, image: np.ndarray) -> Features:
+        """Features of one image: [H x W] uint8 grey or [H x W x 3] uint8 RGB."""
+        raise NotImplementedError
+
+    def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:
+        """[M x 2] int64 index pairs (into feats_a, feats_b) of the putative matches."""
+        raise NotImplementedError
+
+    def match_images(
+        self, image_a: np.ndarray, image_b: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Matched pixel coordinates ([M x 2] in A, [M x 2] in B) of two images."""
+        feats_a, feats_b = self.extract(image_a), self.extract(image_b)
+        pairs = self.match(feats_a, feats_b)
+        return feats_a.keypoints[pairs[:, 0]], feats_b.keypoints[pairs[:, 1]]
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """[H x W] uint8 grey from grey, RGB or RGBA uint8 input."""
+    import cv2
+
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """[H x W x 3] uint8 RGB from grey, RGB or RGBA uint8 input."""
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return image[:, :, :3]
+

