@@ -78,6 +78,7 @@ STAGE_FACTORIES: dict[str, dict[str, str]] = {
     },
 }
 HVG_STAGES = ("interpolator", "relay_poser", "synthesizer")
+MODEL_STAGE_TYPES = ("dynamicrafter", "dust3r", "viewcrafter")
 SELECT_STAGES = ("selector", "pose_model")
 
 
@@ -200,10 +201,11 @@ class Pipeline:
             slots = list(HVG_STAGES) + slots
         for slot in slots:
             stage_conf = dict(self.bridge_conf.get(slot) or {})
-            for key in ("device", "dtype"):
-                if key in self.conf:
-                    stage_conf.setdefault(key, self.conf[key])
             kind = str(stage_conf.get("type", ""))
+            if kind in MODEL_STAGE_TYPES or ":" in kind:  # the profile's device/dtype reach the models
+                for key in ("device", "dtype"):
+                    if key in self.conf:
+                        stage_conf.setdefault(key, self.conf[key])
             factories = STAGE_FACTORIES[slot]
             # A built-in type name, or "package.module:factory" for a user's own stage.
             target = factories.get(kind) or (kind if ":" in kind else None)
