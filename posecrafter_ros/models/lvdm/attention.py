@@ -68,7 +68,7 @@ class CrossAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """[B x N x (heads*D)] -> [B x heads x N x D]."""
         b, n, _ = x.shape
-        return x.view(b, n, self.heads, -1).transpose(1, 2)
+        return x.view(b, n, self.heads, -1).transpose(1, 2).contiguous()
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B x N x query_dim], context: [B x M x context_dim] or None (self-attention)."""
@@ -203,14 +203,15 @@ class SpatialTransformer(nn.Module):
         x = self.norm(x)
         if not self.use_linear:
             x = self.proj_in(x)
-        x = x.flatten(2).transpose(1, 2)  # [(B*T) x (H*W) x C]
+        x = x.flatten(2).transpose(1, 2).contiguous()  # [(B*T) x (H*W) x C]
         if self.use_linear:
             x = self.proj_in(x)
         for block in self.transformer_blocks:
             x = block(x, context)
         if self.use_linear:
             x = self.proj_out(x)
-        x = x.transpose(1, 2).reshape(bt, -1, h, w)
+        # Contiguous NCHW as the official code: later GroupNorms are layout-sensitive in float32.
+        x = x.transpose(1, 2).reshape(bt, -1, h, w).contiguous()
         if not self.use_linear:
             x = self.proj_out(x)
         return x + x_in
@@ -254,7 +255,7 @@ class TemporalTransformer(nn.Module):
         x = self.norm(x).permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t)  # [(B*H*W) x C x T]
         if not self.use_linear:
             x = self.proj_in(x)
-        x = x.transpose(1, 2)  # [(B*H*W) x T x C]
+        x = x.transpose(1, 2).contiguous()  # [(B*H*W) x T x C]
         if self.use_linear:
             x = self.proj_in(x)
         for block in self.transformer_blocks:
@@ -263,7 +264,7 @@ class TemporalTransformer(nn.Module):
             x = self.proj_out(x)
         else:
             x = self.proj_out(x.transpose(1, 2)).transpose(1, 2)
-        x = x.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2)
+        x = x.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
         return x + x_in
 
 

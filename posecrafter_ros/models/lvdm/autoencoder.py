@@ -48,16 +48,31 @@ class VAEConfig:
         return cls(embed_dim=int(params.get("embed_dim", dd.get("z_channels", 4))), scale_factor=scale_factor, **dd)
 
 
+def _swish(x: "torch.Tensor") -> "torch.Tensor":
+    import torch
+
+    return x * torch.sigmoid(x)
+
+
 def build_autoencoder(config: VAEConfig) -> "AutoencoderKL":
-    """diffusers AutoencoderKL with the LDM architecture of `config` (random weights)."""
+    """diffusers AutoencoderKL with the LDM architecture of `config` (random weights).
+
+    Its SiLU activations are replaced by the LDM's `x * sigmoid(x)`: the same function, but
+    the fused SiLU kernel rounds differently (~1e-6 per block), which the sampler amplifies.
+    """
     from diffusers import AutoencoderKL
+    from torch import nn
+
+    class LDMSwish(nn.Module):
+        def forward(self, x):
+            return _swish(x)
 
     if config.attn_resolutions:
         raise ValueError("VAE attention at intermediate resolutions is not used by lvdm models")
     if not config.double_z or config.embed_dim != config.z_channels:
         raise ValueError("only double_z VAEs with embed_dim == z_channels are supported")
     levels = len(config.ch_mult)
-    return AutoencoderKL(
+    vae = AutoencoderKL(
         in_channels=config.in_channels,
         out_channels=config.out_ch,
         down_block_types=("DownEncoderBlock2D",) * levels,
@@ -69,6 +84,11 @@ def build_autoencoder(config: VAEConfig) -> "AutoencoderKL":
         sample_size=config.resolution,
         scaling_factor=config.scale_factor,
     )
+    for module in list(vae.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.SiLU):
+                setattr(module, name, LDMSwish())
+    return vae
 
 
 _RESNET_NAMES = {"nin_shortcut": "conv_shortcut"}

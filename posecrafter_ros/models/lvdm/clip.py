@@ -70,12 +70,16 @@ class MLP(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """Pre-norm transformer block: x += attn(ln_1 x); x += mlp(ln_2 x). x: [B x N x width]."""
+    """Pre-norm transformer block: x += attn(ln_1 x); x += mlp(ln_2 x). x: [N x B x width].
+
+    Sequence-first like open_clip's original layout: this keeps nn.MultiheadAttention on its
+    reference (non-fused) path, which is what the official outputs were computed with.
+    """
 
     def __init__(self, width: int, heads: int, mlp_ratio: float):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.attn = nn.MultiheadAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width)
         self.mlp = MLP(width, int(width * mlp_ratio))
 
@@ -93,10 +97,11 @@ class Transformer(nn.Module):
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, skip_last: int = 0
     ) -> torch.Tensor:
-        """Run all resblocks except the last `skip_last` ones."""
+        """x: [B x N x width]; runs all resblocks except the last `skip_last` ones."""
+        x = x.transpose(0, 1)
         for block in self.resblocks[: len(self.resblocks) - skip_last]:
             x = block(x, attn_mask)
-        return x
+        return x.transpose(0, 1)
 
 
 class _TextLeftovers(nn.Module):
