@@ -66,7 +66,8 @@ class NoiseSchedule(nn.Module):
         self.config = config
         n = config.timesteps
         betas = (
-            torch.linspace(config.linear_start**0.5, config.linear_end**0.5, n, dtype=torch.float64) ** 2
+            torch.linspace(config.linear_start**0.5, config.linear_end**0.5, n, dtype=torch.float64, device="cpu")
+            ** 2
         ).numpy()
         if config.rescale_betas_zero_snr:
             betas = rescale_zero_terminal_snr(betas)
