@@ -125,8 +125,11 @@ class OpenCLIPTextModel(_TextLeftovers):
         text = config.text_cfg
         self.transformer = Transformer(text.width, text.layers, text.heads, text.mlp_ratio)
         # Additive causal mask, not part of the checkpoint (non-persistent in open_clip).
-        mask = torch.full((text.context_length, text.context_length), float("-inf")).triu_(1)
-        self.register_buffer("attn_mask", mask, persistent=False)
+        self.register_buffer("attn_mask", self.causal_mask(text.context_length), persistent=False)
+
+    @staticmethod
+    def causal_mask(length: int, device: str | torch.device | None = None) -> torch.Tensor:
+        return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
 
 class VisionTransformer(nn.Module):
@@ -189,6 +192,11 @@ class ImageEmbedder(nn.Module):
         self.image_size = config.vision_cfg.image_size
         self.register_buffer("mean", torch.tensor(CLIP_MEAN), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD), persistent=False)
+
+    def materialize_constants(self) -> None:
+        """Re-create the non-checkpoint buffers (after building on the meta device)."""
+        self.mean = torch.tensor(CLIP_MEAN, device="cpu")
+        self.std = torch.tensor(CLIP_STD, device="cpu")
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         import kornia

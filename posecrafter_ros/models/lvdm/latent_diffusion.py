@@ -136,6 +136,16 @@ class LatentVideoDiffusion(nn.Module):
         for name, buf in schedule.named_buffers():
             self.register_buffer(name, buf)
 
+    def materialize_constants(self) -> None:
+        """Re-create buffers that are not in checkpoints (after a meta-device build + load)."""
+        text = self.cond_stage_model.model
+        text.attn_mask = text.causal_mask(text.positional_embedding.shape[0], device="cpu")
+        self.embedder.materialize_constants()
+        tensors = [*self.named_parameters(), *self.named_buffers()]
+        leftovers = [name for name, t in tensors if t.is_meta]
+        if leftovers:
+            raise RuntimeError(f"tensors left on the meta device after loading: {leftovers[:5]}")
+
     # -- conditioning -------------------------------------------------------------------
     @property
     def unet(self) -> UNet3D:

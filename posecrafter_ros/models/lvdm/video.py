@@ -49,6 +49,17 @@ def resize_center_crop(image: np.ndarray, height: int, width: int) -> tuple[np.n
     return crop, CropTransform(new_w / w, new_h / h, float(left), float(top))
 
 
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Plain resize of [H x W x 3] uint8 (area when shrinking, bilinear when enlarging)."""
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    import cv2
+
+    shrink = height < image.shape[0] and width < image.shape[1]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation)
+
+
 def images_to_tensor(images: np.ndarray):
     """uint8 [... x H x W x 3] -> float32 torch tensor [... x 3 x H x W] in [-1, 1].
 
