@@ -82,6 +82,7 @@ def load_lvdm_state_dict(model: "LatentVideoDiffusion", state: Mapping[str, "tor
 
     The schedule buffers (betas, ..., scale_arr) are loaded too: the checkpoint's values are
     the ones the official sampler uses (e.g. scale_arr depends on the yaml's base_scale).
+    From reduced-precision copies they are only checked against our float32 values.
     """
     import torch
 
@@ -106,10 +107,19 @@ def load_lvdm_state_dict(model: "LatentVideoDiffusion", state: Mapping[str, "tor
             value = state[name]
             if tuple(value.shape) != tuple(buf.shape):
                 raise CheckpointError(f"{what}: {name}: checkpoint {tuple(value.shape)} vs model {tuple(buf.shape)}")
-            if buf.is_meta:
-                setattr(model, name, value.to(buf.dtype))
-            else:
-                buf.copy_(value.to(buf.dtype))
+            if value.dtype in (torch.float32, torch.float64):
+                if buf.is_meta:
+                    setattr(model, name, value.to(buf.dtype))
+                else:
+                    buf.copy_(value.to(buf.dtype))
+            elif not buf.is_meta:
+                # Reduced-precision copies (bf16 pruned): keep our exact float32 schedule,
+                # which must agree with the stored one to that precision.
+                if not torch.allclose(buf, value.to(buf.dtype), rtol=2e-2, atol=1e-2):
+                    raise CheckpointError(
+                        f"{what}: schedule buffer {name} does not match this model's config "
+                        "(e.g. a different base_scale): choose the matching preset"
+                    )
 
 
 def load_lvdm_checkpoint(model: "LatentVideoDiffusion", path: str | Path) -> None:
@@ -119,33 +129,36 @@ def load_lvdm_checkpoint(model: "LatentVideoDiffusion", path: str | Path) -> Non
     load_lvdm_state_dict(model, read_checkpoint(path), str(path))
 
 
-def official_state_shapes(model: "LatentVideoDiffusion") -> dict[str, tuple[tuple[int, ...], str]]:
-    """{official key: (shape, dtype)} of `model`, VAE keys renamed back to the LDM layout.
+def official_state_dict(model: "LatentVideoDiffusion") -> dict[str, "torch.Tensor"]:
+    """`model`'s tensors under the official checkpoint names (VAE back in the LDM layout).
 
-    Works on meta-device models (no weights needed): used to compare with the manifests.
+    Works on meta-device models too (used to compare with the manifests without weights).
     """
     from .autoencoder import ldm_to_diffusers_key
 
-    out: dict[str, tuple[tuple[int, ...], str]] = {}
     modules = {"unet": model.unet, "cond_stage_model": model.cond_stage_model,
                "embedder": model.embedder, "image_proj_model": model.image_proj_model}
+    out: dict[str, "torch.Tensor"] = {}
     for prefix, name in PARTS:
-        for key, value in modules[name].state_dict().items():
-            out[prefix + key] = (tuple(value.shape), str(value.dtype).replace("torch.", ""))
-    for name, buf in model.named_buffers(recurse=False):
-        out[name] = (tuple(buf.shape), str(buf.dtype).replace("torch.", ""))
-    vae_state = model.first_stage_model.state_dict()
+        out.update({prefix + k: v for k, v in modules[name].state_dict().items()})
+    out.update(dict(model.named_buffers(recurse=False)))
     levels = len(model.first_stage_model.config.block_out_channels)
-    # Invert the LDM -> diffusers renaming over the names the LDM layout can produce.
+    # Invert the LDM -> diffusers renaming over every name the LDM layout can have.
     inverse = {ldm_to_diffusers_key(k, levels): k for k in _ldm_vae_names(model)}
-    for key, value in vae_state.items():
+    for key, value in model.first_stage_model.state_dict().items():
         if key not in inverse:
             raise KeyError(f"VAE parameter {key} has no LDM name")
-        shape = tuple(value.shape)
-        if ".mid_block.attentions.0." in key and key.endswith("weight") and len(shape) == 2:
-            shape = shape + (1, 1)
-        out["first_stage_model." + inverse[key]] = (shape, str(value.dtype).replace("torch.", ""))
+        if ".mid_block.attentions.0." in key and key.endswith("weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # linear -> 1x1 conv
+        out["first_stage_model." + inverse[key]] = value
     return out
+
+
+def official_state_shapes(model: "LatentVideoDiffusion") -> dict[str, tuple[tuple[int, ...], str]]:
+    """{official key: (shape, dtype name)} of `model` (see official_state_dict)."""
+    return {
+        k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in official_state_dict(model).items()
+    }
 
 
 def _ldm_vae_names(model: "LatentVideoDiffusion") -> list[str]:
