@@ -79,3 +79,18 @@ def test_unsupported_unet_flags_are_rejected() -> None:
         UNet3D(UNetConfig(use_relative_position=True))
     with pytest.raises(ValueError, match="unknown UNet config keys"):
         UNetConfig.from_dict({"bogus": 1})
+
+
+def test_sdpa_backend_matches_einsum() -> None:
+    from posecrafter_ros.models.lvdm.attention import set_attention_backend
+
+    torch.manual_seed(0)
+    unet = UNet3D(UNetConfig(model_channels=32, channel_mult=[1, 1], num_res_blocks=1, num_head_channels=16, context_dim=8)).eval()
+    x, context = torch.randn(1, 8, 3, 8, 8), torch.randn(1, 77 + 48, 8)
+    with torch.no_grad():
+        exact = unet(x, torch.tensor([10]), context)
+        set_attention_backend(unet, "sdpa")
+        fused = unet(x, torch.tensor([10]), context)
+    assert torch.allclose(exact, fused, atol=1e-5)
+    with pytest.raises(ValueError, match="backend"):
+        set_attention_backend(unet, "xformers")
