@@ -1,0 +1,1 @@
+"""DynamiCrafter / ViewCrafter (lvdm) video diffusion models, checkpoint-compatible rewrites."""

@@ -1,0 +1,95 @@
+"""End to end on CPU with tiny random models: Stage 1 interpolation and ViewCrafter clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posecrafter_ros.core.types import Canceled, Keyframe, RunContext
+from posecrafter_ros.models.checkpoint import CheckpointError
+from posecrafter_ros.models.lvdm.video import CropTransform, resize_center_crop
+from posecrafter_ros.models.lvdm.viewcrafter import ViewCrafterGenerator
+from posecrafter_ros.synthesis.interpolation import DynamiCrafterInterpolator, relay_indices
+
+TINY = {"tiny": True, "ddim_steps": 2, "num_frames": 6, "height": 128, "width": 256, "seed": 7}
+
+
+def keyframe(seed: int, stamp: int) -> Keyframe:
+    rng = np.random.default_rng(seed)
+    K = np.array([[400.0, 0, 319.5], [0, 410.0, 239.5], [0, 0, 1]])
+    return Keyframe(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), K, "cam", stamp)
+
+
+@pytest.fixture(scope="module")
+def interpolator() -> DynamiCrafterInterpolator:
+    return DynamiCrafterInterpolator.from_config(TINY)
+
+
+def test_interpolation_frames_and_intrinsics(interpolator) -> None:
+    a, b = keyframe(0, 0), keyframe(1, 1000)
+    progress: list[float] = []
+    frames = interpolator.interpolate(a, b, RunContext(progress=lambda s, p, o: progress.append(p)))
+    assert len(frames) == 6
+    assert all(f.image.shape == (128, 256, 3) and f.image.dtype == np.uint8 for f in frames)
+    assert progress == [0.5, 1.0]
+    # 640x480 -> cover 256x128: scale 0.4 (256x192), crop 32 rows from the top.
+    expected = CropTransform(0.4, 0.4, 0.0, 32.0).map_intrinsics(a.K)
+    assert np.allclose(frames[0].K, expected) and np.allclose(frames[-1].K, expected)
+    assert np.allclose(expected[:2, 2], [127.5, 63.5])  # the principal point stays centred
+    assert [f.stamp_ns for f in frames] == [0, 200, 400, 600, 800, 1000]
+    again = interpolator.interpolate(a, b, RunContext())
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(frames, again))
+    assert relay_indices(16) == [0, 1, 14, 15]
+
+
+def test_interpolation_depends_on_the_inputs(interpolator) -> None:
+    first = interpolator.interpolate(keyframe(0, 0), keyframe(1, 1), RunContext())
+    other = interpolator.interpolate(keyframe(2, 0), keyframe(1, 1), RunContext())
+    assert not np.array_equal(first[0].image, other[0].image)
+
+
+def test_cancel_propagates(interpolator) -> None:
+    ctx = RunContext()
+    ctx.cancel()
+    with pytest.raises(Canceled):
+        interpolator.interpolate(keyframe(0, 0), keyframe(1, 1), ctx)
+
+
+def test_missing_checkpoint_is_a_clear_error() -> None:
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        DynamiCrafterInterpolator.from_config({"tiny": False, "checkpoint": ""})
+    with pytest.raises(CheckpointError, match="not found"):
+        ViewCrafterGenerator.from_config({"checkpoint": "/nonexistent/model_sparse.ckpt"})
+
+
+def test_viewcrafter_generates_clip_at_render_size() -> None:
+    generator = ViewCrafterGenerator.from_config({"tiny": True, "ddim_steps": 2, "height": 128, "width": 192})
+    rng = np.random.default_rng(3)
+    renders = rng.integers(0, 256, (5, 96, 160, 3), dtype=np.uint8)
+    reference = rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    steps: list[float] = []
+    out = generator.generate(renders, reference, RunContext(progress=lambda s, p, o: steps.append(p)))
+    assert out.shape == renders.shape and out.dtype == np.uint8 and steps == [0.5, 1.0]
+    assert np.array_equal(out, generator.generate(renders, reference, RunContext()))
+    with pytest.raises(ValueError, match="uint8"):
+        generator.generate(renders.astype(np.float32), reference, RunContext())
+
+
+def test_resize_center_crop_maps_pixels() -> None:
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[240, 320] = 255
+    crop, transform = resize_center_crop(image, 320, 512)
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    mapped = transform.map_intrinsics(K)
+    u, v = mapped[0, 2], mapped[1, 2]
+    assert crop.shape == (320, 512, 3)
+    # The bright source pixel lands where the mapped principal point says (within a pixel).
+    peak = np.unravel_index(crop[..., 0].argmax(), crop.shape[:2])
+    assert abs(peak[0] - v) <= 1 and abs(peak[1] - u) <= 1
+
+
+def test_gpu_options_run_on_cpu() -> None:
+    """bf16 autocast, SDPA attention and sub-model offloading (the GPU settings) run end to end."""
+    conf = dict(TINY, dtype="bfloat16", attention="sdpa", offload=True)
+    frames = DynamiCrafterInterpolator.from_config(conf).interpolate(keyframe(0, 0), keyframe(1, 1), RunContext())
+    assert len(frames) == 6 and frames[3].image.shape == (128, 256, 3)
