@@ -369,7 +369,7 @@ class PointCloudOptimizer(nn.Module):
             value = self()
             value.backward()
             optimizer.step()
-            loss = float(value)
+            loss = float(value.detach())
             if not math.isfinite(loss):
                 raise AlignmentError(f"global alignment diverged (loss {loss}) at iteration {iteration}")
             if report is not None and (iteration % report_every == 0 or iteration == self.config.niter - 1):
