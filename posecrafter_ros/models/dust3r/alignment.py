@@ -382,13 +382,14 @@ def global_alignment(
     config: AlignmentConfig | None = None,
     known_intrinsics: tuple[Sequence[float], Sequence[tuple[float, float]]] | None = None,
     report: Callable[[int, float], None] | None = None,
+    report_every: int = 10,
 ) -> tuple[PointCloudOptimizer, float]:
     """MST init + Adam. known_intrinsics: (focals [N], principal points [N x 2]) to fix."""
     optimizer = PointCloudOptimizer(predictions, config)
     if known_intrinsics is not None:
         optimizer.preset_intrinsics(*known_intrinsics)
     optimizer.init_minimum_spanning_tree()
-    loss = optimizer.optimize(report)
+    loss = optimizer.optimize(report, report_every)
     return optimizer, loss
 
 
