@@ -35,7 +35,9 @@ def meta():
 
 def _variant_predictions(meta, variant):
     if variant == "model":
-        return _predictions(load_file(str(GOLDEN / "dust3r_dpt" / "outputs.safetensors")), meta["pairs"])
+        return _predictions(
+            load_file(str(GOLDEN / "dust3r_dpt" / "outputs.safetensors")), meta["pairs"]
+        )
     return _predictions(load_file(str(ALIGNER / f"{variant}_inputs.safetensors")), meta["pairs"])
 
 
@@ -46,26 +48,36 @@ def test_init_state_and_gradients_match_official(meta, variant):
     optimizer = PointCloudOptimizer(_variant_predictions(meta, variant), _alignment_config(meta))
     optimizer.init_minimum_spanning_tree()
     for name in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
-        torch.testing.assert_close(getattr(optimizer, name).detach(), init[f"param.{name}"], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(optimizer.cam_to_world().detach(), init["im_poses_c2w"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            getattr(optimizer, name).detach(), init[f"param.{name}"], rtol=1e-5, atol=1e-5
+        )
+    torch.testing.assert_close(
+        optimizer.cam_to_world().detach(), init["im_poses_c2w"], rtol=1e-5, atol=1e-5
+    )
     loss = optimizer()
     loss.backward()
     assert float(loss.detach()) == pytest.approx(meta["variants"][variant]["init_loss"], rel=1e-6)
     for name in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
         ref = init[f"grad_at_init.{name}"]
-        torch.testing.assert_close(getattr(optimizer, name).grad, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+        torch.testing.assert_close(
+            getattr(optimizer, name).grad, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max())
+        )
 
 
 def test_synthetic_optimisation_follows_official_loss_curve(meta):
     final = load_file(str(ALIGNER / "synthetic_pco_final.safetensors"))
-    optimizer = PointCloudOptimizer(_variant_predictions(meta, "synthetic"), _alignment_config(meta))
+    optimizer = PointCloudOptimizer(
+        _variant_predictions(meta, "synthetic"), _alignment_config(meta)
+    )
     optimizer.init_minimum_spanning_tree()
     curve = []
     returned = optimizer.optimize(lambda _, loss: curve.append(loss), report_every=1)
     np.testing.assert_allclose(curve, final["losses"].numpy(), rtol=1e-3)
     assert returned == pytest.approx(meta["variants"]["synthetic"]["returned_loss"], rel=1e-3)
     torch.testing.assert_close(optimizer.focals().detach(), final["focals"], rtol=1e-3, atol=0.1)
-    torch.testing.assert_close(optimizer.cam_to_world().detach(), final["im_poses_c2w"], rtol=0, atol=1e-2)
+    torch.testing.assert_close(
+        optimizer.cam_to_world().detach(), final["im_poses_c2w"], rtol=0, atol=1e-2
+    )
 
 
 def test_two_view_path_matches_pairviewer(meta):
@@ -73,10 +85,14 @@ def test_two_view_path_matches_pairviewer(meta):
     outputs = load_file(str(ALIGNER / "pairviewer_outputs.safetensors"))
     for prefix in ("", "synthetic_"):
         result = two_view_alignment(_predictions(inputs, meta["pairviewer_pairs"], prefix))
-        torch.testing.assert_close(result.cam_to_world, outputs[f"{prefix}im_poses_c2w"], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            result.cam_to_world, outputs[f"{prefix}im_poses_c2w"], rtol=1e-5, atol=1e-5
+        )
         torch.testing.assert_close(result.focals, outputs[f"{prefix}focals"], rtol=1e-5, atol=1e-4)
         for view in (0, 1):
-            np.testing.assert_allclose(result.world_points[view], outputs[f"{prefix}pts3d{view}"].numpy(), atol=1e-4)
+            np.testing.assert_allclose(
+                result.world_points[view], outputs[f"{prefix}pts3d{view}"].numpy(), atol=1e-4
+            )
             assert torch.equal(result.masks[view], outputs[f"{prefix}mask{view}"])
 
 
@@ -100,7 +116,9 @@ def test_quaternion_and_registration_kernels():
         back = matrix_to_quaternion(quaternion_to_matrix(quat))
         assert torch.allclose(back * torch.sign(back[3]), quat * torch.sign(quat[3]), atol=1e-12)
     points = torch.tensor(rng.normal(size=(50, 3)), dtype=torch.float32)
-    rotation = quaternion_to_matrix(torch.tensor([0.1, -0.3, 0.2, 0.9]) / torch.tensor([0.1, -0.3, 0.2, 0.9]).norm())
+    rotation = quaternion_to_matrix(
+        torch.tensor([0.1, -0.3, 0.2, 0.9]) / torch.tensor([0.1, -0.3, 0.2, 0.9]).norm()
+    )
     target = 2.5 * points @ rotation.T + torch.tensor([1.0, -2.0, 0.5])
     scale, rot, t = similarity_registration(points, target, torch.rand(50) + 0.5)
     assert float(scale) == pytest.approx(2.5, rel=1e-5)
@@ -121,12 +139,18 @@ def test_known_intrinsics_stay_fixed(meta):
 
 
 def test_checker_claims_by_content_and_passes(tmp_path):
-    assert parity.claims(ALIGNER) and parity.claims(GOLDEN / "dust3r_dpt") and parity.claims(GOLDEN / "manifests")
+    assert (
+        parity.claims(ALIGNER)
+        and parity.claims(GOLDEN / "dust3r_dpt")
+        and parity.claims(GOLDEN / "manifests")
+    )
     assert not parity.claims(tmp_path)
     renamed = tmp_path / "some_fixture"
     renamed.mkdir()
     for name in ("config.json", "meta.json"):
         (renamed / name).write_text((GOLDEN / "dust3r_linear" / name).read_text())
     assert parity.claims(renamed)
-    results = parity.check_fixture(GOLDEN / "dust3r_linear") + parity.check_fixture(GOLDEN / "manifests")
+    results = parity.check_fixture(GOLDEN / "dust3r_linear") + parity.check_fixture(
+        GOLDEN / "manifests"
+    )
     assert results and all(r.passed for r in results), [r for r in results if not r.passed]

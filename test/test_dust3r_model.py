@@ -32,7 +32,10 @@ def test_full_size_state_dict_equals_manifest(name):
     manifest = json.loads((GOLDEN / "manifests" / f"{name}.manifest.json").read_text())
     with torch.device("meta"):
         model = Dust3rModel(NAMED_CONFIGS[name])
-    ours = {k: (list(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()}
+    ours = {
+        k: (list(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in model.state_dict().items()
+    }
     expected = {k: (v["shape"], v["dtype"]) for k, v in manifest["tensors"].items()}
     assert ours == expected
     assert sum(v.numel() for v in model.state_dict().values()) == manifest["total_numel"]
@@ -48,7 +51,10 @@ def test_ctor_string_is_parsed_as_data_never_evaluated():
     released = json.loads(
         (GOLDEN / "manifests" / "DUSt3R_ViTLarge_BaseDecoder_512_dpt.manifest.json").read_text()
     )["ckpt_args_model_assumed"]
-    assert Dust3rConfig.from_ctor_string(released) == NAMED_CONFIGS["DUSt3R_ViTLarge_BaseDecoder_512_dpt"]
+    assert (
+        Dust3rConfig.from_ctor_string(released)
+        == NAMED_CONFIGS["DUSt3R_ViTLarge_BaseDecoder_512_dpt"]
+    )
 
 
 @pytest.mark.parametrize("name", MODEL_FIXTURES)
@@ -66,8 +72,12 @@ def test_pairwise_inference_matches_official(name):
     for batch_size in (1, 3):
         preds = infer_pairs(model, views, pairs, batch_size=batch_size)
         for p, pred in enumerate(preds):
-            for ours, key in ((pred.pts_i, "pred1_pts3d"), (pred.conf_i, "pred1_conf"),
-                              (pred.pts_j, "pred2_pts3d_in_other_view"), (pred.conf_j, "pred2_conf")):
+            for ours, key in (
+                (pred.pts_i, "pred1_pts3d"),
+                (pred.conf_i, "pred1_conf"),
+                (pred.pts_j, "pred2_pts3d_in_other_view"),
+                (pred.conf_j, "pred2_conf"),
+            ):
                 ref = outputs[f"pair{p}_{key}"]
                 assert ours.shape == ref.shape
                 torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
@@ -88,7 +98,11 @@ def test_checkpoint_formats_load_and_name_their_errors(tmp_path):
     for path in (tmp_path / "m.pth", tmp_path / "m.safetensors"):
         model = load_dust3r(path, config)
         for key, value in model.state_dict().items():
-            expected = state[key.replace("dec_blocks2.", "dec_blocks.")] if path.suffix == ".safetensors" else state[key]
+            expected = (
+                state[key.replace("dec_blocks2.", "dec_blocks.")]
+                if path.suffix == ".safetensors"
+                else state[key]
+            )
             assert torch.equal(value, expected), key
     with pytest.raises(CheckpointError, match="no DUSt3R checkpoint"):
         load_dust3r("", config)
@@ -123,7 +137,10 @@ def test_preprocessing_shapes_follow_official_rules():
     # Square -> 4:3 (landscape); 224 -> centre square; long side / short side rules.
     assert prepare_image(np.zeros((300, 300, 3), np.uint8), 512).true_shape == (384, 512)
     assert prepare_image(np.zeros((300, 400, 3), np.uint8), 224).true_shape == (224, 224)
-    assert prepare_image(np.zeros((700, 500, 3), np.uint8), 512).true_shape == (512, 352)  # 366 wide -> 22 patches
+    assert prepare_image(np.zeros((700, 500, 3), np.uint8), 512).true_shape == (
+        512,
+        352,
+    )  # 366 wide -> 22 patches
 
 
 def test_intrinsics_map_to_working_pixels_and_back():
@@ -131,15 +148,19 @@ def test_intrinsics_map_to_working_pixels_and_back():
     K = np.array([[400.0, 0, 330.0], [0, 400.0, 250.0], [0, 0, 1]])
     image = np.zeros((480, 640, 3), np.uint8)
     u0, v0 = 500, 140
-    image[v0 - 6:v0 + 7, u0 - 6:u0 + 7] = 255
+    image[v0 - 6 : v0 + 7, u0 - 6 : u0 + 7] = 255
     prepared = prepare_image(image, 512)
     K_work = prepared.intrinsics_to_working(K)
     ray = np.linalg.inv(K) @ np.array([u0, v0, 1.0])
     expected = (K_work @ ray)[:2] / (K_work @ ray)[2]
     weights = prepared.image[..., 0].astype(float)
     rows, cols = np.nonzero(weights > 0)
-    centroid = np.array([np.average(cols, weights=weights[rows, cols]),
-                         np.average(rows, weights=weights[rows, cols])])
+    centroid = np.array(
+        [
+            np.average(cols, weights=weights[rows, cols]),
+            np.average(rows, weights=weights[rows, cols]),
+        ]
+    )
     assert np.abs(centroid - expected).max() < 0.3
     np.testing.assert_allclose(prepared.intrinsics_to_original(K_work), K, atol=1e-9)
 

@@ -64,7 +64,9 @@ class Dust3rStageConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.image_size % 16 or self.image_size < 32:
-            raise ValueError(f"image_size must be a multiple of 16 and >= 32, got {self.image_size}")
+            raise ValueError(
+                f"image_size must be a multiple of 16 and >= 32, got {self.image_size}"
+            )
         if self.niter < 1 or self.batch_size < 1:
             raise ValueError("niter and batch_size must be >= 1")
 
@@ -93,8 +95,14 @@ def _shared_model(config: Dust3rStageConfig):
     from ..models.dust3r.model import Dust3rModel, load_dust3r, to_device_dtype
 
     dtype = getattr(torch, config.dtype)
-    key = (config.checkpoint, config.tiny, config.seed, tuple(sorted(config.model.items())),
-           config.device, config.dtype)
+    key = (
+        config.checkpoint,
+        config.tiny,
+        config.seed,
+        tuple(sorted(config.model.items())),
+        config.device,
+        config.dtype,
+    )
     with _MODELS_LOCK:
         if key in _MODELS:
             return _MODELS[key]
@@ -156,16 +164,27 @@ class _Dust3rStage:
         self.model.to(device)
         return self
 
-    def _predict(self, frames: Sequence[Keyframe], ctx: RunContext):
+    def _predict(self, frames: Sequence[Keyframe], ctx: RunContext, same_size: bool = False):
         from ..models.dust3r.inference import complete_symmetric_pairs, infer_pairs
         from ..models.dust3r.preprocessing import prepare_image
 
         if len(frames) < 2:
-            raise EstimationError(Status.INVALID_REQUEST, f"DUSt3R needs >= 2 views, got {len(frames)}")
+            raise EstimationError(
+                Status.INVALID_REQUEST, f"DUSt3R needs >= 2 views, got {len(frames)}"
+            )
         prepared = [prepare_image(f.image, self.config.image_size) for f in frames]
+        shapes = sorted({p.true_shape for p in prepared})
+        if same_size and len(shapes) != 1:
+            raise EstimationError(
+                Status.INVALID_REQUEST,
+                f"frames must share one working size to form a reconstruction; got {shapes} (H, W)",
+            )
         predictions = infer_pairs(
-            self.model, [p.tensor for p in prepared], complete_symmetric_pairs(len(frames)),
-            self.config.batch_size, ctx.check,
+            self.model,
+            [p.tensor for p in prepared],
+            complete_symmetric_pairs(len(frames)),
+            self.config.batch_size,
+            ctx.check,
         )
         return prepared, predictions
 
@@ -178,8 +197,12 @@ class _Dust3rStage:
         return focals, centres
 
     def align_views(
-        self, frames: Sequence[Keyframe], ctx: RunContext, subset: Sequence[int] | None = None,
-        cached: tuple | None = None, progress: tuple[float, float] = (0.0, 1.0),
+        self,
+        frames: Sequence[Keyframe],
+        ctx: RunContext,
+        subset: Sequence[int] | None = None,
+        cached: tuple | None = None,
+        progress: tuple[float, float] = (0.0, 1.0),
     ) -> AlignedViews:
         """Inference (or `cached` = (prepared, predictions)) + global alignment of `subset`.
 
@@ -196,28 +219,39 @@ class _Dust3rStage:
         views = list(range(len(frames))) if subset is None else list(subset)
         index = {v: k for k, v in enumerate(views)}
         selected = [_reindex(p, index) for p in predictions if p.i in index and p.j in index]
-        config = AlignmentConfig(niter=self.config.niter, lr=self.config.lr,
-                                 schedule=self.config.schedule, min_conf_thr=self.config.min_conf_thr)
+        config = AlignmentConfig(
+            niter=self.config.niter,
+            lr=self.config.lr,
+            schedule=self.config.schedule,
+            min_conf_thr=self.config.min_conf_thr,
+        )
         try:
             if len(views) == 2 and not self.config.fix_intrinsics:
                 two = two_view_alignment(selected, config.min_conf_thr)
                 cam_to_world = two.cam_to_world.numpy().astype(np.float64)
-                K = np.stack([_pinhole(float(f), pp.tolist()) for f, pp in
-                              zip(two.focals, two.principal_points)])
+                K = np.stack(
+                    [
+                        _pinhole(float(f), pp.tolist())
+                        for f, pp in zip(two.focals, two.principal_points)
+                    ]
+                )
                 points = [p.astype(np.float32) for p in two.world_points]
                 masks = [m.numpy() for m in two.masks]
                 loss = 0.0
             else:
                 known = None
                 if self.config.fix_intrinsics:
-                    known = self._known_intrinsics([frames[v] for v in views], [prepared[v] for v in views])
+                    known = self._known_intrinsics(
+                        [frames[v] for v in views], [prepared[v] for v in views]
+                    )
 
                 def report(iteration: int, _loss: float) -> None:
                     done = (iteration + 1) / self.config.niter
                     ctx.report(progress[0] + done * (progress[1] - progress[0]))
 
-                optimizer, loss = global_alignment(selected, config, known, report,
-                                                   self.config.report_every)
+                optimizer, loss = global_alignment(
+                    selected, config, known, report, self.config.report_every
+                )
                 import torch
 
                 with torch.no_grad():
@@ -226,18 +260,34 @@ class _Dust3rStage:
                     points = [p.numpy().astype(np.float32) for p in optimizer.world_points()]
                 masks = [m.numpy() for m in optimizer.masks()]
         except AlignmentError as err:
-            raise EstimationError(Status.INSUFFICIENT_OVERLAP, f"DUSt3R alignment failed: {err}") from None
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP, f"DUSt3R alignment failed: {err}"
+            ) from None
         confidence = _view_confidence(selected, len(views))
         _check_result(cam_to_world, K, points, masks, loss)
-        return AlignedViews([prepared[v] for v in views], cam_to_world, K, points, confidence,
-                            masks, predictions, float(loss))
+        return AlignedViews(
+            [prepared[v] for v in views],
+            cam_to_world,
+            K,
+            points,
+            confidence,
+            masks,
+            predictions,
+            float(loss),
+        )
 
 
 def _reindex(prediction, index: dict[int, int]):
     from ..models.dust3r.inference import PairPrediction
 
-    return PairPrediction(index[prediction.i], index[prediction.j], prediction.pts_i,
-                          prediction.conf_i, prediction.pts_j, prediction.conf_j)
+    return PairPrediction(
+        index[prediction.i],
+        index[prediction.j],
+        prediction.pts_i,
+        prediction.conf_i,
+        prediction.pts_j,
+        prediction.conf_j,
+    )
 
 
 def _pinhole(focal: float, pp: Sequence[float]) -> np.ndarray:
@@ -256,9 +306,13 @@ def _view_confidence(predictions, num_views: int) -> list[np.ndarray]:
 def _check_result(cam_to_world, K, points, masks, loss) -> None:
     """Refuse non-finite or unsupported solutions instead of returning them."""
     if not (np.isfinite(cam_to_world).all() and np.isfinite(K).all() and np.isfinite(loss)):
-        raise EstimationError(Status.INSUFFICIENT_OVERLAP, "DUSt3R alignment produced non-finite poses")
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R alignment produced non-finite poses"
+        )
     if (K[:, 0, 0] <= 0).any():
-        raise EstimationError(Status.INSUFFICIENT_OVERLAP, "DUSt3R alignment produced a non-positive focal")
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R alignment produced a non-positive focal"
+        )
     weak = [v for v, m in enumerate(masks) if int(m.sum()) < MIN_CONFIDENT_PIXELS]
     if weak:
         raise EstimationError(
@@ -271,15 +325,11 @@ def _check_result(cam_to_world, K, points, masks, loss) -> None:
 class Dust3rRelayPoser(_Dust3rStage):
     """RelayPoser: cameras and per-pixel world points of the relay frames."""
 
-    def reconstruct(self, frames: Sequence[Keyframe], ctx: RunContext | None = None) -> SceneReconstruction:
+    def reconstruct(
+        self, frames: Sequence[Keyframe], ctx: RunContext | None = None
+    ) -> SceneReconstruction:
         ctx = ctx or RunContext()
-        aligned = self.align_views(frames, ctx)
-        shapes = {p.true_shape for p in aligned.prepared}
-        if len(shapes) != 1:
-            raise EstimationError(
-                Status.INVALID_REQUEST,
-                f"relay frames must share one size to form a reconstruction; got working sizes {sorted(shapes)}",
-            )
+        aligned = self.align_views(frames, ctx, cached=self._predict(frames, ctx, same_size=True))
         return SceneReconstruction(
             images=[p.image for p in aligned.prepared],
             K=aligned.K,
@@ -297,11 +347,13 @@ class Dust3rPoseModel(_Dust3rStage):
         prepared, predictions = self._predict(views, ctx)
         middle = list(range(1, len(views) - 1))
         left_out: list[int] = []
-        if len(middle) >= 2 and self.config.leave_one_out > 0:
+        if middle and self.config.leave_one_out > 0:
             step = max(1, len(middle) // self.config.leave_one_out)
             left_out = middle[::step][: self.config.leave_one_out]
         runs = 1 + len(left_out)
-        aligned = self.align_views(views, ctx, cached=(prepared, predictions), progress=(0.0, 1 / runs))
+        aligned = self.align_views(
+            views, ctx, cached=(prepared, predictions), progress=(0.0, 1 / runs)
+        )
         rotation, t = relative_pose(aligned.cam_to_world[0], aligned.cam_to_world[-1])
         # The spread of the pose when one middle view is left out measures how much it hinges
         # on any single view (the pairwise predictions are reused; only alignment reruns).
@@ -309,8 +361,13 @@ class Dust3rPoseModel(_Dust3rStage):
         for run, view in enumerate(left_out, start=1):
             subset = [v for v in range(len(views)) if v != view]
             try:
-                sub = self.align_views(views, ctx, subset, cached=(prepared, predictions),
-                                       progress=(run / runs, (run + 1) / runs))
+                sub = self.align_views(
+                    views,
+                    ctx,
+                    subset,
+                    cached=(prepared, predictions),
+                    progress=(run / runs, (run + 1) / runs),
+                )
             except EstimationError:
                 continue
             samples.append(relative_pose(sub.cam_to_world[0], sub.cam_to_world[-1]))
@@ -330,7 +387,9 @@ def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
 
 
 def pose_with_covariance(
-    rotation: np.ndarray, t: np.ndarray, samples: list[tuple[np.ndarray, np.ndarray]],
+    rotation: np.ndarray,
+    t: np.ndarray,
+    samples: list[tuple[np.ndarray, np.ndarray]],
     config: Dust3rStageConfig,
 ) -> RelativePose:
     """Unit-translation RelativePose with a 6x6 covariance (x, y, z, rot x, rot y, rot z).
@@ -341,7 +400,9 @@ def pose_with_covariance(
     """
     norm = float(np.linalg.norm(t))
     if not np.isfinite(norm):
-        raise EstimationError(Status.INSUFFICIENT_OVERLAP, "DUSt3R returned a non-finite translation")
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R returned a non-finite translation"
+        )
     direction = t / norm if norm > 1e-12 else np.zeros(3)
     rot_sigma = np.deg2rad(config.rotation_sigma_deg)
     dir_sigma = np.deg2rad(config.direction_sigma_deg)
@@ -349,9 +410,7 @@ def pose_with_covariance(
     dir_cov = (np.eye(3) - np.outer(direction, direction)) * dir_sigma**2
     if samples:
         rot_dev = np.array([_rotation_vector(r @ rotation.T) for r, _ in samples])
-        dir_dev = np.array([
-            (tk / max(np.linalg.norm(tk), 1e-12)) - direction for _, tk in samples
-        ])
+        dir_dev = np.array([(tk / max(np.linalg.norm(tk), 1e-12)) - direction for _, tk in samples])
         rot_cov += rot_dev.T @ rot_dev / len(samples)
         dir_cov += dir_dev.T @ dir_dev / len(samples)
     if norm <= 1e-12:
@@ -362,5 +421,9 @@ def pose_with_covariance(
     covariance = np.zeros((6, 6))
     covariance[:3, :3] = dir_cov
     covariance[3:, 3:] = rot_cov
-    return RelativePose(R=np.asarray(rotation, dtype=np.float64), t=direction.astype(np.float64),
-                        covariance=covariance, scale_known=False)
+    return RelativePose(
+        R=np.asarray(rotation, dtype=np.float64),
+        t=direction.astype(np.float64),
+        covariance=covariance,
+        scale_known=False,
+    )

@@ -91,7 +91,9 @@ def _poses_to_matrices(poses: torch.Tensor) -> torch.Tensor:
 class PointCloudOptimizer(nn.Module):
     """Global alignment state and loss for the views and edges of `predictions`."""
 
-    def __init__(self, predictions: Sequence[PairPrediction], config: AlignmentConfig | None = None):
+    def __init__(
+        self, predictions: Sequence[PairPrediction], config: AlignmentConfig | None = None
+    ):
         super().__init__()
         self.config = config or AlignmentConfig()
         self.edges = [(p.i, p.j) for p in predictions]
@@ -124,10 +126,12 @@ class PointCloudOptimizer(nn.Module):
         self.pw_adaptors = nn.Parameter(torch.zeros((num_edges, 2)), requires_grad=False)
         self.im_depthmaps = nn.Parameter(torch.zeros((self.num_views, self.max_area)))
         self.im_poses = nn.Parameter(torch.zeros((self.num_views, 7)))
-        self.im_focals = nn.Parameter(torch.tensor(
-            [[self.config.focal_break * np.log(max(h, w))] for h, w in self.imshapes],
-            dtype=torch.float32,
-        ))
+        self.im_focals = nn.Parameter(
+            torch.tensor(
+                [[self.config.focal_break * np.log(max(h, w))] for h, w in self.imshapes],
+                dtype=torch.float32,
+            )
+        )
         self.im_pp = nn.Parameter(torch.zeros((self.num_views, 2)), requires_grad=False)
         with torch.no_grad():
             self.pw_poses[:, 3] = 1.0
@@ -216,18 +220,26 @@ class PointCloudOptimizer(nn.Module):
         world = self._world_points_raveled()
         aligned_i = apply_transform(pairwise, adapt * self._stacked_pred_i)
         aligned_j = apply_transform(pairwise, adapt * self._stacked_pred_j)
-        loss_i = ((world[self._ei] - aligned_i).norm(dim=-1) * self._weight_i).sum() / self.total_area_i
-        loss_j = ((world[self._ej] - aligned_j).norm(dim=-1) * self._weight_j).sum() / self.total_area_j
+        loss_i = (
+            (world[self._ei] - aligned_i).norm(dim=-1) * self._weight_i
+        ).sum() / self.total_area_i
+        loss_j = (
+            (world[self._ej] - aligned_j).norm(dim=-1) * self._weight_j
+        ).sum() / self.total_area_j
         return loss_i + loss_j
 
     # ------------------------------------------------------------------ presets
-    def preset_intrinsics(self, focals: Sequence[float], principal_points: Sequence[tuple[float, float]]):
+    def preset_intrinsics(
+        self, focals: Sequence[float], principal_points: Sequence[tuple[float, float]]
+    ):
         """Fix known focals [N] and principal points [N x 2] (working pixels); not optimised."""
         with torch.no_grad():
             for view, (focal, pp) in enumerate(zip(focals, principal_points)):
                 h, w = self.imshapes[view]
                 self.im_focals[view] = self.config.focal_break * np.log(float(focal))
-                self.im_pp[view] = (torch.tensor(pp, dtype=torch.float32) - torch.tensor((w / 2, h / 2))) / 10
+                self.im_pp[view] = (
+                    torch.tensor(pp, dtype=torch.float32) - torch.tensor((w / 2, h / 2))
+                ) / 10
         self.im_focals.requires_grad_(False)
         self.im_pp.requires_grad_(False)
 
@@ -246,7 +258,9 @@ class PointCloudOptimizer(nn.Module):
         self.im_poses.data[view, 4:7] = signed_log1p(cam_to_world[:3, 3] / 1)
 
     def _set_depthmap(self, view: int, depth: torch.Tensor) -> None:
-        self.im_depthmaps.data[view] = _ravel_padded(depth, self.max_area).log().nan_to_num(neginf=0)
+        self.im_depthmaps.data[view] = (
+            _ravel_padded(depth, self.max_area).log().nan_to_num(neginf=0)
+        )
 
     @torch.no_grad()
     def init_minimum_spanning_tree(self) -> None:
@@ -302,12 +316,20 @@ class PointCloudOptimizer(nn.Module):
             if i in done or j in done:
                 edge = edge_index[(i, j)]
                 if i in done:
-                    scale, rotation, t = similarity_registration(self.pred_i[edge], points[i], self.conf_i[edge])
-                    points[j] = apply_transform(similarity_matrix(scale, rotation, t), self.pred_j[edge])
+                    scale, rotation, t = similarity_registration(
+                        self.pred_i[edge], points[i], self.conf_i[edge]
+                    )
+                    points[j] = apply_transform(
+                        similarity_matrix(scale, rotation, t), self.pred_j[edge]
+                    )
                     done.add(j)
                 else:
-                    scale, rotation, t = similarity_registration(self.pred_j[edge], points[j], self.conf_j[edge])
-                    points[i] = apply_transform(similarity_matrix(scale, rotation, t), self.pred_i[edge])
+                    scale, rotation, t = similarity_registration(
+                        self.pred_j[edge], points[j], self.conf_j[edge]
+                    )
+                    points[i] = apply_transform(
+                        similarity_matrix(scale, rotation, t), self.pred_i[edge]
+                    )
                     done.add(i)
                 if cam_to_world[i] is None:
                     cam_to_world[i] = similarity_matrix(1, rotation, t)
@@ -338,8 +360,13 @@ class PointCloudOptimizer(nn.Module):
         candidates = [focal] if focal is not None else np.geomspace(size / 2, size * 3, 21)
         best = None
         for candidate in candidates:
-            found = pnp_ransac(points_np[mask_np], pixels[mask_np], candidate,
-                               (width / 2, height / 2), self.config.niter_pnp)
+            found = pnp_ransac(
+                points_np[mask_np],
+                pixels[mask_np],
+                candidate,
+                (width / 2, height / 2),
+                self.config.niter_pnp,
+            )
             if found is not None and (best is None or found[0] > best[0]):
                 best = (found[0], found[1], found[2], candidate)
         if best is None:
@@ -371,8 +398,12 @@ class PointCloudOptimizer(nn.Module):
             optimizer.step()
             loss = float(value.detach())
             if not math.isfinite(loss):
-                raise AlignmentError(f"global alignment diverged (loss {loss}) at iteration {iteration}")
-            if report is not None and (iteration % report_every == 0 or iteration == self.config.niter - 1):
+                raise AlignmentError(
+                    f"global alignment diverged (loss {loss}) at iteration {iteration}"
+                )
+            if report is not None and (
+                iteration % report_every == 0 or iteration == self.config.niter - 1
+            ):
                 report(iteration, loss)
         return loss
 
@@ -425,7 +456,9 @@ def two_view_alignment(
 
     by_edge = {(p.i, p.j): p for p in predictions}
     if set(by_edge) != {(0, 1), (1, 0)}:
-        raise AlignmentError(f"two-view alignment needs edges (0,1) and (1,0), got {sorted(by_edge)}")
+        raise AlignmentError(
+            f"two-view alignment needs edges (0,1) and (1,0), got {sorted(by_edge)}"
+        )
     shapes = [tuple(by_edge[(v, 1 - v)].pts_i.shape[:2]) for v in (0, 1)]
     im_conf = [torch.zeros(hw) for hw in shapes]
     for (i, j), pred in by_edge.items():
@@ -447,8 +480,13 @@ def two_view_alignment(
         mask = masks[view].numpy()
         found = None
         if mask.sum() >= 4:
-            found = pnp_ransac(points[mask], pixel_centres(height, width)[mask], focal,
-                               (float(pp[0]), float(pp[1])), pnp_iterations)
+            found = pnp_ransac(
+                points[mask],
+                pixel_centres(height, width)[mask],
+                focal,
+                (float(pp[0]), float(pp[1])),
+                pnp_iterations,
+            )
         if found is None:
             poses.append(None)
             inliers.append(0)
@@ -478,18 +516,29 @@ def two_view_alignment(
     pp_tensor = torch.stack(pps)
     world_points = []
     for view in (0, 1):
-        world_points.append(_depth_to_world(
-            depth[view].numpy(), float(focal_tensor[view]), pp_tensor[view].numpy(),
-            cam_to_world[view].numpy(),
-        ))
+        world_points.append(
+            _depth_to_world(
+                depth[view].numpy(),
+                float(focal_tensor[view]),
+                pp_tensor[view].numpy(),
+                cam_to_world[view].numpy(),
+            )
+        )
     return TwoViewResult(
-        cam_to_world=torch.stack(cam_to_world), focals=focal_tensor, principal_points=pp_tensor,
-        depthmaps=depth, world_points=world_points, masks=masks, reference_view=reference,
+        cam_to_world=torch.stack(cam_to_world),
+        focals=focal_tensor,
+        principal_points=pp_tensor,
+        depthmaps=depth,
+        world_points=world_points,
+        masks=masks,
+        reference_view=reference,
         pnp_inliers=inliers[other_view],
     )
 
 
-def _depth_to_world(depth: np.ndarray, focal: float, pp: np.ndarray, cam_to_world: np.ndarray) -> np.ndarray:
+def _depth_to_world(
+    depth: np.ndarray, focal: float, pp: np.ndarray, cam_to_world: np.ndarray
+) -> np.ndarray:
     """[H x W] depth -> [H x W x 3] float32 world points (pinhole, square pixels)."""
     focal32 = np.float32(focal)
     cx, cy = np.float32(pp[0]), np.float32(pp[1])
@@ -497,4 +546,6 @@ def _depth_to_world(depth: np.ndarray, focal: float, pp: np.ndarray, cam_to_worl
     u, v = np.meshgrid(np.arange(width), np.arange(height))
     camera = np.stack(((u - cx) * depth / focal32, (v - cy) * depth / focal32, depth), axis=-1)
     camera = camera.astype(np.float32)
-    return np.einsum("ik,vuk->vui", cam_to_world[:3, :3], camera) + cam_to_world[:3, 3][None, None, :]
+    return (
+        np.einsum("ik,vuk->vui", cam_to_world[:3, :3], camera) + cam_to_world[:3, 3][None, None, :]
+    )

@@ -54,13 +54,24 @@ def _alignment_config(meta: dict[str, Any]):
 
     defaults = meta.get("pco_defaults", {})
     call = _call_kwargs(meta.get("pco_calls", []), "compute_global_alignment")
-    for unsupported, expected in (("dist", "l1"), ("conf", "log"), ("allow_pw_adaptors", False),
-                                  ("optimize_pp", False)):
-        if defaults.get(unsupported, expected) != expected or call.get(unsupported, expected) != expected:
-            raise ValueError(f"alignment fixture uses {unsupported}={defaults.get(unsupported)}; "
-                             f"only {expected!r} is implemented")
+    for unsupported, expected in (
+        ("dist", "l1"),
+        ("conf", "log"),
+        ("allow_pw_adaptors", False),
+        ("optimize_pp", False),
+    ):
+        if (
+            defaults.get(unsupported, expected) != expected
+            or call.get(unsupported, expected) != expected
+        ):
+            raise ValueError(
+                f"alignment fixture uses {unsupported}={defaults.get(unsupported)}; "
+                f"only {expected!r} is implemented"
+            )
     if call.get("init", "mst") not in ("mst", "msp"):
-        raise ValueError(f"alignment fixture uses init={call.get('init')}; only 'mst' is implemented")
+        raise ValueError(
+            f"alignment fixture uses init={call.get('init')}; only 'mst' is implemented"
+        )
     return AlignmentConfig(
         niter=int(call.get("niter", 300)),
         lr=float(call.get("lr", 0.01)),
@@ -79,9 +90,12 @@ def _predictions(tensors: dict, pairs: list, prefix: str = ""):
 
     return [
         PairPrediction(
-            int(i), int(j),
-            tensors[f"{prefix}pair{p}_pred1_pts3d"], tensors[f"{prefix}pair{p}_pred1_conf"],
-            tensors[f"{prefix}pair{p}_pred2_pts3d_in_other_view"], tensors[f"{prefix}pair{p}_pred2_conf"],
+            int(i),
+            int(j),
+            tensors[f"{prefix}pair{p}_pred1_pts3d"],
+            tensors[f"{prefix}pair{p}_pred1_conf"],
+            tensors[f"{prefix}pair{p}_pred2_pts3d_in_other_view"],
+            tensors[f"{prefix}pair{p}_pred2_conf"],
         )
         for p, (i, j) in enumerate(pairs)
     ]
@@ -106,10 +120,16 @@ def _model_variant_predictions(folder: Path, pairs: list):
         im_conf: list[Any] = [None] * num_views
         for pred in predictions:
             for view, conf in ((pred.i, pred.conf_i), (pred.j, pred.conf_j)):
-                im_conf[view] = conf if im_conf[view] is None else torch.maximum(im_conf[view], conf)
-        if all(f"im_conf{v}" in inputs and im_conf[v] is not None
-               and im_conf[v].shape == inputs[f"im_conf{v}"].shape
-               and torch.equal(im_conf[v], inputs[f"im_conf{v}"]) for v in range(num_views)):
+                im_conf[view] = (
+                    conf if im_conf[view] is None else torch.maximum(im_conf[view], conf)
+                )
+        if all(
+            f"im_conf{v}" in inputs
+            and im_conf[v] is not None
+            and im_conf[v].shape == inputs[f"im_conf{v}"].shape
+            and torch.equal(im_conf[v], inputs[f"im_conf{v}"])
+            for v in range(num_views)
+        ):
             return predictions, sibling.name
     return None, None
 
@@ -132,8 +152,9 @@ def _compare_state(name: str, optimizer, reference: dict, rtol: float) -> list[P
         if key not in reference:
             continue
         ref = reference[key].numpy()
-        results.append(ParityResult(f"{name}/{key}", _max_abs(ours.detach().numpy(), ref),
-                                    rtol * _scale(ref)))
+        results.append(
+            ParityResult(f"{name}/{key}", _max_abs(ours.detach().numpy(), ref), rtol * _scale(ref))
+        )
     return results
 
 
@@ -148,8 +169,14 @@ def check_global_alignment(folder: Path, meta: dict, variant: str) -> list[Parit
     if variant == "model":
         predictions, source = _model_variant_predictions(folder, pairs)
         if predictions is None:
-            return [ParityResult(f"pco[{variant}]/inputs", float("inf"), 0.0,
-                                 "no sibling model fixture reproduces inputs.safetensors")]
+            return [
+                ParityResult(
+                    f"pco[{variant}]/inputs",
+                    float("inf"),
+                    0.0,
+                    "no sibling model fixture reproduces inputs.safetensors",
+                )
+            ]
     else:
         predictions = _predictions(load_file(str(folder / f"{prefix}inputs.safetensors")), pairs)
         source = f"{prefix}inputs.safetensors"
@@ -165,20 +192,36 @@ def check_global_alignment(folder: Path, meta: dict, variant: str) -> list[Parit
     loss = optimizer()
     loss.backward()
     init_loss = float(loss.detach())
-    results.append(ParityResult(f"{name}/init_loss", abs(init_loss - expected["init_loss"]),
-                                INIT_RTOL * max(1.0, abs(expected["init_loss"])),
-                                f"ours {init_loss:.9g} official {expected['init_loss']:.9g}; from {source}"))
+    results.append(
+        ParityResult(
+            f"{name}/init_loss",
+            abs(init_loss - expected["init_loss"]),
+            INIT_RTOL * max(1.0, abs(expected["init_loss"])),
+            f"ours {init_loss:.9g} official {expected['init_loss']:.9g}; from {source}",
+        )
+    )
     for param in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
         key = f"grad_at_init.{param}"
         if key in init:
             grad = getattr(optimizer, param).grad
             ref = init[key].numpy()
             ours = np.zeros_like(ref) if grad is None else grad.numpy()
-            results.append(ParityResult(f"{name}/{key}", _max_abs(ours, ref),
-                                        GRAD_RTOL * max(float(np.abs(ref).max()), 1e-12)))
+            results.append(
+                ParityResult(
+                    f"{name}/{key}",
+                    _max_abs(ours, ref),
+                    GRAD_RTOL * max(float(np.abs(ref).max()), 1e-12),
+                )
+            )
     masks = [int(m.sum()) for m in optimizer.masks()]
     if "mask_counts" in expected:
-        results.append(ParityResult(f"{name}/mask_counts", float(np.abs(np.subtract(masks, expected["mask_counts"])).max()), 0.0))
+        results.append(
+            ParityResult(
+                f"{name}/mask_counts",
+                float(np.abs(np.subtract(masks, expected["mask_counts"])).max()),
+                0.0,
+            )
+        )
 
     optimizer = PointCloudOptimizer(predictions, config)
     optimizer.init_minimum_spanning_tree()
@@ -186,10 +229,15 @@ def check_global_alignment(folder: Path, meta: dict, variant: str) -> list[Parit
     returned = optimizer.optimize(report=lambda _, value: curve.append(value), report_every=1)
     if "losses" in final:
         ref_curve = final["losses"].numpy()
-        results.append(ParityResult(f"{name}/loss_curve", _max_abs(curve, ref_curve),
-                                    LOSS_CURVE_RTOL * float(np.abs(ref_curve).max()),
-                                    f"{len(curve)} iterations, final {returned:.9g} "
-                                    f"official {expected['returned_loss']:.9g}"))
+        results.append(
+            ParityResult(
+                f"{name}/loss_curve",
+                _max_abs(curve, ref_curve),
+                LOSS_CURVE_RTOL * float(np.abs(ref_curve).max()),
+                f"{len(curve)} iterations, final {returned:.9g} "
+                f"official {expected['returned_loss']:.9g}",
+            )
+        )
     with torch.no_grad():
         results += _compare_state(f"{name}/final", optimizer, final, FINAL_RTOL)
     return results
@@ -205,7 +253,9 @@ def check_two_view(folder: Path, meta: dict) -> list[ParityResult]:
     outputs = load_file(str(folder / "pairviewer_outputs.safetensors"))
     min_conf = float(meta.get("pco_defaults", {}).get("min_conf_thr", 3))
     pairs = [tuple(p) for p in meta["pairviewer_pairs"]]
-    prefixes = sorted({k[: k.index("pair0_pred1_pts3d")] for k in inputs if k.endswith("pair0_pred1_pts3d")})
+    prefixes = sorted(
+        {k[: k.index("pair0_pred1_pts3d")] for k in inputs if k.endswith("pair0_pred1_pts3d")}
+    )
     results = []
     for prefix in prefixes:
         name = f"pairviewer[{prefix.rstrip('_') or 'model'}]"
@@ -214,11 +264,18 @@ def check_two_view(folder: Path, meta: dict) -> list[ParityResult]:
         except AlignmentError as err:
             poses = outputs[f"{prefix}im_poses_c2w"].numpy()
             official_identity = all(np.array_equal(p, np.eye(4, dtype=p.dtype)) for p in poses)
-            results.append(ParityResult(f"{name}/pnp_failure", 0.0 if official_identity else float("inf"), 0.0,
-                                        f"reported: {err}; official poses all identity: {official_identity}"))
+            results.append(
+                ParityResult(
+                    f"{name}/pnp_failure",
+                    0.0 if official_identity else float("inf"),
+                    0.0,
+                    f"reported: {err}; official poses all identity: {official_identity}",
+                )
+            )
             continue
         ours = {
-            "im_poses_c2w": result.cam_to_world.numpy(), "focals": result.focals.numpy(),
+            "im_poses_c2w": result.cam_to_world.numpy(),
+            "focals": result.focals.numpy(),
             "principal_points": result.principal_points.numpy(),
         }
         for view in (0, 1):
@@ -233,7 +290,9 @@ def check_two_view(folder: Path, meta: dict) -> list[ParityResult]:
             if ref.dtype == bool:
                 results.append(ParityResult(f"{name}/{key}", float(np.sum(ref != value)), 0.0))
             else:
-                results.append(ParityResult(f"{name}/{key}", _max_abs(value, ref), INIT_RTOL * _scale(ref)))
+                results.append(
+                    ParityResult(f"{name}/{key}", _max_abs(value, ref), INIT_RTOL * _scale(ref))
+                )
     return results
 
 

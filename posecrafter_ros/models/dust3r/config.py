@@ -91,7 +91,9 @@ class Dust3rConfig:
         official `create_dpt_head` hard-codes (only tiny test networks change them).
         """
         if kwargs.get("pos_embed", "RoPE100")[:4] != "RoPE":
-            raise ValueError(f"only RoPE position embeddings are supported, got {kwargs['pos_embed']}")
+            raise ValueError(
+                f"only RoPE position embeddings are supported, got {kwargs['pos_embed']}"
+            )
         if kwargs.get("output_mode", "pts3d") != "pts3d":
             raise ValueError(f"only output_mode='pts3d' is supported, got {kwargs['output_mode']}")
         img_size = kwargs.get("img_size", 224)
@@ -102,13 +104,26 @@ class Dust3rConfig:
             "rope_freq": float(kwargs.get("pos_embed", "RoPE100")[4:]),
             "head_type": kwargs.get("head_type", "linear"),
         }
-        for key in ("enc_embed_dim", "enc_depth", "enc_num_heads", "dec_embed_dim",
-                    "dec_depth", "dec_num_heads", "patch_size"):
+        for key in (
+            "enc_embed_dim",
+            "enc_depth",
+            "enc_num_heads",
+            "dec_embed_dim",
+            "dec_depth",
+            "dec_num_heads",
+            "patch_size",
+        ):
             if key in kwargs:
                 values[key] = int(kwargs[key])
         # CroCoNet's own defaults when the ctor string leaves them out.
-        croco_defaults = {"enc_embed_dim": 768, "enc_depth": 12, "enc_num_heads": 12,
-                          "dec_embed_dim": 512, "dec_depth": 8, "dec_num_heads": 16}
+        croco_defaults = {
+            "enc_embed_dim": 768,
+            "enc_depth": 12,
+            "enc_num_heads": 12,
+            "dec_embed_dim": 512,
+            "dec_depth": 8,
+            "dec_num_heads": 16,
+        }
         for key, value in croco_defaults.items():
             values.setdefault(key, value)
         if "mlp_ratio" in kwargs:
@@ -178,9 +193,17 @@ NAMED_CONFIGS: dict[str, Dust3rConfig] = {
 
 # A small random network for CPU tests of the pipeline plumbing (its outputs are meaningless).
 TINY_CONFIG = Dust3rConfig(
-    enc_embed_dim=32, enc_depth=2, enc_num_heads=2, dec_embed_dim=32, dec_depth=4,
-    dec_num_heads=2, head_type="dpt", img_size=64,
-    dpt_feature_dim=16, dpt_last_dim=8, dpt_layer_dims=(8, 8, 16, 16),
+    enc_embed_dim=32,
+    enc_depth=2,
+    enc_num_heads=2,
+    dec_embed_dim=32,
+    dec_depth=4,
+    dec_num_heads=2,
+    head_type="dpt",
+    img_size=64,
+    dpt_feature_dim=16,
+    dpt_last_dim=8,
+    dpt_layer_dims=(8, 8, 16, 16),
 )
 
 
@@ -191,6 +214,7 @@ def infer_config(state: Mapping[str, Any], base: Dust3rConfig | None = None) -> 
     they come from `base` when its widths match, else from the released convention of
     64-dimensional attention heads.
     """
+
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
             raise KeyError(f"not a DUSt3R state dict: missing {key}")
@@ -205,8 +229,12 @@ def infer_config(state: Mapping[str, Any], base: Dust3rConfig | None = None) -> 
     base = base or _VIT_LARGE_BASE_DECODER
     widths_match = (base.enc_embed_dim, base.dec_embed_dim) == (enc_dim, dec_dim)
     values: dict[str, Any] = {
-        "enc_embed_dim": enc_dim, "enc_depth": enc_depth, "dec_embed_dim": dec_dim,
-        "dec_depth": dec_depth, "patch_size": patch, "mlp_ratio": mlp_ratio,
+        "enc_embed_dim": enc_dim,
+        "enc_depth": enc_depth,
+        "dec_embed_dim": dec_dim,
+        "dec_depth": dec_depth,
+        "patch_size": patch,
+        "mlp_ratio": mlp_ratio,
         "head_type": head_type,
         "enc_num_heads": base.enc_num_heads if widths_match else max(1, enc_dim // 64),
         "dec_num_heads": base.dec_num_heads if widths_match else max(1, dec_dim // 64),

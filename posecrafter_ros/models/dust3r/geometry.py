@@ -32,11 +32,20 @@ def quaternion_to_matrix(quat: torch.Tensor) -> torch.Tensor:
     x, y, z, w = quat.unbind(-1)
     x2, y2, z2, w2 = x * x, y * y, z * z, w * w
     xy, zw, xz, yw, yz, xw = x * y, z * w, x * z, y * w, y * z, x * w
-    return torch.stack((
-        x2 - y2 - z2 + w2, 2 * (xy - zw), 2 * (xz + yw),
-        2 * (xy + zw), -x2 + y2 - z2 + w2, 2 * (yz - xw),
-        2 * (xz - yw), 2 * (yz + xw), -x2 - y2 + z2 + w2,
-    ), dim=-1).reshape(quat.shape[:-1] + (3, 3))
+    return torch.stack(
+        (
+            x2 - y2 - z2 + w2,
+            2 * (xy - zw),
+            2 * (xz + yw),
+            2 * (xy + zw),
+            -x2 + y2 - z2 + w2,
+            2 * (yz - xw),
+            2 * (xz - yw),
+            2 * (yz + xw),
+            -x2 - y2 + z2 + w2,
+        ),
+        dim=-1,
+    ).reshape(quat.shape[:-1] + (3, 3))
 
 
 def matrix_to_quaternion(rotation: torch.Tensor) -> torch.Tensor:
@@ -46,12 +55,14 @@ def matrix_to_quaternion(rotation: torch.Tensor) -> torch.Tensor:
     A = R^T; the one with the largest diagonal term (largest |q_i|) is normalised.
     """
     (a11, a12, a13), (a21, a22, a23), (a31, a32, a33) = rotation.T
-    candidates = torch.stack([
-        torch.stack([1 + a11 - a22 - a33, a12 + a21, a13 + a31, a23 - a32]),
-        torch.stack([a21 + a12, 1 + a22 - a33 - a11, a23 + a32, a31 - a13]),
-        torch.stack([a31 + a13, a32 + a23, 1 + a33 - a11 - a22, a12 - a21]),
-        torch.stack([a23 - a32, a31 - a13, a12 - a21, 1 + a11 + a22 + a33]),
-    ])
+    candidates = torch.stack(
+        [
+            torch.stack([1 + a11 - a22 - a33, a12 + a21, a13 + a31, a23 - a32]),
+            torch.stack([a21 + a12, 1 + a22 - a33 - a11, a23 + a32, a31 - a13]),
+            torch.stack([a31 + a13, a32 + a23, 1 + a33 - a11 - a22, a12 - a21]),
+            torch.stack([a23 - a32, a31 - a13, a12 - a21, 1 + a11 + a22 + a33]),
+        ]
+    )
     best = candidates[int(candidates.diagonal().argmax())]
     return best / torch.norm(best)
 
@@ -132,7 +143,12 @@ def pnp_ransac(
     K = np.float32([(focal, 0, pp[0]), (0, focal, pp[1]), (0, 0, 1)])
     try:
         success, rvec, tvec, inliers = cv2.solvePnPRansac(
-            points, pixels, K, None, iterationsCount=iterations, reprojectionError=5,
+            points,
+            pixels,
+            K,
+            None,
+            iterationsCount=iterations,
+            reprojectionError=5,
             flags=cv2.SOLVEPNP_SQPNP,
         )
     except cv2.error:

@@ -39,7 +39,9 @@ class LinearHead(nn.Module):
         self.patch_size = config.patch_size
         self.proj = nn.Linear(config.dec_embed_dim, 4 * config.patch_size**2)
 
-    def forward(self, layers: Sequence[torch.Tensor], hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, layers: Sequence[torch.Tensor], hw: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
         """layers: [encoder output, decoder layer 1..L], each [B x N x C]; uses the last."""
         height, width = hw
         tokens = layers[-1]
@@ -117,15 +119,23 @@ class DPTAdapter(nn.Module):
             nn.Conv2d(last, 4, kernel_size=1),
         )
         # Token maps at 1/16 -> 1/4, 1/8, 1/16, 1/32 of the image.
-        self.act_postprocess = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(token_dims[0], dims[0], 1),
-                          nn.ConvTranspose2d(dims[0], dims[0], kernel_size=4, stride=4)),
-            nn.Sequential(nn.Conv2d(token_dims[1], dims[1], 1),
-                          nn.ConvTranspose2d(dims[1], dims[1], kernel_size=2, stride=2)),
-            nn.Sequential(nn.Conv2d(token_dims[2], dims[2], 1)),
-            nn.Sequential(nn.Conv2d(token_dims[3], dims[3], 1),
-                          nn.Conv2d(dims[3], dims[3], kernel_size=3, stride=2, padding=1)),
-        ])
+        self.act_postprocess = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(token_dims[0], dims[0], 1),
+                    nn.ConvTranspose2d(dims[0], dims[0], kernel_size=4, stride=4),
+                ),
+                nn.Sequential(
+                    nn.Conv2d(token_dims[1], dims[1], 1),
+                    nn.ConvTranspose2d(dims[1], dims[1], kernel_size=2, stride=2),
+                ),
+                nn.Sequential(nn.Conv2d(token_dims[2], dims[2], 1)),
+                nn.Sequential(
+                    nn.Conv2d(token_dims[3], dims[3], 1),
+                    nn.Conv2d(dims[3], dims[3], kernel_size=3, stride=2, padding=1),
+                ),
+            ]
+        )
 
     def forward(self, layers: Sequence[torch.Tensor], hw: tuple[int, int]) -> torch.Tensor:
         rows, cols = hw[0] // self.patch_size, hw[1] // self.patch_size
@@ -151,7 +161,9 @@ class DPTHead(nn.Module):
         self.config = config
         self.dpt = DPTAdapter(config)
 
-    def forward(self, layers: Sequence[torch.Tensor], hw: tuple[int, int]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, layers: Sequence[torch.Tensor], hw: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
         return postprocess(self.dpt(layers, hw), self.config)
 
 

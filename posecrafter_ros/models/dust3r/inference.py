@@ -32,7 +32,10 @@ class PairPrediction:
 
 
 def complete_symmetric_pairs(num_views: int) -> list[tuple[int, int]]:
-    """`make_pairs(scene_graph='complete', symmetrize=True)` order: (1,0),(2,0),(2,1),... then swapped."""
+    """Official `make_pairs(scene_graph='complete', symmetrize=True)` order.
+
+    (1,0), (2,0), (2,1), (3,0), ... then the same pairs swapped.
+    """
     pairs = [(i, j) for i in range(num_views) for j in range(i)]
     return pairs + [(j, i) for i, j in pairs]
 
@@ -65,7 +68,7 @@ def infer_pairs(
         for start in range(0, len(members), max(1, batch_size)):
             if check:
                 check()
-            batch = members[start:start + max(1, batch_size)]
+            batch = members[start : start + max(1, batch_size)]
             feat_i = torch.cat([encoded[pairs[k][0]][0] for k in batch])
             pos_i = torch.cat([encoded[pairs[k][0]][1] for k in batch])
             feat_j = torch.cat([encoded[pairs[k][1]][0] for k in batch])
@@ -75,8 +78,10 @@ def infer_pairs(
             for row, k in enumerate(batch):
                 i, j = pairs[k]
                 results[k] = PairPrediction(
-                    i, j,
-                    pred_i["pts3d"][row].float().cpu(), pred_i["conf"][row].float().cpu(),
+                    i,
+                    j,
+                    pred_i["pts3d"][row].float().cpu(),
+                    pred_i["conf"][row].float().cpu(),
                     pred_j["pts3d_in_other_view"][row].float().cpu(),
                     pred_j["conf"][row].float().cpu(),
                 )

@@ -138,7 +138,9 @@ class PatchEmbed(nn.Module):
         """images: [B x 3 x H x W] -> tokens [B x N x C], positions [B x N x 2] (row, col)."""
         batch, _, height, width = images.shape
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"image {height}x{width} is not a multiple of the patch {self.patch_size}")
+            raise ValueError(
+                f"image {height}x{width} is not a multiple of the patch {self.patch_size}"
+            )
         grid = self.proj(images)
         rows, cols = grid.shape[-2:]
         positions = torch.cartesian_prod(
@@ -155,21 +157,30 @@ class Dust3rModel(nn.Module):
         self.config = config
         rope = RoPE2D(config.rope_freq)
         self.patch_embed = PatchEmbed(config.patch_size, config.enc_embed_dim)
-        self.enc_blocks = nn.ModuleList([
-            EncoderBlock(config.enc_embed_dim, config.enc_num_heads, config.mlp_ratio, rope)
-            for _ in range(config.enc_depth)
-        ])
+        self.enc_blocks = nn.ModuleList(
+            [
+                EncoderBlock(config.enc_embed_dim, config.enc_num_heads, config.mlp_ratio, rope)
+                for _ in range(config.enc_depth)
+            ]
+        )
         self.enc_norm = _layer_norm(config.enc_embed_dim)
         # Unused at inference; kept because the released checkpoints carry it (CroCo leftover).
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.dec_embed_dim))
         self.decoder_embed = nn.Linear(config.enc_embed_dim, config.dec_embed_dim)
 
         def decoder() -> nn.ModuleList:
-            return nn.ModuleList([
-                DecoderBlock(config.dec_embed_dim, config.dec_num_heads, config.mlp_ratio, rope,
-                             config.norm_im2_in_dec)
-                for _ in range(config.dec_depth)
-            ])
+            return nn.ModuleList(
+                [
+                    DecoderBlock(
+                        config.dec_embed_dim,
+                        config.dec_num_heads,
+                        config.mlp_ratio,
+                        rope,
+                        config.norm_im2_in_dec,
+                    )
+                    for _ in range(config.dec_depth)
+                ]
+            )
 
         self.dec_blocks = decoder()
         self.dec_norm = _layer_norm(config.dec_embed_dim)
@@ -178,7 +189,7 @@ class Dust3rModel(nn.Module):
         self.downstream_head2 = build_head(config)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images: [B x 3 x H x W] normalised to [-1, 1] -> (tokens [B x N x C], pos [B x N x 2])."""
+        """images: [B x 3 x H x W] in [-1, 1] -> (tokens [B x N x C], pos [B x N x 2])."""
         x, pos = self.patch_embed(images)
         for block in self.enc_blocks:
             x = block(x, pos)
@@ -201,8 +212,11 @@ class Dust3rModel(nn.Module):
         return out1, out2
 
     def heads(
-        self, layers1: list[torch.Tensor], layers2: list[torch.Tensor],
-        hw1: tuple[int, int], hw2: tuple[int, int],
+        self,
+        layers1: list[torch.Tensor],
+        layers2: list[torch.Tensor],
+        hw1: tuple[int, int],
+        hw2: tuple[int, int],
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Heads in float32 (as the official code, which disables autocast there)."""
         with torch.autocast(device_type=layers1[-1].device.type, enabled=False):
@@ -241,7 +255,7 @@ def complete_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Te
     if not any(k.startswith("dec_blocks2.") for k in out):
         for key, value in state.items():
             if key.startswith("dec_blocks."):
-                out["dec_blocks2." + key[len("dec_blocks."):]] = value
+                out["dec_blocks2." + key[len("dec_blocks.") :]] = value
     for head in ("downstream_head1", "downstream_head2"):
         for level in range(4):
             named = f"{head}.dpt.scratch.layer{level + 1}_rn.weight"

@@ -66,8 +66,6 @@ def load_fixture_model(folder: Path):
 
 
 def _max_abs(a, b) -> float:
-    import torch
-
     if a.shape != b.shape:
         return float("inf")
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
@@ -89,18 +87,26 @@ def check_model_outputs(folder: Path) -> list[ParityResult]:
     pairs = [tuple(int(v) for v in p) for p in meta["pairs"]]
     predictions = infer_pairs(model, views, pairs)
     results = []
-    fields = (("pred1_pts3d", "pts_i"), ("pred1_conf", "conf_i"),
-              ("pred2_pts3d_in_other_view", "pts_j"), ("pred2_conf", "conf_j"))
+    fields = (
+        ("pred1_pts3d", "pts_i"),
+        ("pred1_conf", "conf_i"),
+        ("pred2_pts3d_in_other_view", "pts_j"),
+        ("pred2_conf", "conf_j"),
+    )
     for key, attr in fields:
         worst, scale = 0.0, 0.0
         for p, pred in enumerate(predictions):
             ref = outputs[f"pair{p}_{key}"]
             worst = max(worst, _max_abs(getattr(pred, attr), ref))
             scale = max(scale, float(ref.abs().max()))
-        results.append(ParityResult(
-            f"{folder.name}/{key}", worst, FORWARD_RTOL * max(1.0, scale),
-            f"{len(pairs)} pairs, max |ref| {scale:.3g}",
-        ))
+        results.append(
+            ParityResult(
+                f"{folder.name}/{key}",
+                worst,
+                FORWARD_RTOL * max(1.0, scale),
+                f"{len(pairs)} pairs, max |ref| {scale:.3g}",
+            )
+        )
     return results
 
 
@@ -123,14 +129,23 @@ def check_manifests(folder: Path) -> list[ParityResult]:
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))
         wrong = [
-            k for k, v in expected.items() if k in state and (
+            k
+            for k, v in expected.items()
+            if k in state
+            and (
                 list(state[k].shape) != list(v["shape"])
                 or str(state[k].dtype).removeprefix("torch.") != v["dtype"]
             )
         ]
         mismatches = len(missing) + len(unexpected) + len(wrong)
-        detail = (f"{len(state)} tensors; missing {missing[:3]}, unexpected {unexpected[:3]}, "
-                  f"shape/dtype {wrong[:3]}") if mismatches else f"{len(state)} tensors"
+        detail = (
+            (
+                f"{len(state)} tensors; missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                f"shape/dtype {wrong[:3]}"
+            )
+            if mismatches
+            else f"{len(state)} tensors"
+        )
         results.append(ParityResult(f"manifest/{path.name}", float(mismatches), 0.0, detail))
     return results
 

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 SQUARE_CROP_SIZE = 224
 
@@ -27,7 +32,7 @@ class PreparedImage:
     in resized pixels. original_size: (W, H) of the input.
     """
 
-    tensor: "object"
+    tensor: "torch.Tensor"
     image: np.ndarray
     scale: tuple[float, float]
     offset: tuple[float, float]
@@ -66,7 +71,7 @@ class PreparedImage:
         return out
 
 
-def _resize_long_edge(img: "PIL.Image.Image", long_edge: int) -> "PIL.Image.Image":
+def _resize_long_edge(img: "Image.Image", long_edge: int) -> "Image.Image":
     from PIL import Image
 
     longest = max(img.size)
