@@ -110,6 +110,61 @@ def check_model_outputs(folder: Path) -> list[ParityResult]:
     return results
 
 
+def check_training_layout(folder: Path) -> list[ParityResult]:
+    """The fixture's `manyar_*` batch: portrait views stored transposed (training layout).
+
+    Our network always runs views in their native orientation; transposing such a view back,
+    running it, and transposing its outputs into the stored layout must give the same numbers.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    inputs = load_file(str(folder / "inputs.safetensors"))
+    outputs = load_file(str(folder / "outputs.safetensors"))
+    if "manyar_view1_img" not in inputs:
+        return []
+    model = load_fixture_model(folder)
+
+    def native(image: torch.Tensor, true_shape: torch.Tensor) -> torch.Tensor:
+        height, width = (int(v) for v in true_shape)
+        return image.transpose(-1, -2) if height > width else image
+
+    def stored(value: torch.Tensor, true_shape: torch.Tensor) -> torch.Tensor:
+        height, width = (int(v) for v in true_shape)
+        return value.transpose(0, 1) if height > width else value
+
+    worst = {
+        "pred1_pts3d": 0.0,
+        "pred1_conf": 0.0,
+        "pred2_pts3d_in_other_view": 0.0,
+        "pred2_conf": 0.0,
+    }
+    shapes1, shapes2 = inputs["manyar_view1_true_shape"], inputs["manyar_view2_true_shape"]
+    with torch.no_grad():
+        for row in range(len(shapes1)):
+            img1 = native(inputs["manyar_view1_img"][row], shapes1[row])[None]
+            img2 = native(inputs["manyar_view2_img"][row], shapes2[row])[None]
+            pred1, pred2 = model(img1, img2)
+            ours = {
+                "pred1_pts3d": stored(pred1["pts3d"][0], shapes1[row]),
+                "pred1_conf": stored(pred1["conf"][0], shapes1[row]),
+                "pred2_pts3d_in_other_view": stored(pred2["pts3d_in_other_view"][0], shapes2[row]),
+                "pred2_conf": stored(pred2["conf"][0], shapes2[row]),
+            }
+            for key, value in ours.items():
+                worst[key] = max(worst[key], _max_abs(value, outputs[f"manyar_{key}"][row]))
+    return [
+        ParityResult(
+            f"{folder.name}/manyar_{key}",
+            diff,
+            FORWARD_RTOL * max(1.0, float(outputs[f"manyar_{key}"].abs().max())),
+            "portrait views stored transposed",
+        )
+        for key, diff in worst.items()
+    ]
+
+
 def check_manifests(folder: Path) -> list[ParityResult]:
     """Full-size networks built on `meta`: keys, shapes and dtypes equal each manifest."""
     import torch
@@ -155,6 +210,7 @@ def check_fixture(folder: Path) -> list[ParityResult]:
     results: list[ParityResult] = []
     if _is_model_fixture(folder):
         results += check_model_outputs(folder)
+        results += check_training_layout(folder)
     if _is_alignment_fixture(folder):
         from .alignment_parity import check_alignment_fixture
 
