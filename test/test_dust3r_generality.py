@@ -1,8 +1,8 @@
 """The DUSt3R checker and stages on configurations the public fixtures do not have.
 
 Fixture folders are written in the official layout with another tiny config (odd token
-grids, 4 alignment views, other depth/head sizes, other alignment settings), so nothing may depend on
-the public fixtures' numbers.
+grids, 4 alignment views, other depth/head sizes, other alignment settings), so nothing may
+depend on the public fixtures' numbers.
 """
 
 from __future__ import annotations
@@ -155,8 +155,10 @@ def _write_alignment_fixture(folder: Path) -> None:
         json.dumps(
             {
                 "pco_calls": [
-                    "scene = global_aligner(out, device='cpu', mode=GlobalAlignerMode.PointCloudOptimizer)",
-                    "loss = scene.compute_global_alignment(init='mst', niter=12, schedule='cosine', lr=0.02)",
+                    "scene = global_aligner(out, device='cpu', "
+                    "mode=GlobalAlignerMode.PointCloudOptimizer)",
+                    "loss = scene.compute_global_alignment(init='mst', niter=12, "
+                    "schedule='cosine', lr=0.02)",
                 ],
                 "pco_defaults": {"min_conf_thr": 4.5},
                 "pairs": [[p.i, p.j] for p in preds],
