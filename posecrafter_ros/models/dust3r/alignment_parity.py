@@ -1,0 +1,308 @@
+"""Parity of global alignment and the two-view path against an official-code fixture folder.
+
+The folder's meta.json names the calls (`pco_calls`, `pco_defaults`, `pairs`, `variants`,
+`pairviewer_calls`, `pairviewer_pairs`); variant "model" reads its pairwise predictions from
+the sibling model fixture whose outputs reproduce this folder's `inputs.safetensors`
+confidences, any other variant <name> from `<name>_inputs.safetensors`.
+
+Tolerances follow the fixture README: the initial state and the gradients at init are compared
+tightly, the loss curve and the final state loosely (Adam's sign-like first step makes them
+chaotic under 1e-6 input noise).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..parity_types import ParityResult
+
+INIT_RTOL = 1e-5
+GRAD_RTOL = 1e-4
+LOSS_CURVE_RTOL = 0.05
+FINAL_RTOL = 0.1
+
+
+def _max_abs(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def _scale(ref) -> float:
+    ref = np.asarray(ref, dtype=np.float64)
+    return max(1.0, float(np.abs(ref).max())) if ref.size else 1.0
+
+
+def _call_kwargs(calls: list[str], method: str) -> dict[str, Any]:
+    from .config import parse_ctor_string
+
+    for call in calls:
+        match = re.search(rf"{method}\((.*)\)\s*$", call)
+        if match:
+            return parse_ctor_string(f"f({match.group(1)})")
+    return {}
+
+
+def _alignment_config(meta: dict[str, Any]):
+    from .alignment import AlignmentConfig
+
+    defaults = meta.get("pco_defaults", {})
+    call = _call_kwargs(meta.get("pco_calls", []), "compute_global_alignment")
+    for unsupported, expected in (
+        ("dist", "l1"),
+        ("conf", "log"),
+        ("allow_pw_adaptors", False),
+        ("optimize_pp", False),
+    ):
+        if (
+            defaults.get(unsupported, expected) != expected
+            or call.get(unsupported, expected) != expected
+        ):
+            raise ValueError(
+                f"alignment fixture uses {unsupported}={defaults.get(unsupported)}; "
+                f"only {expected!r} is implemented"
+            )
+    if call.get("init", "mst") not in ("mst", "msp"):
+        raise ValueError(
+            f"alignment fixture uses init={call.get('init')}; only 'mst' is implemented"
+        )
+    return AlignmentConfig(
+        niter=int(call.get("niter", 300)),
+        lr=float(call.get("lr", 0.01)),
+        schedule=str(call.get("schedule", "cosine")),
+        lr_min=float(defaults.get("lr_min", 1e-6)),
+        min_conf_thr=float(defaults.get("min_conf_thr", 3)),
+        base_scale=float(defaults.get("base_scale", 0.5)),
+        pw_break=float(defaults.get("pw_break", 20)),
+        focal_break=float(defaults.get("focal_break", 20)),
+        niter_pnp=int(defaults.get("niter_PnP", 10)),
+    )
+
+
+def _predictions(tensors: dict, pairs: list, prefix: str = ""):
+    from .inference import PairPrediction
+
+    return [
+        PairPrediction(
+            int(i),
+            int(j),
+            tensors[f"{prefix}pair{p}_pred1_pts3d"],
+            tensors[f"{prefix}pair{p}_pred1_conf"],
+            tensors[f"{prefix}pair{p}_pred2_pts3d_in_other_view"],
+            tensors[f"{prefix}pair{p}_pred2_conf"],
+        )
+        for p, (i, j) in enumerate(pairs)
+    ]
+
+
+def _model_variant_predictions(folder: Path, pairs: list):
+    """Pairwise outputs of the sibling model fixture whose per-view confidences match ours."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .parity import _is_model_fixture
+
+    inputs = load_file(str(folder / "inputs.safetensors"))
+    for sibling in sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder):
+        if not _is_model_fixture(sibling) or not (sibling / "outputs.safetensors").is_file():
+            continue
+        outputs = load_file(str(sibling / "outputs.safetensors"))
+        if any(f"pair{p}_pred1_pts3d" not in outputs for p in range(len(pairs))):
+            continue
+        predictions = _predictions(outputs, pairs)
+        num_views = 1 + max(max(i, j) for i, j in pairs)
+        im_conf: list[Any] = [None] * num_views
+        for pred in predictions:
+            for view, conf in ((pred.i, pred.conf_i), (pred.j, pred.conf_j)):
+                im_conf[view] = (
+                    conf if im_conf[view] is None else torch.maximum(im_conf[view], conf)
+                )
+        if all(
+            f"im_conf{v}" in inputs
+            and im_conf[v] is not None
+            and im_conf[v].shape == inputs[f"im_conf{v}"].shape
+            and torch.equal(im_conf[v], inputs[f"im_conf{v}"])
+            for v in range(num_views)
+        ):
+            return predictions, sibling.name
+    return None, None
+
+
+def _compare_state(name: str, optimizer, reference: dict, rtol: float) -> list[ParityResult]:
+    """Raw parameters and derived quantities present in `reference`."""
+    derived = {
+        "im_poses_c2w": optimizer.cam_to_world(),
+        "focals": optimizer.focals(),
+        "principal_points": optimizer.principal_points(),
+        "pw_poses_scaled": optimizer.pairwise_poses(),
+    }
+    for view, (depth, points) in enumerate(zip(optimizer.depthmaps(), optimizer.world_points())):
+        derived[f"depthmap{view}"] = depth
+        derived[f"pts3d{view}"] = points
+    for param in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
+        derived[f"param.{param}"] = getattr(optimizer, param)
+    results = []
+    for key, ours in derived.items():
+        if key not in reference:
+            continue
+        ref = reference[key].numpy()
+        results.append(
+            ParityResult(f"{name}/{key}", _max_abs(ours.detach().numpy(), ref), rtol * _scale(ref))
+        )
+    return results
+
+
+def check_global_alignment(folder: Path, meta: dict, variant: str) -> list[ParityResult]:
+    import torch
+    from safetensors.torch import load_file
+
+    from .alignment import PointCloudOptimizer
+
+    prefix = "" if variant == "model" else f"{variant}_"
+    pairs = [tuple(p) for p in meta["pairs"]]
+    if variant == "model":
+        predictions, source = _model_variant_predictions(folder, pairs)
+        if predictions is None:
+            return [
+                ParityResult(
+                    f"pco[{variant}]/inputs",
+                    float("inf"),
+                    0.0,
+                    "no sibling model fixture reproduces inputs.safetensors",
+                )
+            ]
+    else:
+        predictions = _predictions(load_file(str(folder / f"{prefix}inputs.safetensors")), pairs)
+        source = f"{prefix}inputs.safetensors"
+    config = _alignment_config(meta)
+    expected = meta["variants"][variant]
+    init = load_file(str(folder / f"{prefix}pco_init.safetensors"))
+    final = load_file(str(folder / f"{prefix}pco_final.safetensors"))
+    name = f"pco[{variant}]"
+
+    optimizer = PointCloudOptimizer(predictions, config)
+    optimizer.init_minimum_spanning_tree()
+    results = _compare_state(f"{name}/init", optimizer, init, INIT_RTOL)
+    loss = optimizer()
+    loss.backward()
+    init_loss = float(loss.detach())
+    results.append(
+        ParityResult(
+            f"{name}/init_loss",
+            abs(init_loss - expected["init_loss"]),
+            INIT_RTOL * max(1.0, abs(expected["init_loss"])),
+            f"ours {init_loss:.9g} official {expected['init_loss']:.9g}; from {source}",
+        )
+    )
+    for param in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
+        key = f"grad_at_init.{param}"
+        if key in init:
+            grad = getattr(optimizer, param).grad
+            ref = init[key].numpy()
+            ours = np.zeros_like(ref) if grad is None else grad.numpy()
+            results.append(
+                ParityResult(
+                    f"{name}/{key}",
+                    _max_abs(ours, ref),
+                    GRAD_RTOL * max(float(np.abs(ref).max()), 1e-12),
+                )
+            )
+    masks = [int(m.sum()) for m in optimizer.masks()]
+    if "mask_counts" in expected:
+        results.append(
+            ParityResult(
+                f"{name}/mask_counts",
+                float(np.abs(np.subtract(masks, expected["mask_counts"])).max()),
+                0.0,
+            )
+        )
+
+    optimizer = PointCloudOptimizer(predictions, config)
+    optimizer.init_minimum_spanning_tree()
+    curve: list[float] = []
+    returned = optimizer.optimize(report=lambda _, value: curve.append(value), report_every=1)
+    if "losses" in final:
+        ref_curve = final["losses"].numpy()
+        results.append(
+            ParityResult(
+                f"{name}/loss_curve",
+                _max_abs(curve, ref_curve),
+                LOSS_CURVE_RTOL * float(np.abs(ref_curve).max()),
+                f"{len(curve)} iterations, final {returned:.9g} "
+                f"official {expected['returned_loss']:.9g}",
+            )
+        )
+    with torch.no_grad():
+        results += _compare_state(f"{name}/final", optimizer, final, FINAL_RTOL)
+    return results
+
+
+def check_two_view(folder: Path, meta: dict) -> list[ParityResult]:
+    """PairViewer outputs; a failed PnP must be reported, never replaced by the identity."""
+    from safetensors.torch import load_file
+
+    from .alignment import AlignmentError, two_view_alignment
+
+    inputs = load_file(str(folder / "pairviewer_inputs.safetensors"))
+    outputs = load_file(str(folder / "pairviewer_outputs.safetensors"))
+    min_conf = float(meta.get("pco_defaults", {}).get("min_conf_thr", 3))
+    pairs = [tuple(p) for p in meta["pairviewer_pairs"]]
+    prefixes = sorted(
+        {k[: k.index("pair0_pred1_pts3d")] for k in inputs if k.endswith("pair0_pred1_pts3d")}
+    )
+    results = []
+    for prefix in prefixes:
+        name = f"pairviewer[{prefix.rstrip('_') or 'model'}]"
+        try:
+            result = two_view_alignment(_predictions(inputs, pairs, prefix), min_conf)
+        except AlignmentError as err:
+            poses = outputs[f"{prefix}im_poses_c2w"].numpy()
+            official_identity = all(np.array_equal(p, np.eye(4, dtype=p.dtype)) for p in poses)
+            results.append(
+                ParityResult(
+                    f"{name}/pnp_failure",
+                    0.0 if official_identity else float("inf"),
+                    0.0,
+                    f"reported: {err}; official poses all identity: {official_identity}",
+                )
+            )
+            continue
+        ours = {
+            "im_poses_c2w": result.cam_to_world.numpy(),
+            "focals": result.focals.numpy(),
+            "principal_points": result.principal_points.numpy(),
+        }
+        for view in (0, 1):
+            ours[f"depthmap{view}"] = result.depthmaps[view].numpy()
+            ours[f"pts3d{view}"] = result.world_points[view]
+            ours[f"mask{view}"] = result.masks[view].numpy()
+        for key, value in ours.items():
+            ref = outputs.get(f"{prefix}{key}")
+            if ref is None:
+                continue
+            ref = ref.numpy()
+            if ref.dtype == bool:
+                results.append(ParityResult(f"{name}/{key}", float(np.sum(ref != value)), 0.0))
+            else:
+                results.append(
+                    ParityResult(f"{name}/{key}", _max_abs(value, ref), INIT_RTOL * _scale(ref))
+                )
+    return results
+
+
+def check_alignment_fixture(folder: Path) -> list[ParityResult]:
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    results: list[ParityResult] = []
+    if meta.get("pco_calls"):
+        for variant in meta.get("variants", {}):
+            results += check_global_alignment(folder, meta, variant)
+    if meta.get("pairviewer_calls") and (folder / "pairviewer_inputs.safetensors").is_file():
+        results += check_two_view(folder, meta)
+    return results

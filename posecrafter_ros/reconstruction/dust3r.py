@@ -1,0 +1,429 @@
+"""DUSt3R stages of the pipeline: relay-frame reconstruction and the final multi-view pose.
+
+Both stages run the same steps: official preprocessing of every view (long side to
+`image_size`, crop to multiples of 16), pairwise inference on the complete symmetric graph,
+then global alignment (PointCloudOptimizer with MST init, or the two-view path for a pair
+without known intrinsics). Known intrinsics of the keyframes can be fixed during alignment
+(`fix_intrinsics`), mapped to the working resolution exactly as the images are resized.
+
+Conf keys (all optional except `checkpoint` unless `tiny`):
+    checkpoint: path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or its .safetensors copy
+    tiny: true -> a small random network (seeded by `seed`) for CPU plumbing tests
+    model: {Dust3rConfig field: value} overrides (e.g. head counts of a non-released network)
+    device ("cpu"), dtype ("float32" | "bfloat16"), image_size (512), batch_size (1)
+    niter (300), lr (0.01), schedule ("linear" | "cosine"), fix_intrinsics (true),
+    min_conf_thr (3.0), report_every (10)
+    Dust3rPoseModel only: leave_one_out (4: max number of middle views left out, in turn, to
+    measure the spread of the pose), rotation_sigma_deg (2.0), direction_sigma_deg (5.0),
+    baseline_variance (1e4: variance along the unit translation, whose scale is unknown).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.types import (
+    EstimationError,
+    Keyframe,
+    RelativePose,
+    RunContext,
+    SceneReconstruction,
+    Status,
+)
+
+DTYPES = ("float32", "bfloat16")
+MIN_CONFIDENT_PIXELS = 16
+
+
+@dataclass(frozen=True)
+class Dust3rStageConfig:
+    checkpoint: str = ""
+    tiny: bool = False
+    seed: int = 0
+    model: dict = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+    image_size: int = 512
+    batch_size: int = 1
+    niter: int = 300
+    lr: float = 0.01
+    schedule: str = "linear"
+    fix_intrinsics: bool = True
+    min_conf_thr: float = 3.0
+    report_every: int = 10
+    leave_one_out: int = 4
+    rotation_sigma_deg: float = 2.0
+    direction_sigma_deg: float = 5.0
+    baseline_variance: float = 1e4
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.image_size % 16 or self.image_size < 32:
+            raise ValueError(
+                f"image_size must be a multiple of 16 and >= 32, got {self.image_size}"
+            )
+        if self.niter < 1 or self.batch_size < 1:
+            raise ValueError("niter and batch_size must be >= 1")
+
+    @classmethod
+    def from_dict(cls, conf: dict[str, Any]) -> "Dust3rStageConfig":
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in conf.items() if k != "type"}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown DUSt3R stage options {unknown} (known: {sorted(known)})")
+        if values.get("checkpoint") is None:
+            values.pop("checkpoint", None)
+        return cls(**values)
+
+
+_MODELS: dict[tuple, Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _shared_model(config: Dust3rStageConfig):
+    """One network per (weights, device, dtype): the relay poser and pose model share it."""
+    import torch
+
+    from ..models.checkpoint import CheckpointError
+    from ..models.dust3r.config import TINY_CONFIG, Dust3rConfig
+    from ..models.dust3r.model import Dust3rModel, load_dust3r, to_device_dtype
+
+    dtype = getattr(torch, config.dtype)
+    key = (
+        config.checkpoint,
+        config.tiny,
+        config.seed,
+        tuple(sorted(config.model.items())),
+        config.device,
+        config.dtype,
+    )
+    with _MODELS_LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+        if config.tiny:
+            net_config = Dust3rConfig.from_dict({**TINY_CONFIG.to_dict(), **config.model})
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed)
+                model = to_device_dtype(Dust3rModel(net_config), config.device, dtype)
+        else:
+            if not str(config.checkpoint).strip():
+                raise CheckpointError(
+                    "DUSt3R stage: no `checkpoint` configured (path to "
+                    "DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors), and tiny is false"
+                )
+            net_config = None
+            if config.model:
+                from ..models.checkpoint import read_state_dict
+                from ..models.dust3r.config import infer_config
+                from ..models.dust3r.model import complete_state_dict
+
+                inferred = infer_config(complete_state_dict(read_state_dict(config.checkpoint)))
+                net_config = Dust3rConfig.from_dict({**inferred.to_dict(), **config.model})
+            model = load_dust3r(config.checkpoint, net_config, config.device, dtype)
+        _MODELS[key] = model
+        return model
+
+
+@dataclass
+class AlignedViews:
+    """Output of `align_views`: per-view working images and the aligned scene.
+
+    cam_to_world: [N x 4 x 4], K: [N x 3 x 3] (working pixels), points / confidence per view
+    ([H x W x 3] / [H x W]), prepared: the PreparedImage of each view (pixel maps).
+    """
+
+    prepared: list
+    cam_to_world: np.ndarray
+    K: np.ndarray
+    points: list[np.ndarray]
+    confidence: list[np.ndarray]
+    masks: list[np.ndarray]
+    predictions: list
+    loss: float
+
+
+class _Dust3rStage:
+    """Shared loading and view alignment of both DUSt3R stages."""
+
+    def __init__(self, config: Dust3rStageConfig):
+        self.config = config
+        self.model = _shared_model(config)
+
+    @classmethod
+    def from_config(cls, conf: dict[str, Any]):
+        return cls(Dust3rStageConfig.from_dict(dict(conf)))
+
+    def to(self, device: str) -> "_Dust3rStage":
+        """Move the network (pipeline offloading between stages)."""
+        self.model.to(device)
+        return self
+
+    def _predict(self, frames: Sequence[Keyframe], ctx: RunContext, same_size: bool = False):
+        from ..models.dust3r.inference import complete_symmetric_pairs, infer_pairs
+        from ..models.dust3r.preprocessing import prepare_image
+
+        if len(frames) < 2:
+            raise EstimationError(
+                Status.INVALID_REQUEST, f"DUSt3R needs >= 2 views, got {len(frames)}"
+            )
+        prepared = [prepare_image(f.image, self.config.image_size) for f in frames]
+        shapes = sorted({p.true_shape for p in prepared})
+        if same_size and len(shapes) != 1:
+            raise EstimationError(
+                Status.INVALID_REQUEST,
+                f"frames must share one working size to form a reconstruction; got {shapes} (H, W)",
+            )
+        predictions = infer_pairs(
+            self.model,
+            [p.tensor for p in prepared],
+            complete_symmetric_pairs(len(frames)),
+            self.config.batch_size,
+            ctx.check,
+        )
+        return prepared, predictions
+
+    def _known_intrinsics(self, frames: Sequence[Keyframe], prepared: list):
+        focals, centres = [], []
+        for frame, view in zip(frames, prepared):
+            K = view.intrinsics_to_working(np.asarray(frame.K, dtype=np.float64))
+            focals.append(float(np.sqrt(K[0, 0] * K[1, 1])))
+            centres.append((float(K[0, 2]), float(K[1, 2])))
+        return focals, centres
+
+    def align_views(
+        self,
+        frames: Sequence[Keyframe],
+        ctx: RunContext,
+        subset: Sequence[int] | None = None,
+        cached: tuple | None = None,
+        progress: tuple[float, float] = (0.0, 1.0),
+    ) -> AlignedViews:
+        """Inference (or `cached` = (prepared, predictions)) + global alignment of `subset`.
+
+        progress: the part of the stage's [0, 1] progress this alignment reports over.
+        """
+        from ..models.dust3r.alignment import (
+            AlignmentConfig,
+            AlignmentError,
+            global_alignment,
+            two_view_alignment,
+        )
+
+        prepared, predictions = cached if cached is not None else self._predict(frames, ctx)
+        views = list(range(len(frames))) if subset is None else list(subset)
+        index = {v: k for k, v in enumerate(views)}
+        selected = [_reindex(p, index) for p in predictions if p.i in index and p.j in index]
+        config = AlignmentConfig(
+            niter=self.config.niter,
+            lr=self.config.lr,
+            schedule=self.config.schedule,
+            min_conf_thr=self.config.min_conf_thr,
+        )
+        try:
+            if len(views) == 2 and not self.config.fix_intrinsics:
+                two = two_view_alignment(selected, config.min_conf_thr)
+                cam_to_world = two.cam_to_world.numpy().astype(np.float64)
+                K = np.stack(
+                    [
+                        _pinhole(float(f), pp.tolist())
+                        for f, pp in zip(two.focals, two.principal_points)
+                    ]
+                )
+                points = [p.astype(np.float32) for p in two.world_points]
+                masks = [m.numpy() for m in two.masks]
+                loss = 0.0
+            else:
+                known = None
+                if self.config.fix_intrinsics:
+                    known = self._known_intrinsics(
+                        [frames[v] for v in views], [prepared[v] for v in views]
+                    )
+
+                def report(iteration: int, _loss: float) -> None:
+                    done = (iteration + 1) / self.config.niter
+                    ctx.report(progress[0] + done * (progress[1] - progress[0]))
+
+                optimizer, loss = global_alignment(
+                    selected, config, known, report, self.config.report_every
+                )
+                import torch
+
+                with torch.no_grad():
+                    cam_to_world = optimizer.cam_to_world().numpy().astype(np.float64)
+                    K = optimizer.intrinsics().numpy().astype(np.float64)
+                    points = [p.numpy().astype(np.float32) for p in optimizer.world_points()]
+                masks = [m.numpy() for m in optimizer.masks()]
+        except AlignmentError as err:
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP, f"DUSt3R alignment failed: {err}"
+            ) from None
+        confidence = _view_confidence(selected, len(views))
+        _check_result(cam_to_world, K, points, masks, loss)
+        return AlignedViews(
+            [prepared[v] for v in views],
+            cam_to_world,
+            K,
+            points,
+            confidence,
+            masks,
+            predictions,
+            float(loss),
+        )
+
+
+def _reindex(prediction, index: dict[int, int]):
+    from ..models.dust3r.inference import PairPrediction
+
+    return PairPrediction(
+        index[prediction.i],
+        index[prediction.j],
+        prediction.pts_i,
+        prediction.conf_i,
+        prediction.pts_j,
+        prediction.conf_j,
+    )
+
+
+def _pinhole(focal: float, pp: Sequence[float]) -> np.ndarray:
+    return np.array([[focal, 0.0, pp[0]], [0.0, focal, pp[1]], [0.0, 0.0, 1.0]])
+
+
+def _view_confidence(predictions, num_views: int) -> list[np.ndarray]:
+    """Per view [H x W] float32: the best confidence any edge gives each pixel."""
+    best: list[np.ndarray | None] = [None] * num_views
+    for p in predictions:
+        for view, conf in ((p.i, p.conf_i.numpy()), (p.j, p.conf_j.numpy())):
+            best[view] = conf if best[view] is None else np.maximum(best[view], conf)
+    return [b.astype(np.float32) for b in best]
+
+
+def _check_result(cam_to_world, K, points, masks, loss) -> None:
+    """Refuse non-finite or unsupported solutions instead of returning them."""
+    if not (np.isfinite(cam_to_world).all() and np.isfinite(K).all() and np.isfinite(loss)):
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R alignment produced non-finite poses"
+        )
+    if (K[:, 0, 0] <= 0).any():
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R alignment produced a non-positive focal"
+        )
+    weak = [v for v, m in enumerate(masks) if int(m.sum()) < MIN_CONFIDENT_PIXELS]
+    if weak:
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP,
+            f"DUSt3R is not confident about views {weak} (< {MIN_CONFIDENT_PIXELS} pixels above "
+            "the confidence threshold)",
+        )
+
+
+class Dust3rRelayPoser(_Dust3rStage):
+    """RelayPoser: cameras and per-pixel world points of the relay frames."""
+
+    def reconstruct(
+        self, frames: Sequence[Keyframe], ctx: RunContext | None = None
+    ) -> SceneReconstruction:
+        ctx = ctx or RunContext()
+        aligned = self.align_views(frames, ctx, cached=self._predict(frames, ctx, same_size=True))
+        return SceneReconstruction(
+            images=[p.image for p in aligned.prepared],
+            K=aligned.K,
+            cam_to_world=aligned.cam_to_world,
+            points=np.stack(aligned.points).astype(np.float32),
+            confidence=np.stack(aligned.confidence).astype(np.float32),
+        )
+
+
+class Dust3rPoseModel(_Dust3rStage):
+    """MultiViewPoseModel: pose of the last view in the first view's frame, scale unknown."""
+
+    def estimate(self, views: Sequence[Keyframe], ctx: RunContext | None = None) -> RelativePose:
+        ctx = ctx or RunContext()
+        prepared, predictions = self._predict(views, ctx)
+        middle = list(range(1, len(views) - 1))
+        left_out: list[int] = []
+        if middle and self.config.leave_one_out > 0:
+            step = max(1, len(middle) // self.config.leave_one_out)
+            left_out = middle[::step][: self.config.leave_one_out]
+        runs = 1 + len(left_out)
+        aligned = self.align_views(
+            views, ctx, cached=(prepared, predictions), progress=(0.0, 1 / runs)
+        )
+        rotation, t = relative_pose(aligned.cam_to_world[0], aligned.cam_to_world[-1])
+        # The spread of the pose when one middle view is left out measures how much it hinges
+        # on any single view (the pairwise predictions are reused; only alignment reruns).
+        samples = []
+        for run, view in enumerate(left_out, start=1):
+            subset = [v for v in range(len(views)) if v != view]
+            try:
+                sub = self.align_views(
+                    views,
+                    ctx,
+                    subset,
+                    cached=(prepared, predictions),
+                    progress=(run / runs, (run + 1) / runs),
+                )
+            except EstimationError:
+                continue
+            samples.append(relative_pose(sub.cam_to_world[0], sub.cam_to_world[-1]))
+        return pose_with_covariance(rotation, t, samples, self.config)
+
+
+def relative_pose(first_c2w: np.ndarray, last_c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, t) with p_first = R p_last + t from two camera-to-world matrices."""
+    relative = np.linalg.inv(first_c2w) @ last_c2w
+    return relative[:3, :3], relative[:3, 3]
+
+
+def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))[0].ravel()
+
+
+def pose_with_covariance(
+    rotation: np.ndarray,
+    t: np.ndarray,
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    config: Dust3rStageConfig,
+) -> RelativePose:
+    """Unit-translation RelativePose with a 6x6 covariance (x, y, z, rot x, rot y, rot z).
+
+    Rotation block: prior sigma^2 I plus the spread of the leave-one-out rotations, as
+    small-angle perturbations R_k R^T. Translation block: direction spread (lateral, unit
+    vector) plus `baseline_variance` along t, since DUSt3R's scale is arbitrary.
+    """
+    norm = float(np.linalg.norm(t))
+    if not np.isfinite(norm):
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R returned a non-finite translation"
+        )
+    direction = t / norm if norm > 1e-12 else np.zeros(3)
+    rot_sigma = np.deg2rad(config.rotation_sigma_deg)
+    dir_sigma = np.deg2rad(config.direction_sigma_deg)
+    rot_cov = np.eye(3) * rot_sigma**2
+    dir_cov = (np.eye(3) - np.outer(direction, direction)) * dir_sigma**2
+    if samples:
+        rot_dev = np.array([_rotation_vector(r @ rotation.T) for r, _ in samples])
+        dir_dev = np.array([(tk / max(np.linalg.norm(tk), 1e-12)) - direction for _, tk in samples])
+        rot_cov += rot_dev.T @ rot_dev / len(samples)
+        dir_cov += dir_dev.T @ dir_dev / len(samples)
+    if norm <= 1e-12:
+        # Pure rotation: no direction at all, every translation axis is unknown.
+        dir_cov = np.eye(3) * config.baseline_variance
+    else:
+        dir_cov += np.outer(direction, direction) * config.baseline_variance
+    covariance = np.zeros((6, 6))
+    covariance[:3, :3] = dir_cov
+    covariance[3:, 3:] = rot_cov
+    return RelativePose(
+        R=np.asarray(rotation, dtype=np.float64),
+        t=direction.astype(np.float64),
+        covariance=covariance,
+        scale_known=False,
+    )

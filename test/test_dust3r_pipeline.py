@@ -1,0 +1,143 @@
+"""DUSt3R pipeline stages end to end: Keyframes in, SceneReconstruction / RelativePose out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from posecrafter_ros.core.types import Canceled, EstimationError, Keyframe, RunContext, Status
+from posecrafter_ros.models.checkpoint import CheckpointError
+from posecrafter_ros.reconstruction.dust3r import Dust3rPoseModel, Dust3rRelayPoser
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
+
+
+def _fixture_keyframes() -> list[Keyframe]:
+    """The dpt fixture's three views back as uint8 images (exact inverse of the normalisation)."""
+    inputs = load_file(str(GOLDEN / "dust3r_dpt" / "inputs.safetensors"))
+    frames = []
+    for view in range(3):
+        tensor = inputs[f"view{view}_img"][0]
+        image = torch.round((tensor * 0.5 + 0.5) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        h, w = image.shape[:2]
+        K = np.array([[80.0, 0, w / 2], [0, 80.0, h / 2], [0, 0, 1]])
+        frames.append(Keyframe(image=np.ascontiguousarray(image), K=K, frame_id=f"cam{view}"))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def fixture_conf(tmp_path_factory):
+    """Stage conf loading the dpt fixture's weights from a safetensors checkpoint."""
+    config = json.loads((GOLDEN / "dust3r_dpt" / "config.json").read_text())
+    meta = json.loads((GOLDEN / "dust3r_global_aligner" / "meta.json").read_text())
+    path = tmp_path_factory.mktemp("ckpt") / "dust3r_tiny.safetensors"
+    save_file(load_file(str(GOLDEN / "dust3r_dpt" / "state_dict.safetensors")), str(path))
+    call = meta["pco_calls"][-1]
+    assert "niter=30" in call and "lr=0.01" in call and "schedule='linear'" in call
+    return {
+        "type": "dust3r",
+        "checkpoint": str(path),
+        "image_size": 96,
+        "niter": 30,
+        "lr": 0.01,
+        "schedule": "linear",
+        "fix_intrinsics": False,
+        "leave_one_out": 0,
+        # Head counts cannot be read from tensor shapes; the rest is inferred from them.
+        "model": {k: config["ctor_kwargs"][k] for k in ("enc_num_heads", "dec_num_heads")},
+    }
+
+
+def test_relay_poser_reproduces_official_alignment(fixture_conf):
+    final = load_file(str(GOLDEN / "dust3r_global_aligner" / "pco_final.safetensors"))
+    frames = _fixture_keyframes()
+    progress = []
+    ctx = RunContext(progress=lambda stage, fraction, overall: progress.append(fraction))
+    # Mixed portrait/landscape views: the pose model handles them; a reconstruction cannot
+    # stack them and refuses before running the network.
+    with pytest.raises(EstimationError) as err:
+        Dust3rRelayPoser.from_config(fixture_conf).reconstruct(frames, ctx)
+    assert err.value.status == Status.INVALID_REQUEST
+    pose = Dust3rPoseModel.from_config(fixture_conf).estimate(frames, ctx)
+    c2w = final["im_poses_c2w"].double().numpy()
+    relative = np.linalg.inv(c2w[0]) @ c2w[2]
+    np.testing.assert_allclose(pose.R, relative[:3, :3], atol=1e-5)
+    np.testing.assert_allclose(pose.t, relative[:3, 3] / np.linalg.norm(relative[:3, 3]), atol=1e-5)
+    assert not pose.scale_known and pose.covariance.shape == (6, 6)
+    assert np.all(np.linalg.eigvalsh(pose.covariance) > 0)
+    along = pose.t @ pose.covariance[:3, :3] @ pose.t
+    assert along > 100 * np.max(np.linalg.eigvalsh(pose.covariance[3:, 3:]))
+    assert progress and progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
+
+
+def test_relay_poser_reconstruction_layout(fixture_conf):
+    frames = _fixture_keyframes()[:2]
+    conf = dict(fixture_conf, fix_intrinsics=True)
+    recon = Dust3rRelayPoser.from_config(conf).reconstruct(frames, RunContext())
+    assert recon.points.shape == (2, 64, 96, 3) and recon.confidence.shape == (2, 64, 96)
+    assert recon.cam_to_world.shape == (2, 4, 4) and recon.K.shape == (2, 3, 3)
+    # Known intrinsics were fixed (mapped to the unchanged 96x64 working resolution).
+    np.testing.assert_allclose(recon.K[:, 0, 0], 80.0, rtol=1e-5)
+    np.testing.assert_allclose(recon.K[:, :2, 2], [[48.0, 32.0]] * 2, atol=1e-4)
+    # Every pixel's world point lies on its camera ray: project it back with K and the pose.
+    for view in range(2):
+        world_to_cam = np.linalg.inv(recon.cam_to_world[view])
+        pts = recon.points[view].reshape(-1, 3) @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+        uv = pts @ recon.K[view].T
+        uv = uv[:, :2] / uv[:, 2:]
+        grid = np.stack(np.meshgrid(np.arange(96), np.arange(64)), -1).reshape(-1, 2)
+        np.testing.assert_allclose(uv, grid, atol=1e-2)
+
+
+def test_tiny_model_runs_reports_progress_and_can_be_canceled():
+    rng = np.random.default_rng(0)
+    frames = [
+        Keyframe(
+            rng.integers(0, 255, (48, 80, 3), dtype=np.uint8),
+            np.array([[60.0, 0, 40], [0, 60.0, 24], [0, 0, 1]]),
+        )
+        for _ in range(4)
+    ]
+    conf = {"type": "dust3r", "tiny": True, "image_size": 64, "niter": 10, "report_every": 2}
+    model = Dust3rPoseModel.from_config(conf)
+    assert Dust3rRelayPoser.from_config(conf).model is model.model  # one shared network
+    seen = []
+    try:
+        pose = model.estimate(frames, RunContext(progress=lambda s, f, o: seen.append(f)))
+        assert np.isclose(np.linalg.norm(pose.t), 1.0) and np.allclose(
+            pose.R @ pose.R.T, np.eye(3), atol=1e-5
+        )
+    except EstimationError as err:  # a random network may well not connect the views
+        assert err.status == Status.INSUFFICIENT_OVERLAP
+    assert seen
+    ctx = RunContext()
+    ctx.cancel()
+    with pytest.raises(Canceled):
+        model.estimate(frames, ctx)
+
+
+def test_missing_checkpoint_is_a_clear_error():
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        Dust3rPoseModel.from_config({"type": "dust3r", "checkpoint": ""})
+    with pytest.raises(ValueError, match="unknown DUSt3R stage options"):
+        Dust3rPoseModel.from_config({"tiny": True, "nitre": 3})
+
+
+def test_covariance_grows_with_leave_one_out_spread():
+    from posecrafter_ros.reconstruction.dust3r import Dust3rStageConfig, pose_with_covariance
+
+    config = Dust3rStageConfig(tiny=True)
+    t = np.array([2.0, 0.0, 0.0])
+    calm = pose_with_covariance(np.eye(3), t, [(np.eye(3), t)] * 3, config)
+    tilt = np.array([[np.cos(0.1), -np.sin(0.1), 0], [np.sin(0.1), np.cos(0.1), 0], [0, 0, 1]])
+    shaky = pose_with_covariance(np.eye(3), t, [(tilt, t + [0, 0.3, 0]), (tilt.T, t)], config)
+    np.testing.assert_allclose(calm.t, [1, 0, 0])
+    assert calm.covariance[0, 0] == pytest.approx(config.baseline_variance)
+    assert shaky.covariance[5, 5] == pytest.approx(calm.covariance[5, 5] + 0.01, rel=1e-3)
+    assert shaky.covariance[1, 1] > calm.covariance[1, 1]
+    np.testing.assert_allclose(shaky.covariance, shaky.covariance.T)
