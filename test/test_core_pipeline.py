@@ -139,3 +139,20 @@ def test_keyframe_buffer_lookup_and_bounds():
     assert buf.by_id("a") is None and buf.by_id("c") is frames[0]
     with pytest.raises(ValueError):
         KeyframeBuffer(max_frames=0)
+
+
+def test_run_context_subspans_map_progress_into_the_stage():
+    from posecrafter_ros.core.types import RunContext
+
+    seen = []
+    ctx = RunContext(progress=lambda stage, frac, overall: seen.append((stage, frac, overall)))
+    ctx.begin_stage("synthesize", 0.2, 0.6)
+    with ctx.subspan(0.5, 1.0):
+        ctx.report(0.5)
+        with ctx.subspan(0.0, 0.5):
+            ctx.report(1.0)
+    ctx.report(0.1)
+    assert seen[0] == ("synthesize", 0.0, 0.2)
+    assert seen[1] == pytest.approx(("synthesize", 0.75, 0.5))
+    assert seen[2] == pytest.approx(("synthesize", 0.75, 0.5))
+    assert seen[3] == pytest.approx(("synthesize", 0.1, 0.24))

@@ -6,7 +6,8 @@ import enum
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -152,6 +153,7 @@ class RunContext:
         self._progress = progress
         self.stage = ""
         self._span = (0.0, 1.0)
+        self._sub = (0.0, 1.0)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -177,14 +179,29 @@ class RunContext:
     def begin_stage(self, name: str, start: float, end: float) -> None:
         self.stage = name
         self._span = (start, end)
+        self._sub = (0.0, 1.0)
         self.report(0.0)
 
+    @contextmanager
+    def subspan(self, start: float, end: float) -> Iterator[None]:
+        """Within the block, report(f) means f of the [start, end] part of the current stage
+        (e.g. one clip of several, whose model reports its own diffusion steps)."""
+        outer = self._sub
+        lo, hi = outer
+        self._sub = (lo + start * (hi - lo), lo + end * (hi - lo))
+        try:
+            yield
+        finally:
+            self._sub = outer
+
     def report(self, fraction: float) -> None:
-        """Progress inside the current stage, in [0, 1]; also checks cancel and budget."""
+        """Progress inside the current stage (or subspan), in [0, 1]; checks cancel and budget."""
         fraction = min(max(float(fraction), 0.0), 1.0)
+        sub_lo, sub_hi = self._sub
+        stage_fraction = sub_lo + fraction * (sub_hi - sub_lo)
         if self._progress is not None:
             lo, hi = self._span
-            self._progress(self.stage, fraction, lo + fraction * (hi - lo))
+            self._progress(self.stage, stage_fraction, lo + stage_fraction * (hi - lo))
         self.check()
 
 

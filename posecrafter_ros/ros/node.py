@@ -55,6 +55,7 @@ PARAMETERS = {
     "checkpoints.dynamicrafter": ("", "path to dynamicrafter_512_interp_v1/model.ckpt"),
     "checkpoints.viewcrafter": ("", "path to the ViewCrafter_25_512 model.ckpt"),
     "checkpoints.dust3r": ("", "path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors"),
+    "torch_num_threads": (0, "intra-op threads of the models (0 = torch's default); leave cores to SLAM"),
     "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY"),
     "request_timeout_sec": (60.0, "default per-request budget (a request's budget_sec overrides)"),
     "buffer.max_frames": (120, "images kept from the image topic for requests by stamp"),
@@ -86,6 +87,10 @@ class PoseCrafterNode(Node):
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
         p = self.param
+        if p("torch_num_threads") > 0:
+            import torch
+
+            torch.set_num_threads(p("torch_num_threads"))
         self.pipeline = Pipeline.from_profile(p("profile"), self._profile_overrides()).load()
         for stage, state in self.pipeline.describe().items():
             self.get_logger().info(f"stage {stage}: {state}")

@@ -237,9 +237,13 @@ class PointCloudViewSynthesizer:
             first = clip * step
             clip_frames = slice(first, first + conf.num_frames)
             nearest_key = int(np.round(trajectory.key_parameter[first]))
-            generated = self._generate(
-                renders[clip_frames], model_relay.images[nearest_key], masks[clip_frames], ctx
-            )
+            share = (1.0 - RENDER_PROGRESS_SHARE) / num_clips
+            with ctx.subspan(
+                RENDER_PROGRESS_SHARE + clip * share, RENDER_PROGRESS_SHARE + (clip + 1) * share
+            ):
+                generated = self._generate(
+                    renders[clip_frames], model_relay.images[nearest_key], masks[clip_frames], ctx
+                )
             for offset in range(1 if clip > 0 else 0, conf.num_frames):
                 frame = first + offset
                 keyframe = Keyframe(image=generated[offset], K=trajectory.K[frame].copy())
