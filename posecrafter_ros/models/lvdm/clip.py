@@ -92,7 +92,9 @@ class ResidualAttentionBlock(nn.Module):
 class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, mlp_ratio) for _ in range(layers))
+        self.resblocks = nn.ModuleList(
+            ResidualAttentionBlock(width, heads, mlp_ratio) for _ in range(layers)
+        )
 
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, skip_last: int = 0
@@ -143,7 +145,9 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(torch.empty(width))
         self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, config.layers, width // config.head_width, config.mlp_ratio)
+        self.transformer = Transformer(
+            width, config.layers, width // config.head_width, config.mlp_ratio
+        )
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(torch.empty(width, embed_dim))
 
@@ -202,7 +206,11 @@ class ImageEmbedder(nn.Module):
         import kornia
 
         x = kornia.geometry.transform.resize(
-            images, (self.image_size, self.image_size), interpolation="bicubic", align_corners=True, antialias=True
+            images,
+            (self.image_size, self.image_size),
+            interpolation="bicubic",
+            align_corners=True,
+            antialias=True,
         )
         x = (x + 1.0) / 2.0
         return kornia.enhance.normalize(x, self.mean, self.std)
