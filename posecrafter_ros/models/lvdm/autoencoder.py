@@ -91,7 +91,8 @@ class LDMAttentionProcessor:
         weights = torch.softmax(torch.bmm(q, k) * (int(c) ** (-0.5)), dim=2)
         out = torch.bmm(v, weights.permute(0, 2, 1)).reshape(b, c, h, w)
         out = conv1x1(attn.to_out[0], out)
-        return (out + residual) / attn.rescale_output_factor
+        # residual first: the sum keeps the input memory layout, as the official x + h_ does
+        return (residual + out) / attn.rescale_output_factor
 
 
 def build_autoencoder(config: VAEConfig) -> "AutoencoderKL":

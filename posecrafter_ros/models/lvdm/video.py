@@ -83,7 +83,7 @@ def interpolation_video(image_a: np.ndarray, image_b: np.ndarray, frames: int):
 
     a, b = images_to_tensor(image_a), images_to_tensor(image_b)
     half = frames // 2
-    return torch.stack([a] * half + [b] * (frames - half), dim=1)[None]
+    return torch.stack([a] * half + [b] * (frames - half), dim=1)[None].contiguous()
 
 
 def tensor_to_images(video) -> np.ndarray:
