@@ -114,12 +114,10 @@ def _shared_state(folder: Path) -> dict:
         shards = [
             p for p in sorted(sibling.glob("state_dict*.safetensors")) if "overrides" not in p.name
         ]
-        if (
-            isinstance(other, dict)
-            and shards
-            and other.get("weight_seed") == seed
-            and _fixture_kind(sibling) == "ddim"
-        ):
+        if not (isinstance(other, dict) and shards and _fixture_kind(sibling) == "ddim"):
+            continue
+        same_repo = other.get("repo") == LVDM_REPOS[0] or not meta.get("weights_shared_with_dc")
+        if other.get("weight_seed") == seed and same_repo:
             return read_checkpoint(shards[0])
     raise FileNotFoundError(
         f"{folder}: no state dict here and no sibling fixture with weight_seed {seed}"
