@@ -123,3 +123,24 @@ def test_loaded_model_reproduces_source_outputs(tmp_path, source) -> None:
 def test_missing_checkpoint_path() -> None:
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_lvdm_checkpoint(fresh(), "")
+
+
+def test_meta_device_build_then_load(tmp_path, source) -> None:
+    """The full-size path: build without memory on `meta`, assign the checkpoint, rebuild
+    the non-checkpoint constants, and compute exactly like the source model."""
+    model_a, state = source
+    save_file(state, str(tmp_path / "m.safetensors"))
+    with torch.device("meta"):
+        model_b = LatentVideoDiffusion(configs.tiny(height=64, width=64))
+    load_lvdm_checkpoint(model_b, tmp_path / "m.safetensors")
+    model_b.materialize_constants()
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        text_a, text_b = model_a.encode_text(["a dog"]), model_b.eval().encode_text(["a dog"])
+        image_a = model_a.eval().encode_image_condition(images)
+        image_b = model_b.encode_image_condition(images)
+        latents = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(3))
+        frames_a, frames_b = model_a.decode_latents(latents), model_b.decode_latents(latents)
+    assert torch.equal(text_a, text_b) and torch.equal(image_a, image_b)
+    assert torch.equal(frames_a, frames_b)
+    assert torch.equal(model_b.alphas_cumprod, state["alphas_cumprod"])
