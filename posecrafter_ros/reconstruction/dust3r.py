@@ -110,7 +110,9 @@ def _shared_model(config: Dust3rStageConfig):
             net_config = Dust3rConfig.from_dict({**TINY_CONFIG.to_dict(), **config.model})
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
-                model = to_device_dtype(Dust3rModel(net_config), config.device, dtype)
+                model = Dust3rModel(net_config)
+            _make_confident(model)
+            model = to_device_dtype(model, config.device, dtype)
         else:
             if not str(config.checkpoint).strip():
                 raise CheckpointError(
@@ -128,6 +130,26 @@ def _shared_model(config: Dust3rStageConfig):
             model = load_dust3r(config.checkpoint, net_config, config.device, dtype)
         _MODELS[key] = model
         return model
+
+
+TINY_CONFIDENCE_LOGIT = 2.0
+
+
+def _make_confident(model) -> None:
+    """Shift a random network's confidence logit so conf = 1 + exp(c) clears the default
+    threshold of 3; otherwise every pixel of a tiny test model is rejected and the stages
+    downstream of it can never be exercised."""
+    import torch
+
+    from ..models.dust3r.heads import DPTHead
+
+    with torch.no_grad():
+        for head in (model.downstream_head1, model.downstream_head2):
+            if isinstance(head, DPTHead):
+                head.dpt.head[-1].bias[3] += TINY_CONFIDENCE_LOGIT
+            else:
+                patch_area = head.patch_size**2
+                head.proj.bias[3 * patch_area :] += TINY_CONFIDENCE_LOGIT
 
 
 @dataclass
