@@ -114,6 +114,16 @@ def test_relay_poser_reconstruction_layout(fixture_conf):
     # Known intrinsics were fixed (mapped to the unchanged 96x64 working resolution).
     np.testing.assert_allclose(recon.K[:, 0, 0], 80.0, rtol=1e-5)
     np.testing.assert_allclose(recon.K[:, :2, 2], [[48.0, 32.0]] * 2, atol=1e-4)
+    # Working-resolution intrinsics map back to the input images' own pixels.
+    stage = Dust3rRelayPoser.from_config(conf)
+    big = [
+        Keyframe(np.repeat(np.repeat(f.image, 2, 0), 2, 1), f.K * [[2], [2], [1]]) for f in frames
+    ]
+    aligned = stage.align_views(big, RunContext(), cached=stage._predict(big, RunContext()))
+    np.testing.assert_allclose(aligned.K[:, 0, 0], 80.0, rtol=1e-4)
+    original = aligned.intrinsics_in_original_pixels()
+    np.testing.assert_allclose(original[:, 0, 0], 160.0, rtol=1e-4)
+    np.testing.assert_allclose(original[:, :2, 2], [[96.0, 64.0]] * 2, atol=1e-3)
     # Every pixel's world point lies on its camera ray: project it back with K and the pose.
     for view in range(2):
         world_to_cam = np.linalg.inv(recon.cam_to_world[view])

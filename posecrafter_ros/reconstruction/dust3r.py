@@ -169,6 +169,10 @@ class AlignedViews:
     predictions: list
     loss: float
 
+    def intrinsics_in_original_pixels(self) -> np.ndarray:
+        """[N x 3 x 3] the aligned intrinsics mapped back to each input image's own pixels."""
+        return np.stack([p.intrinsics_to_original(K) for p, K in zip(self.prepared, self.K)])
+
 
 class _Dust3rStage:
     """Shared loading and view alignment of both DUSt3R stages."""
@@ -272,7 +276,7 @@ class _Dust3rStage:
                     ctx.report(progress[0] + done * (progress[1] - progress[0]))
 
                 optimizer, loss = global_alignment(
-                    selected, config, known, report, self.config.report_every
+                    selected, config, known, report, self.config.report_every, self.config.device
                 )
                 import torch
 

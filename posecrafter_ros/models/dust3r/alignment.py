@@ -166,7 +166,7 @@ class PointCloudOptimizer(nn.Module):
 
     def intrinsics(self) -> torch.Tensor:
         """[N x 3 x 3]."""
-        K = torch.zeros((self.num_views, 3, 3))
+        K = torch.zeros((self.num_views, 3, 3), device=self.im_focals.device)
         K[:, 0, 0] = K[:, 1, 1] = self.focals().flatten()
         K[:, :2, 2] = self.principal_points()
         K[:, 2, 2] = 1
@@ -414,14 +414,19 @@ def global_alignment(
     known_intrinsics: tuple[Sequence[float], Sequence[tuple[float, float]]] | None = None,
     report: Callable[[int, float], None] | None = None,
     report_every: int = 10,
+    device: str = "cpu",
 ) -> tuple[PointCloudOptimizer, float]:
-    """MST init + Adam. known_intrinsics: (focals [N], principal points [N x 2]) to fix."""
+    """MST init (CPU: scipy, OpenCV) + Adam on `device`; the optimizer is returned on the CPU.
+
+    known_intrinsics: (focals [N], principal points [N x 2]) to fix.
+    """
     optimizer = PointCloudOptimizer(predictions, config)
     if known_intrinsics is not None:
         optimizer.preset_intrinsics(*known_intrinsics)
     optimizer.init_minimum_spanning_tree()
+    optimizer.to(device)
     loss = optimizer.optimize(report, report_every)
-    return optimizer, loss
+    return optimizer.cpu(), loss
 
 
 @dataclass
