@@ -20,6 +20,7 @@ Conf keys (all optional except `checkpoint` unless `tiny`):
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
@@ -99,7 +100,7 @@ def _shared_model(config: Dust3rStageConfig):
         config.checkpoint,
         config.tiny,
         config.seed,
-        tuple(sorted(config.model.items())),
+        json.dumps(config.model, sort_keys=True),
         config.device,
         config.dtype,
     )
@@ -119,15 +120,9 @@ def _shared_model(config: Dust3rStageConfig):
                     "DUSt3R stage: no `checkpoint` configured (path to "
                     "DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors), and tiny is false"
                 )
-            net_config = None
-            if config.model:
-                from ..models.checkpoint import read_state_dict
-                from ..models.dust3r.config import infer_config
-                from ..models.dust3r.model import complete_state_dict
-
-                inferred = infer_config(complete_state_dict(read_state_dict(config.checkpoint)))
-                net_config = Dust3rConfig.from_dict({**inferred.to_dict(), **config.model})
-            model = load_dust3r(config.checkpoint, net_config, config.device, dtype)
+            model = load_dust3r(
+                config.checkpoint, None, config.device, dtype, overrides=config.model
+            )
         _MODELS[key] = model
         return model
 
