@@ -20,7 +20,7 @@ DEFAULT_FMS_CONF: dict[str, Any] = {
     "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000
     "top_k": 6,  # frames kept (paper: 6)
     "min_score": 40,  # a kept frame needs at least this many inliers in total
-    "min_inliers_each": 10,  # ... and this many against each end (a bridge touches both)
+    "min_inliers_each": 0,  # ... and this many against each end (0: total score only, as the paper)
     "ransac_threshold_px": 2.0,  # fundamental-matrix RANSAC threshold (no intrinsics needed)
     "ransac_confidence": 0.999,
     "ransac_max_iterations": 1000,

@@ -77,18 +77,22 @@ def hamming_mutual_match(signs_a: np.ndarray, signs_b: np.ndarray, ratio: float 
     """[M x 2] mutual nearest neighbours under the Hamming distance, with Lowe's ratio test.
 
     signs_*: [N x D] +-1 bit signs; Hamming = (D - a.b) / 2, so one float matrix product gives
-    every distance (much faster here than OpenCV's brute-force Hamming matcher).
+    every distance (much faster here than OpenCV's brute-force Hamming matcher). Only row-wise
+    and contiguous column-wise reductions are used (numpy's argmin down columns is slow).
     """
     if len(signs_a) < 2 or len(signs_b) < 2:
         return np.zeros((0, 2), np.int64)
     dim = signs_a.shape[1]
-    distance = (dim - signs_a @ signs_b.T) * 0.5  # [Na x Nb]
-    forward = np.argmin(distance, axis=1)
-    backward = np.argmin(distance, axis=0)
+    similarity = signs_a @ signs_b.T  # [Na x Nb], exact integers: dim - 2 * Hamming
     rows = np.arange(len(signs_a))
-    keep = backward[forward] == rows
+    forward = np.argmax(similarity, axis=1)
+    best = similarity[rows, forward]
+    # Mutual: the forward match is also the best of its column (ties resolved below).
+    keep = best == similarity.max(axis=0)[forward]
     if ratio is not None:
-        best = distance[rows, forward]
-        distance[rows, forward] = np.inf
-        keep &= best < ratio * distance.min(axis=1)
-    return np.stack([rows[keep], forward[keep]], axis=1).astype(np.int64)
+        similarity[rows, forward] = -np.inf
+        second = similarity.max(axis=1)
+        keep &= (dim - best) < ratio * (dim - second)
+    pairs = np.stack([rows[keep], forward[keep]], axis=1).astype(np.int64)
+    _, first = np.unique(pairs[:, 1], return_index=True)
+    return pairs[np.sort(first)]
