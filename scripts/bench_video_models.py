@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dc-checkpoint", default="", help="DynamiCrafter 512 interp checkpoint")
     parser.add_argument("--vc-checkpoint", default="", help="ViewCrafter checkpoint")
-    parser.add_argument("--vc-preset", default="viewcrafter_25_512", help="ViewCrafter architecture preset")
+    parser.add_argument(
+        "--vc-preset", default="viewcrafter_25_512", help="ViewCrafter architecture preset"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--attention", default="einsum", choices=["einsum", "sdpa"])
@@ -87,29 +89,53 @@ def main(argv: list[str] | None = None) -> int:
         "height": args.height,
         "width": args.width,
     }
-    dc_conf = {**common, "checkpoint": args.dc_checkpoint, "tiny": not args.dc_checkpoint, "num_frames": args.dc_frames}
-    vc_conf = {**common, "checkpoint": args.vc_checkpoint, "tiny": not args.vc_checkpoint, "preset": args.vc_preset}
+    dc_conf = {
+        **common,
+        "checkpoint": args.dc_checkpoint,
+        "tiny": not args.dc_checkpoint,
+        "num_frames": args.dc_frames,
+    }
+    vc_conf = {
+        **common,
+        "checkpoint": args.vc_checkpoint,
+        "tiny": not args.vc_checkpoint,
+        "preset": args.vc_preset,
+    }
     for conf in (dc_conf, vc_conf):
         conf["ddim_steps"] = args.steps or (5 if conf["tiny"] else 50)
-    print(f"device {args.device}, dtype {args.dtype}, attention {args.attention}, offload {args.offload}, "
-          f"{args.height}x{args.width}; DynamiCrafter {'tiny' if dc_conf['tiny'] else args.dc_checkpoint}, "
-          f"ViewCrafter {'tiny' if vc_conf['tiny'] else args.vc_checkpoint}")
+    print(
+        f"device {args.device}, dtype {args.dtype}, attention {args.attention}, offload {args.offload}, "
+        f"{args.height}x{args.width}; DynamiCrafter {'tiny' if dc_conf['tiny'] else args.dc_checkpoint}, "
+        f"ViewCrafter {'tiny' if vc_conf['tiny'] else args.vc_checkpoint}"
+    )
 
     rng = np.random.default_rng(0)
     K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
     a = Keyframe(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), K, "cam", 0)
     b = Keyframe(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), K, "cam", 1)
 
-    interpolator = timed("stage 1 load (DynamiCrafter)", args.device, lambda: DynamiCrafterInterpolator.from_config(dc_conf))
-    frames = timed(f"stage 1 interpolation ({dc_conf['ddim_steps']} steps)", args.device,
-                   lambda: interpolator.interpolate(a, b, RunContext()))
+    interpolator = timed(
+        "stage 1 load (DynamiCrafter)",
+        args.device,
+        lambda: DynamiCrafterInterpolator.from_config(dc_conf),
+    )
+    frames = timed(
+        f"stage 1 interpolation ({dc_conf['ddim_steps']} steps)",
+        args.device,
+        lambda: interpolator.interpolate(a, b, RunContext()),
+    )
     if args.offload or args.device.startswith("cuda"):
         interpolator.to("cpu")  # free the device for stage 2, as the pipeline does
-    generator = timed("stage 2 load (ViewCrafter)", args.device, lambda: ViewCrafterGenerator.from_config(vc_conf))
+    generator = timed(
+        "stage 2 load (ViewCrafter)", args.device, lambda: ViewCrafterGenerator.from_config(vc_conf)
+    )
     index = np.linspace(0, len(frames) - 1, args.vc_frames).round().astype(int)
     renders = np.stack([frames[i].image for i in index])
-    timed(f"stage 2 clip ({args.vc_frames} frames, {vc_conf['ddim_steps']} steps)", args.device,
-          lambda: generator.generate(renders, renders[0], RunContext()))
+    timed(
+        f"stage 2 clip ({args.vc_frames} frames, {vc_conf['ddim_steps']} steps)",
+        args.device,
+        lambda: generator.generate(renders, renders[0], RunContext()),
+    )
     return 0
 
 

@@ -28,6 +28,15 @@ GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 ALIGNER = GOLDEN / "dust3r_global_aligner"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """These tiny networks run fastest on one thread, and the CI machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def meta():
     return json.loads((ALIGNER / "meta.json").read_text())

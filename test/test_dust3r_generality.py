@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -45,6 +46,15 @@ CTOR = {
     "dec_num_heads": 1,
 }
 DPT = {"feature_dim": 8, "last_dim": 4, "layer_dims": [4, 4, 8, 8]}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """These tiny networks run fastest on one thread, and the CI machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _write_model_fixture(folder: Path) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 from safetensors.torch import save_file
 
 from posecrafter_ros.models.checkpoint import CheckpointError
@@ -26,7 +26,9 @@ def fresh() -> LatentVideoDiffusion:
     return model
 
 
-def assert_same(model: LatentVideoDiffusion, state: dict[str, torch.Tensor], atol: float = 0.0) -> None:
+def assert_same(
+    model: LatentVideoDiffusion, state: dict[str, torch.Tensor], atol: float = 0.0
+) -> None:
     loaded = official_state_dict(model)
     assert set(loaded) == set(state)
     for key, value in state.items():
@@ -38,7 +40,10 @@ def test_official_names(source) -> None:
     assert "model.diffusion_model.input_blocks.1.0.temopral_conv.conv1.0.weight" in state
     assert "first_stage_model.decoder.mid.attn_1.q.weight" in state
     assert state["first_stage_model.decoder.mid.attn_1.q.weight"].ndim == 4
-    assert "embedder.model.visual.conv1.weight" in state and "cond_stage_model.model.attn_mask" not in state
+    assert (
+        "embedder.model.visual.conv1.weight" in state
+        and "cond_stage_model.model.attn_mask" not in state
+    )
 
 
 @pytest.mark.parametrize("layout", ["state_dict", "deepspeed"])
@@ -81,7 +86,10 @@ def test_missing_and_unexpected_keys_are_named(tmp_path, source) -> None:
     save_file(broken, str(tmp_path / "missing.safetensors"))
     with pytest.raises(CheckpointError, match="latents"):
         load_lvdm_checkpoint(fresh(), tmp_path / "missing.safetensors")
-    extra = dict(state, **{"first_stage_model.loss.logvar": torch.zeros(1), "model_ema.decay": torch.zeros(1)})
+    extra = dict(
+        state,
+        **{"first_stage_model.loss.logvar": torch.zeros(1), "model_ema.decay": torch.zeros(1)},
+    )
     save_file(extra, str(tmp_path / "extra.safetensors"))
     with pytest.raises(CheckpointError, match="model_ema.decay"):
         load_lvdm_checkpoint(fresh(), tmp_path / "extra.safetensors")
@@ -115,3 +123,24 @@ def test_loaded_model_reproduces_source_outputs(tmp_path, source) -> None:
 def test_missing_checkpoint_path() -> None:
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_lvdm_checkpoint(fresh(), "")
+
+
+def test_meta_device_build_then_load(tmp_path, source) -> None:
+    """The full-size path: build without memory on `meta`, assign the checkpoint, rebuild
+    the non-checkpoint constants, and compute exactly like the source model."""
+    model_a, state = source
+    save_file(state, str(tmp_path / "m.safetensors"))
+    with torch.device("meta"):
+        model_b = LatentVideoDiffusion(configs.tiny(height=64, width=64))
+    load_lvdm_checkpoint(model_b, tmp_path / "m.safetensors")
+    model_b.materialize_constants()
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        text_a, text_b = model_a.encode_text(["a dog"]), model_b.eval().encode_text(["a dog"])
+        image_a = model_a.eval().encode_image_condition(images)
+        image_b = model_b.encode_image_condition(images)
+        latents = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(3))
+        frames_a, frames_b = model_a.decode_latents(latents), model_b.decode_latents(latents)
+    assert torch.equal(text_a, text_b) and torch.equal(image_a, image_b)
+    assert torch.equal(frames_a, frames_b)
+    assert torch.equal(model_b.alphas_cumprod, state["alphas_cumprod"])

@@ -20,7 +20,9 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 
 
 def test_tokenizer_matches_open_clip_ids() -> None:
-    tokens = load_file(str(GOLDEN / "dynamicrafter_interp_ddim" / "inputs.safetensors"))["prompt_tokens"]
+    tokens = load_file(str(GOLDEN / "dynamicrafter_interp_ddim" / "inputs.safetensors"))[
+        "prompt_tokens"
+    ]
     ours = ClipTokenizer()(["a man walking his dog in a park at sunset"])
     assert torch.equal(ours, tokens)
 
@@ -35,10 +37,15 @@ def test_tokenizer_truncates_with_end_token() -> None:
 def test_vae_key_map_agrees_with_diffusers_converter() -> None:
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    state = read_checkpoint(GOLDEN / "dynamicrafter_interp_ddim" / "state_dict-00001-of-00002.safetensors")
+    state = read_checkpoint(
+        GOLDEN / "dynamicrafter_interp_ddim" / "state_dict-00001-of-00002.safetensors"
+    )
     vae = select_prefix(state, "first_stage_model.")
     ours, unknown = convert_ldm_vae_state_dict(vae, levels=4)
-    config = {"down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
+    config = {
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+    }
     theirs = convert_ldm_vae_checkpoint(vae, config)
     assert not unknown and set(ours) == set(theirs)
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
@@ -66,7 +73,15 @@ def test_timestep_embedding_is_cos_first() -> None:
 
 def test_unet_per_frame_image_context_split() -> None:
     """77 + 16*T tokens -> each frame sees its own 16 image tokens; otherwise all of them."""
-    unet = UNet3D(UNetConfig(model_channels=32, channel_mult=[1], num_res_blocks=1, num_head_channels=16, context_dim=8))
+    unet = UNet3D(
+        UNetConfig(
+            model_channels=32,
+            channel_mult=[1],
+            num_res_blocks=1,
+            num_head_channels=16,
+            context_dim=8,
+        )
+    )
     context = torch.randn(1, 77 + 3 * 16, 8)
     per_frame = unet.frame_context(context, 3)
     assert per_frame.shape == (3, 77 + 16, 8)
@@ -85,7 +100,15 @@ def test_sdpa_backend_matches_einsum() -> None:
     from posecrafter_ros.models.lvdm.attention import set_attention_backend
 
     torch.manual_seed(0)
-    unet = UNet3D(UNetConfig(model_channels=32, channel_mult=[1, 1], num_res_blocks=1, num_head_channels=16, context_dim=8)).eval()
+    unet = UNet3D(
+        UNetConfig(
+            model_channels=32,
+            channel_mult=[1, 1],
+            num_res_blocks=1,
+            num_head_channels=16,
+            context_dim=8,
+        )
+    ).eval()
     x, context = torch.randn(1, 8, 3, 8, 8), torch.randn(1, 77 + 48, 8)
     with torch.no_grad():
         exact = unet(x, torch.tensor([10]), context)

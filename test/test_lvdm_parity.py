@@ -13,7 +13,13 @@ import pytest
 from posecrafter_ros.models.lvdm import parity
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
-FIXTURES = ["dynamicrafter_interp_unet", "viewcrafter_unet", "dynamicrafter_interp_ddim", "viewcrafter_ddim", "manifests"]
+FIXTURES = [
+    "dynamicrafter_interp_unet",
+    "viewcrafter_unet",
+    "dynamicrafter_interp_ddim",
+    "viewcrafter_ddim",
+    "manifests",
+]
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -28,7 +34,9 @@ def test_fixture_parity(name: str) -> None:
 
 def test_claims_rejects_other_folders(tmp_path: Path) -> None:
     assert not parity.claims(tmp_path)
-    (tmp_path / "config.json").write_text('{"model": {"target": "dust3r.model.AsymmetricCroCo3DStereo"}}')
+    (tmp_path / "config.json").write_text(
+        '{"model": {"target": "dust3r.model.AsymmetricCroCo3DStereo"}}'
+    )
     (tmp_path / "meta.json").write_text('{"repo": "naver/dust3r"}')
     assert not parity.claims(tmp_path)
 
@@ -37,7 +45,9 @@ def test_manifest_mismatch_is_reported(tmp_path: Path) -> None:
     """A manifest whose shapes differ from our modules must fail (the check can fail)."""
     import json
 
-    manifest = json.loads((GOLDEN / "manifests" / "dynamicrafter_512_interp_v1.manifest.json").read_text())
+    manifest = json.loads(
+        (GOLDEN / "manifests" / "dynamicrafter_512_interp_v1.manifest.json").read_text()
+    )
     key = "model.diffusion_model.input_blocks.0.0.weight"
     manifest["tensors"][key]["shape"] = [1, 2, 3, 4]
     manifest["tensors"]["model.diffusion_model.not_a_key"] = {"shape": [1], "dtype": "float32"}

@@ -3,7 +3,7 @@
 Each candidate frame is matched against I0 and IT; its score is the number of RANSAC inliers
 against I0 plus the number against IT (paper: ORB with 2000 keypoints, RANSAC). The top k = 6
 candidates whose score passes a threshold are kept. I0's and IT's features are extracted once
-per call.
+per call, with a search index (LSH for ORB) that every candidate is matched against.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ DEFAULT_FMS_CONF: dict[str, Any] = {
     "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000
     "top_k": 6,  # frames kept (paper: 6)
     "min_score": 40,  # a kept frame needs at least this many inliers in total
-    "min_inliers_each": 10,  # ... and this many against each end (a bridge touches both)
+    "min_inliers_each": 0,  # ... and this many against each end (0: total score only, as the paper)
     "ransac_threshold_px": 2.0,  # fundamental-matrix RANSAC threshold (no intrinsics needed)
     "ransac_confidence": 0.999,
     "ransac_max_iterations": 1000,
@@ -54,19 +54,20 @@ class FeatureMatchingSelector:
     def from_config(cls, conf: dict[str, Any]) -> "FeatureMatchingSelector":
         return cls(conf)
 
-    def _inliers(self, feats_a: Features, feats_b: Features) -> int:
-        pairs = self.matcher.match(feats_a, feats_b)
-        return ransac_inliers(feats_a.keypoints[pairs[:, 0]], feats_b.keypoints[pairs[:, 1]], self.conf)
+    def _inliers(self, index, feats_end: Features, feats: Features) -> int:
+        pairs = self.matcher.match_to_index(index, feats_end, feats)
+        return ransac_inliers(feats_end.keypoints[pairs[:, 0]], feats.keypoints[pairs[:, 1]], self.conf)
 
     def score_candidates(
         self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext | None = None
     ) -> list[tuple[int, int]]:
         """(inliers vs A, inliers vs B) for every candidate, in order."""
         feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
+        index_a, index_b = self.matcher.build_index(feats_a), self.matcher.build_index(feats_b)
         scores = []
         for i, candidate in enumerate(candidates):
             feats = self.matcher.extract(candidate.keyframe.image)
-            scores.append((self._inliers(feats_a, feats), self._inliers(feats, feats_b)))
+            scores.append((self._inliers(index_a, feats_a, feats), self._inliers(index_b, feats_b, feats)))
             if ctx is not None:
                 ctx.report((i + 1) / max(len(candidates), 1))
         return scores

@@ -1,9 +1,11 @@
 """Oracle bridge: real frames of a sequence offered as FMS candidates (InterPose's upper bound).
 
-`OracleSource(views).candidates_between(a, b)` returns the sequence frames strictly between A
-and B in sequence order when both are found in it (by identity, or equal frame_id + stamp, or
-identical pixels), and every other frame otherwise. For a closed ring (`cyclic=True`) the
-shorter way round is used.
+`OracleSource(views).candidates_between(a, b)` offers, with `span="between"` (default), the
+sequence frames strictly between A and B in sequence order when both are found in it (by
+identity, or equal frame_id + stamp, or identical pixels) - the frames a robot recorded while
+moving from A to B; for a closed loop (`cyclic=True`) the shorter way round. With `span="all"`,
+or when A or B is not in the sequence, every other frame is a candidate (for posed image sets
+whose order is not the order of capture, e.g. a ring assembled from several sweeps).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ def same_keyframe(x: Keyframe, y: Keyframe) -> bool:
 
 
 class OracleSource:
-    def __init__(self, views: Sequence[Keyframe], cyclic: bool = False):
+    def __init__(self, views: Sequence[Keyframe], cyclic: bool = False, span: str = "between"):
+        if span not in ("between", "all"):
+            raise ValueError(f"span must be 'between' or 'all', got {span!r}")
         self.views = list(views)
         self.cyclic = cyclic
+        self.span = span
 
     def index_of(self, keyframe: Keyframe | int) -> int | None:
         if isinstance(keyframe, (int, np.integer)):
@@ -53,7 +58,7 @@ class OracleSource:
         max_candidates: keep at most this many, evenly spaced along the sequence.
         """
         ia, ib = self.index_of(a), self.index_of(b)
-        if ia is not None and ib is not None:
+        if self.span == "between" and ia is not None and ib is not None:
             chosen = self.between_indices(ia, ib)
         else:
             chosen = [i for i in range(len(self.views)) if i not in (ia, ib)]

@@ -26,7 +26,7 @@ from .types import Keyframe, RelativePose
 
 DEFAULT_MATCHER_CONF: dict[str, Any] = {"name": "orb"}
 DEFAULT_COVARIANCE_CONF: dict[str, Any] = {
-    "inflation": 4.0,  # factor on the Gauss-Newton covariance (measured: docs/geometry.md)
+    "inflation": 2.0,  # factor on the Gauss-Newton covariance (measured: docs/geometry.md)
     "rotation_floor_deg": 0.5,  # per-axis rotation std added for model error
     "scale_variance": 1.0e4,  # variance along the unit translation (scale unknown), m^2
 }

@@ -20,6 +20,7 @@ Conf keys (all optional except `checkpoint` unless `tiny`):
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
@@ -99,7 +100,7 @@ def _shared_model(config: Dust3rStageConfig):
         config.checkpoint,
         config.tiny,
         config.seed,
-        tuple(sorted(config.model.items())),
+        json.dumps(config.model, sort_keys=True),
         config.device,
         config.dtype,
     )
@@ -110,24 +111,40 @@ def _shared_model(config: Dust3rStageConfig):
             net_config = Dust3rConfig.from_dict({**TINY_CONFIG.to_dict(), **config.model})
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
-                model = to_device_dtype(Dust3rModel(net_config), config.device, dtype)
+                model = Dust3rModel(net_config)
+            _make_confident(model)
+            model = to_device_dtype(model, config.device, dtype)
         else:
             if not str(config.checkpoint).strip():
                 raise CheckpointError(
                     "DUSt3R stage: no `checkpoint` configured (path to "
                     "DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors), and tiny is false"
                 )
-            net_config = None
-            if config.model:
-                from ..models.checkpoint import read_state_dict
-                from ..models.dust3r.config import infer_config
-                from ..models.dust3r.model import complete_state_dict
-
-                inferred = infer_config(complete_state_dict(read_state_dict(config.checkpoint)))
-                net_config = Dust3rConfig.from_dict({**inferred.to_dict(), **config.model})
-            model = load_dust3r(config.checkpoint, net_config, config.device, dtype)
+            model = load_dust3r(
+                config.checkpoint, None, config.device, dtype, overrides=config.model
+            )
         _MODELS[key] = model
         return model
+
+
+TINY_CONFIDENCE_LOGIT = 2.0
+
+
+def _make_confident(model) -> None:
+    """Shift a random network's confidence logit so conf = 1 + exp(c) clears the default
+    threshold of 3; otherwise every pixel of a tiny test model is rejected and the stages
+    downstream of it can never be exercised."""
+    import torch
+
+    from ..models.dust3r.heads import DPTHead
+
+    with torch.no_grad():
+        for head in (model.downstream_head1, model.downstream_head2):
+            if isinstance(head, DPTHead):
+                head.dpt.head[-1].bias[3] += TINY_CONFIDENCE_LOGIT
+            else:
+                patch_area = head.patch_size**2
+                head.proj.bias[3 * patch_area :] += TINY_CONFIDENCE_LOGIT
 
 
 @dataclass
@@ -146,6 +163,10 @@ class AlignedViews:
     masks: list[np.ndarray]
     predictions: list
     loss: float
+
+    def intrinsics_in_original_pixels(self) -> np.ndarray:
+        """[N x 3 x 3] the aligned intrinsics mapped back to each input image's own pixels."""
+        return np.stack([p.intrinsics_to_original(K) for p, K in zip(self.prepared, self.K)])
 
 
 class _Dust3rStage:
@@ -250,7 +271,7 @@ class _Dust3rStage:
                     ctx.report(progress[0] + done * (progress[1] - progress[0]))
 
                 optimizer, loss = global_alignment(
-                    selected, config, known, report, self.config.report_every
+                    selected, config, known, report, self.config.report_every, self.config.device
                 )
                 import torch
 

@@ -41,11 +41,15 @@ def relay_indices(num_frames: int) -> list[int]:
 class DynamiCrafterInterpolator:
     """Implements core.stages.Interpolator with a DynamiCrafter-512 interp model."""
 
-    def __init__(self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None):
+    def __init__(
+        self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None
+    ):
         if not isinstance(conf, RuntimeConfig):
             conf = RuntimeConfig.from_dict(conf or {}, DYNAMICRAFTER_DEFAULTS)
         if model.config.variant != "dynamicrafter":
-            raise ValueError("DynamiCrafterInterpolator needs a DynamiCrafter (variant 'dynamicrafter') model")
+            raise ValueError(
+                "DynamiCrafterInterpolator needs a DynamiCrafter (variant 'dynamicrafter') model"
+            )
         if conf.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {conf.num_frames}")
         self.model = model
@@ -103,9 +107,11 @@ class DynamiCrafterInterpolator:
                 z = model.encode_frames(videos, noise, keep=[0, frames - 1])
             concat = torch.zeros_like(z)
             concat[:, :, 0], concat[:, :, -1] = z[:, :, 0], z[:, :, -1]
-            with placed(model.cond_stage_model, conf.device, conf.offload), placed(
-                model.embedder, conf.device, conf.offload
-            ), placed(model.image_proj_model, conf.device, conf.offload):
+            with (
+                placed(model.cond_stage_model, conf.device, conf.offload),
+                placed(model.embedder, conf.device, conf.offload),
+                placed(model.image_proj_model, conf.device, conf.offload),
+            ):
                 cond, uncond = model.conditionings([conf.prompt], videos[:, :, 0], concat)
             with placed(model.model, conf.device, conf.offload):
                 latents = model.sample(

@@ -60,6 +60,15 @@ class Matcher:
         """[M x 2] int64 index pairs (into feats_a, feats_b) of the putative matches."""
         raise NotImplementedError
 
+    def build_index(self, feats: Features) -> Any:
+        """A search structure for matching many query images against `feats` (e.g. the two
+        keyframes FMS scores every candidate against). The default is the features themselves."""
+        return feats
+
+    def match_to_index(self, index: Any, feats_reference: Features, feats_query: Features) -> np.ndarray:
+        """[M x 2] (reference, query) index pairs, using `index = build_index(feats_reference)`."""
+        return self.match(feats_reference, feats_query)
+
     def match_images(
         self, image_a: np.ndarray, image_b: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

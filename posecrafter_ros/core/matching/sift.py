@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 
 from .base import Features, Matcher, to_gray
-from .orb import knn_mutual_match
 
 
 class SiftMatcher(Matcher):
@@ -38,3 +37,26 @@ class SiftMatcher(Matcher):
 
     def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:
         return knn_mutual_match(self.bf, feats_a.descriptors, feats_b.descriptors, self.conf["ratio"])
+
+
+def knn_mutual_match(
+    bf: cv2.BFMatcher, desc_a: np.ndarray, desc_b: np.ndarray, ratio: float | None
+) -> np.ndarray:
+    """[M x 2] mutual nearest neighbours passing the ratio test, via OpenCV's brute force."""
+    if len(desc_a) < 2 or len(desc_b) < 2:
+        return np.zeros((0, 2), np.int64)
+    fwd = bf.knnMatch(desc_a, desc_b, k=2)
+    bwd = bf.match(desc_b, desc_a)
+    back = np.full(len(desc_b), -1, np.int64)
+    for m in bwd:
+        back[m.queryIdx] = m.trainIdx
+    out = []
+    for pair in fwd:
+        if len(pair) < 2:
+            continue
+        best, second = pair
+        if ratio is not None and best.distance >= ratio * second.distance:
+            continue
+        if back[best.trainIdx] == best.queryIdx:
+            out.append((best.queryIdx, best.trainIdx))
+    return np.array(out, np.int64).reshape(-1, 2)

@@ -166,7 +166,7 @@ class PointCloudOptimizer(nn.Module):
 
     def intrinsics(self) -> torch.Tensor:
         """[N x 3 x 3]."""
-        K = torch.zeros((self.num_views, 3, 3))
+        K = torch.zeros((self.num_views, 3, 3), device=self.im_focals.device)
         K[:, 0, 0] = K[:, 1, 1] = self.focals().flatten()
         K[:, :2, 2] = self.principal_points()
         K[:, 2, 2] = 1
@@ -255,7 +255,7 @@ class PointCloudOptimizer(nn.Module):
 
     def _set_view_pose(self, view: int, cam_to_world: torch.Tensor) -> None:
         self.im_poses.data[view, 0:4] = matrix_to_quaternion(cam_to_world[:3, :3])
-        self.im_poses.data[view, 4:7] = signed_log1p(cam_to_world[:3, 3] / 1)
+        self.im_poses.data[view, 4:7] = signed_log1p(cam_to_world[:3, 3])
 
     def _set_depthmap(self, view: int, depth: torch.Tensor) -> None:
         self.im_depthmaps.data[view] = (
@@ -342,15 +342,19 @@ class PointCloudOptimizer(nn.Module):
                 focals[i] = self._known_focal(i) or estimate_focal(self.pred_i[edge_index[(i, j)]])
         for view in range(n):
             if cam_to_world[view] is None:
-                found = self._pnp_pose(points[view], focals[view], self.masks()[view])
+                found = self._pnp_pose(view, points[view], focals[view])
                 if found is not None:
                     focals[view], cam_to_world[view] = found
             if cam_to_world[view] is None:
                 cam_to_world[view] = torch.eye(4)
         return points, focals, torch.stack(cam_to_world)
 
-    def _pnp_pose(self, points: torch.Tensor, focal: float | None, mask: torch.Tensor):
-        """(focal, cam-to-world [4 x 4]) of a view from its world points, or None."""
+    def _pnp_pose(self, view: int, points: torch.Tensor, focal: float | None):
+        """(focal, cam-to-world [4 x 4]) of a view from its world points [H x W x 3], or None.
+
+        Uses the confident pixels; the image centre is the principal point unless it is known.
+        """
+        mask = self.masks()[view]
         if mask.sum() < 4:
             return None
         points_np, mask_np = points.numpy(), mask.numpy()
@@ -358,14 +362,13 @@ class PointCloudOptimizer(nn.Module):
         pixels = pixel_centres(height, width)
         size = max(width, height)
         candidates = [focal] if focal is not None else np.geomspace(size / 2, size * 3, 21)
+        pp = (width / 2, height / 2)
+        if self.focals_known:
+            pp = tuple(float(v) for v in self.principal_points()[view])
         best = None
         for candidate in candidates:
             found = pnp_ransac(
-                points_np[mask_np],
-                pixels[mask_np],
-                candidate,
-                (width / 2, height / 2),
-                self.config.niter_pnp,
+                points_np[mask_np], pixels[mask_np], candidate, pp, self.config.niter_pnp
             )
             if found is not None and (best is None or found[0] > best[0]):
                 best = (found[0], found[1], found[2], candidate)
@@ -414,14 +417,19 @@ def global_alignment(
     known_intrinsics: tuple[Sequence[float], Sequence[tuple[float, float]]] | None = None,
     report: Callable[[int, float], None] | None = None,
     report_every: int = 10,
+    device: str = "cpu",
 ) -> tuple[PointCloudOptimizer, float]:
-    """MST init + Adam. known_intrinsics: (focals [N], principal points [N x 2]) to fix."""
+    """MST init (CPU: scipy, OpenCV) + Adam on `device`; the optimizer is returned on the CPU.
+
+    known_intrinsics: (focals [N], principal points [N x 2]) to fix.
+    """
     optimizer = PointCloudOptimizer(predictions, config)
     if known_intrinsics is not None:
         optimizer.preset_intrinsics(*known_intrinsics)
     optimizer.init_minimum_spanning_tree()
+    optimizer.to(device)
     loss = optimizer.optimize(report, report_every)
-    return optimizer, loss
+    return optimizer.cpu(), loss
 
 
 @dataclass

@@ -272,11 +272,13 @@ def load_dust3r(
     config: Dust3rConfig | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    overrides: Mapping[str, object] | None = None,
 ) -> Dust3rModel:
     """Build and load a DUSt3R network from a `.pth` (official layout) or `.safetensors` file.
 
     config: None infers widths/depths/head sizes from the tensor shapes (head counts from the
-    released ViT-L/B convention); pass one for networks with other head counts.
+    released ViT-L/B convention), then applies `overrides` ({Dust3rConfig field: value}, e.g.
+    the head counts of a non-released network).
     """
     if not str(path).strip():
         raise CheckpointError(
@@ -284,10 +286,13 @@ def load_dust3r(
             "DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth (or its .safetensors copy)"
         )
     state = complete_state_dict(read_state_dict(path))
-    try:
-        config = config or infer_config(state)
-    except KeyError as err:
-        raise CheckpointError(f"{path}: {err.args[0]}") from None
+    if config is None:
+        try:
+            config = infer_config(state)
+        except KeyError as err:
+            raise CheckpointError(f"{path}: {err.args[0]}") from None
+    if overrides:
+        config = Dust3rConfig.from_dict({**config.to_dict(), **overrides})
     with torch.device("meta"):
         model = Dust3rModel(config)
     load_exact(model, state, f"DUSt3R ({path})")

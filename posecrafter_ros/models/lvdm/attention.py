@@ -80,7 +80,9 @@ class CrossAttention(nn.Module):
             context, image_context = context[:, :TEXT_CONTEXT_LEN], context[:, TEXT_CONTEXT_LEN:]
         else:
             context = context[:, :TEXT_CONTEXT_LEN]
-        out = attend(q, self._heads(self.to_k(context)), self._heads(self.to_v(context)), self.backend)
+        out = attend(
+            q, self._heads(self.to_k(context)), self._heads(self.to_v(context)), self.backend
+        )
         if image_context is not None:
             out_image = attend(
                 q,
@@ -113,7 +115,9 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0):
         super().__init__()
         inner_dim = dim * mult
-        self.net = nn.Sequential(GEGLU(dim, inner_dim), nn.Dropout(dropout), nn.Linear(inner_dim, dim))
+        self.net = nn.Sequential(
+            GEGLU(dim, inner_dim), nn.Dropout(dropout), nn.Linear(inner_dim, dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -45,13 +45,54 @@ class VAEConfig:
         unknown = sorted(set(dd) - names)
         if unknown:
             raise ValueError(f"unknown VAE ddconfig keys {unknown}")
-        return cls(embed_dim=int(params.get("embed_dim", dd.get("z_channels", 4))), scale_factor=scale_factor, **dd)
+        return cls(
+            embed_dim=int(params.get("embed_dim", dd.get("z_channels", 4))),
+            scale_factor=scale_factor,
+            **dd,
+        )
 
 
 def _swish(x: "torch.Tensor") -> "torch.Tensor":
     import torch
 
     return x * torch.sigmoid(x)
+
+
+class LDMAttentionProcessor:
+    """diffusers attention processor computing the LDM VAE's single-head `AttnBlock` exactly:
+    1x1-conv projections, bmm(q, k) * C**-0.5, softmax, bmm(v, w^T), 1x1-conv output, residual.
+
+    Same function as diffusers' default processor; the identical op order matters because
+    latent differences of ~1e-6 get amplified by classifier-free guidance while sampling.
+    """
+
+    def __call__(
+        self,
+        attn,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        **kwargs,
+    ):
+        import torch
+        import torch.nn.functional as F
+
+        residual = hidden_states
+        b, c, h, w = hidden_states.shape
+        x = attn.group_norm(hidden_states)
+
+        def conv1x1(linear, inputs):
+            return F.conv2d(inputs, linear.weight[:, :, None, None], linear.bias)
+
+        q = conv1x1(attn.to_q, x).reshape(b, c, h * w).permute(0, 2, 1)  # [B x HW x C]
+        k = conv1x1(attn.to_k, x).reshape(b, c, h * w)  # [B x C x HW]
+        v = conv1x1(attn.to_v, x).reshape(b, c, h * w)
+        weights = torch.softmax(torch.bmm(q, k) * (int(c) ** (-0.5)), dim=2)
+        out = torch.bmm(v, weights.permute(0, 2, 1)).reshape(b, c, h, w)
+        out = conv1x1(attn.to_out[0], out)
+        # residual first: the sum keeps the input memory layout, as the official x + h_ does
+        return (residual + out) / attn.rescale_output_factor
 
 
 def build_autoencoder(config: VAEConfig) -> "AutoencoderKL":
@@ -88,6 +129,7 @@ def build_autoencoder(config: VAEConfig) -> "AutoencoderKL":
         for name, child in list(module.named_children()):
             if isinstance(child, nn.SiLU):
                 setattr(module, name, LDMSwish())
+    vae.set_attn_processor(LDMAttentionProcessor())
     return vae
 
 
@@ -115,7 +157,9 @@ def ldm_to_diffusers_key(key: str, levels: int) -> str:
         if mm[1] in _ATTN_NAMES:
             return f"{part}.mid_block.attentions.0.{_ATTN_NAMES[mm[1]]}.{kind}"
     if part == "encoder" and (mm := re.fullmatch(r"down\.(\d+)\.block\.(\d+)\.(\w+)", path)):
-        return f"encoder.down_blocks.{mm[1]}.resnets.{mm[2]}.{_RESNET_NAMES.get(mm[3], mm[3])}.{kind}"
+        return (
+            f"encoder.down_blocks.{mm[1]}.resnets.{mm[2]}.{_RESNET_NAMES.get(mm[3], mm[3])}.{kind}"
+        )
     if part == "encoder" and (mm := re.fullmatch(r"down\.(\d+)\.downsample\.conv", path)):
         return f"encoder.down_blocks.{mm[1]}.downsamplers.0.conv.{kind}"
     # The LDM decoder numbers its levels from the lowest resolution up; diffusers from the top.

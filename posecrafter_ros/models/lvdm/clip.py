@@ -11,6 +11,7 @@ The lvdm checkpoints hold two copies of OpenCLIP ViT-H-14:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -51,11 +52,27 @@ class CLIPConfig:
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> "CLIPConfig":
+        """From an open_clip model config; options that change the weights (layer scale,
+        attention pooling, ...) are not supported and raise."""
+        if cfg.get("quick_gelu"):
+            raise ValueError("QuickGELU OpenCLIP models are not supported (ViT-H-14 uses GELU)")
         return cls(
             embed_dim=int(cfg["embed_dim"]),
-            vision_cfg=CLIPVisionConfig(**cfg.get("vision_cfg", {})),
-            text_cfg=CLIPTextConfig(**cfg.get("text_cfg", {})),
+            vision_cfg=_sub_config(CLIPVisionConfig, cfg.get("vision_cfg", {})),
+            text_cfg=_sub_config(CLIPTextConfig, cfg.get("text_cfg", {})),
         )
+
+
+# open_clip config keys that do not change the ViT-H-14-style towers built here.
+_NEUTRAL_KEYS = {"patch_dropout", "hf_tokenizer_name", "tokenizer_kwargs", "timm_model_name"}
+
+
+def _sub_config(kind: type, values: Mapping[str, Any]):
+    names = {f.name for f in dataclasses.fields(kind)}
+    unsupported = sorted(set(values) - names - _NEUTRAL_KEYS)
+    if unsupported:
+        raise ValueError(f"unsupported open_clip {kind.__name__} options {unsupported}")
+    return kind(**{k: v for k, v in values.items() if k in names})
 
 
 class MLP(nn.Module):
@@ -92,7 +109,9 @@ class ResidualAttentionBlock(nn.Module):
 class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads, mlp_ratio) for _ in range(layers))
+        self.resblocks = nn.ModuleList(
+            ResidualAttentionBlock(width, heads, mlp_ratio) for _ in range(layers)
+        )
 
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, skip_last: int = 0
@@ -143,7 +162,9 @@ class VisionTransformer(nn.Module):
         self.class_embedding = nn.Parameter(torch.empty(width))
         self.positional_embedding = nn.Parameter(torch.empty(grid * grid + 1, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = Transformer(width, config.layers, width // config.head_width, config.mlp_ratio)
+        self.transformer = Transformer(
+            width, config.layers, width // config.head_width, config.mlp_ratio
+        )
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(torch.empty(width, embed_dim))
 
@@ -202,7 +223,11 @@ class ImageEmbedder(nn.Module):
         import kornia
 
         x = kornia.geometry.transform.resize(
-            images, (self.image_size, self.image_size), interpolation="bicubic", align_corners=True, antialias=True
+            images,
+            (self.image_size, self.image_size),
+            interpolation="bicubic",
+            align_corners=True,
+            antialias=True,
         )
         x = (x + 1.0) / 2.0
         return kornia.enhance.normalize(x, self.mean, self.std)

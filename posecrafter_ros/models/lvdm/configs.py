@@ -44,7 +44,9 @@ def viewcrafter_25_512() -> LVDMConfig:
 
 
 def viewcrafter_25_1024() -> LVDMConfig:
-    return viewcrafter_25_512().replace(schedule=ScheduleConfig(base_scale=0.3), latent_size=(72, 128))
+    return viewcrafter_25_512().replace(
+        schedule=ScheduleConfig(base_scale=0.3), latent_size=(72, 128)
+    )
 
 
 PRESETS = {
@@ -63,7 +65,7 @@ def preset(name: str) -> LVDMConfig:
 def tiny(variant: str = "dynamicrafter", height: int = 64, width: int = 128) -> LVDMConfig:
     """A ~1.5M-parameter model with every official flag on, for CPU tests (random weights).
 
-    height/width: pixel size (multiples of 16 here: the tiny VAE downsamples by 4... 8).
+    height/width: pixel size, multiples of 16 (the VAE downsamples by 8, the UNet once more).
     """
     return LVDMConfig(
         unet=UNetConfig(
@@ -77,11 +79,20 @@ def tiny(variant: str = "dynamicrafter", height: int = 64, width: int = 128) -> 
         vae=VAEConfig(ch=32, ch_mult=[1, 1, 1, 1], num_res_blocks=1, resolution=max(height, width)),
         clip=CLIPConfig(
             embed_dim=16,
-            vision_cfg=CLIPVisionConfig(image_size=224, layers=2, width=32, head_width=16, patch_size=32),
+            vision_cfg=CLIPVisionConfig(
+                image_size=224, layers=2, width=32, head_width=16, patch_size=32
+            ),
             text_cfg=CLIPTextConfig(width=16, heads=2, layers=2),
         ),
         resampler=ResamplerConfig(
-            dim=32, depth=1, dim_head=8, heads=4, num_queries=16, embedding_dim=32, output_dim=16, video_length=4
+            dim=32,
+            depth=1,
+            dim_head=8,
+            heads=4,
+            num_queries=16,
+            embedding_dim=32,
+            output_dim=16,
+            video_length=4,
         ),
         schedule=ScheduleConfig(base_scale=0.7),
         latent_size=(height // 8, width // 8),

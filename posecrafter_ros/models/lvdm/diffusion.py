@@ -66,7 +66,13 @@ class NoiseSchedule(nn.Module):
         self.config = config
         n = config.timesteps
         betas = (
-            torch.linspace(config.linear_start**0.5, config.linear_end**0.5, n, dtype=torch.float64, device="cpu")
+            torch.linspace(
+                config.linear_start**0.5,
+                config.linear_end**0.5,
+                n,
+                dtype=torch.float64,
+                device="cpu",
+            )
             ** 2
         ).numpy()
         if config.rescale_betas_zero_snr:
@@ -95,7 +101,10 @@ class NoiseSchedule(nn.Module):
             self.register_buffer(name, torch.tensor(values[name], dtype=torch.float32))
         if config.use_dynamic_rescale:
             scale = np.concatenate(
-                [np.linspace(1.0, config.base_scale, config.turning_step), np.full(n, config.base_scale)]
+                [
+                    np.linspace(1.0, config.base_scale, config.turning_step),
+                    np.full(n, config.base_scale),
+                ]
             )
             self.register_buffer("scale_arr", torch.tensor(scale, dtype=torch.float32))
 
@@ -103,7 +112,9 @@ class NoiseSchedule(nn.Module):
 def ddim_timesteps(spacing: str, steps: int, train_steps: int) -> np.ndarray:
     """DDIM timesteps, ascending. "uniform_trailing": round(arange(T, 0, -T/S))[::-1] - 1."""
     if spacing == "uniform_trailing":
-        return np.flip(np.round(np.arange(train_steps, 0, -train_steps / steps))).astype(np.int64) - 1
+        return (
+            np.flip(np.round(np.arange(train_steps, 0, -train_steps / steps))).astype(np.int64) - 1
+        )
     if spacing == "uniform":
         return np.arange(0, train_steps, train_steps // steps) + 1
     raise ValueError(f"unknown timestep spacing {spacing!r} (uniform_trailing, uniform)")
@@ -122,7 +133,11 @@ class DDIMSchedule:
 
 
 def make_ddim_schedule(
-    schedule: NoiseSchedule, steps: int, eta: float, spacing: str = "uniform_trailing", variant: str = "dynamicrafter"
+    schedule: nn.Module,
+    steps: int,
+    eta: float,
+    spacing: str = "uniform_trailing",
+    variant: str = "dynamicrafter",
 ) -> DDIMSchedule:
     """Replicates DDIMSampler.make_schedule including its float32/float64 mix.
 
@@ -133,10 +148,12 @@ def make_ddim_schedule(
     ts = ddim_timesteps(spacing, steps, ac.shape[0])
     alphas = ac[ts]
     alphas_prev = np.asarray([float(ac[0])] + ac[ts[:-1]].tolist(), dtype=np.float64)
-    # (1 - a) is evaluated in float32 before meeting the float64 operands, as in the official code.
-    one_minus_a = (1 - alphas).double().numpy()
-    ratio = alphas.double().numpy() / alphas_prev
-    sigmas = eta * np.sqrt((1 - alphas_prev) / one_minus_a * (1 - ratio))
+    # The official expression mixes a float64 numpy array with float32 tensors: torch then
+    # evaluates `array / tensor` as array * reciprocal(tensor), the reciprocal in float32.
+    prev = torch.from_numpy(alphas_prev)
+    inverse_one_minus_a = (1 - alphas).reciprocal().double()
+    ratio = alphas.double() / prev
+    sigmas = (eta * torch.sqrt((1 - prev) * inverse_one_minus_a * (1 - ratio))).numpy()
     scale, scale_prev = None, None
     if hasattr(schedule, "scale_arr"):
         scale_full = schedule.scale_arr.detach().cpu()
@@ -153,7 +170,9 @@ class NoiseSource(Protocol):
 class TorchNoise:
     """Gaussian draws from a seeded torch.Generator, in call order."""
 
-    def __init__(self, seed: int | None = None, device: str | torch.device = "cpu", dtype=torch.float32):
+    def __init__(
+        self, seed: int | None = None, device: str | torch.device = "cpu", dtype=torch.float32
+    ):
         self.generator = torch.Generator(device=device)
         if seed is not None:
             self.generator.manual_seed(int(seed))
@@ -161,7 +180,9 @@ class TorchNoise:
         self.dtype = dtype
 
     def randn(self, shape: Sequence[int]) -> torch.Tensor:
-        return torch.randn(tuple(shape), generator=self.generator, device=self.device, dtype=self.dtype)
+        return torch.randn(
+            tuple(shape), generator=self.generator, device=self.device, dtype=self.dtype
+        )
 
 
 class RecordedNoise:
@@ -176,12 +197,16 @@ class RecordedNoise:
             raise IndexError(f"only {len(self.tensors)} recorded noise tensors")
         out = self.tensors[self.calls]
         if tuple(out.shape) != tuple(shape):
-            raise ValueError(f"noise draw {self.calls}: recorded {tuple(out.shape)} vs requested {tuple(shape)}")
+            raise ValueError(
+                f"noise draw {self.calls}: recorded {tuple(out.shape)} vs requested {tuple(shape)}"
+            )
         self.calls += 1
         return out
 
 
-def rescale_guidance(v_cfg: torch.Tensor, v_cond: torch.Tensor, guidance_rescale: float) -> torch.Tensor:
+def rescale_guidance(
+    v_cfg: torch.Tensor, v_cond: torch.Tensor, guidance_rescale: float
+) -> torch.Tensor:
     """Mix v_cfg with v_cfg rescaled to v_cond's (unbiased) std over all non-batch dims."""
     dims = list(range(1, v_cond.ndim))
     std_cond = v_cond.std(dim=dims, keepdim=True)
@@ -206,9 +231,13 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 
 
 class DDIMSampler:
-    """Official lvdm DDIM sampling loop for v-prediction with CFG and guidance rescale."""
+    """Official lvdm DDIM sampling loop for v-prediction with CFG and guidance rescale.
 
-    def __init__(self, schedule: NoiseSchedule, variant: str = "dynamicrafter"):
+    schedule: a module holding the schedule buffers under their official names (a
+    NoiseSchedule, or the full model, whose buffers may come from a checkpoint).
+    """
+
+    def __init__(self, schedule: nn.Module, variant: str = "dynamicrafter"):
         if variant not in ("dynamicrafter", "viewcrafter"):
             raise ValueError(f"variant must be dynamicrafter or viewcrafter, got {variant!r}")
         self.schedule = schedule

@@ -17,7 +17,13 @@ from torch import nn
 
 from .autoencoder import VAEConfig, build_autoencoder
 from .clip import CLIPConfig, ImageEmbedder, TextEncoder
-from .diffusion import SCHEDULE_BUFFERS, DDIMSampler, NoiseSource, ScheduleConfig, StepRecord
+from .diffusion import (
+    DDIMSampler,
+    NoiseSchedule,
+    NoiseSource,
+    ScheduleConfig,
+    StepRecord,
+)
 from .resampler import Resampler, ResamplerConfig
 from .tokenizer import default_tokenizer
 from .unet3d import UNet3D, UNetConfig
@@ -59,7 +65,9 @@ class LVDMConfig:
         arch = params["cond_stage_config"].get("params", {}).get("arch", "ViT-H-14")
         img_arch = params["img_cond_stage_config"].get("params", {}).get("arch", "ViT-H-14")
         if arch != img_arch:
-            raise ValueError(f"text and image towers must share one architecture ({arch} vs {img_arch})")
+            raise ValueError(
+                f"text and image towers must share one architecture ({arch} vs {img_arch})"
+            )
         arch_table = config.get("open_clip_arch", {})
         clip = CLIPConfig.from_dict(arch_table[arch]) if arch in arch_table else _named_clip(arch)
         image_size = params.get("image_size", [40, 64])
@@ -75,7 +83,9 @@ class LVDMConfig:
         )
         return cls(
             unet=UNetConfig.from_dict(params["unet_config"]["params"]),
-            vae=VAEConfig.from_official(params["first_stage_config"]["params"], float(params.get("scale_factor", 0.18215))),
+            vae=VAEConfig.from_official(
+                params["first_stage_config"]["params"], float(params.get("scale_factor", 0.18215))
+            ),
             clip=clip,
             resampler=ResamplerConfig.from_dict(params["image_proj_stage_config"]["params"]),
             schedule=schedule,
@@ -91,7 +101,9 @@ class LVDMConfig:
 
 def _named_clip(arch: str) -> CLIPConfig:
     if arch != "ViT-H-14":
-        raise ValueError(f"unknown OpenCLIP architecture {arch!r}: give its config in `open_clip_arch`")
+        raise ValueError(
+            f"unknown OpenCLIP architecture {arch!r}: give its config in `open_clip_arch`"
+        )
     return CLIPConfig()
 
 
@@ -122,15 +134,17 @@ class LatentVideoDiffusion(nn.Module):
         if config.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {config.variant!r}")
         if config.text_layer not in ("last", "penultimate"):
-            raise ValueError(f"text layer must be 'last' or 'penultimate', got {config.text_layer!r}")
+            raise ValueError(
+                f"text layer must be 'last' or 'penultimate', got {config.text_layer!r}"
+            )
         self.config = config
         self.model = _DiffusionWrapper(UNet3D(config.unet))
         self.first_stage_model = build_autoencoder(config.vae)
-        self.cond_stage_model = TextEncoder(config.clip, skip_last_layers=int(config.text_layer == "penultimate"))
+        self.cond_stage_model = TextEncoder(
+            config.clip, skip_last_layers=int(config.text_layer == "penultimate")
+        )
         self.embedder = ImageEmbedder(config.clip)
         self.image_proj_model = Resampler(config.resampler)
-        from .diffusion import NoiseSchedule
-
         schedule = NoiseSchedule(config.schedule)
         # Top-level buffers, as in the checkpoint (no prefix).
         for name, buf in schedule.named_buffers():
@@ -194,8 +208,11 @@ class LatentVideoDiffusion(nn.Module):
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """[B x 4 x T x h x w] -> frames [B x 3 x T x H x W] (not clamped), one frame at a time."""
         b, c, t, h, w = z.shape
-        flat = z.transpose(1, 2).reshape(b * t, c, h, w) / self.config.vae.scale_factor
-        frames = torch.cat([self.first_stage_model.decode(flat[i : i + 1]).sample for i in range(b * t)])
+        # Multiply by the reciprocal (not divide) as the official decode_core: rounding differs.
+        flat = (1.0 / self.config.vae.scale_factor) * z.transpose(1, 2).reshape(b * t, c, h, w)
+        frames = torch.cat(
+            [self.first_stage_model.decode(flat[i : i + 1]).sample for i in range(b * t)]
+        )
         return frames.reshape(b, t, *frames.shape[1:]).transpose(1, 2)
 
     def conditionings(
@@ -212,7 +229,9 @@ class LatentVideoDiffusion(nn.Module):
         if self.config.uncond_type == "empty_seq":
             uc_text = self.encode_text([""] * b)
         else:
-            uc_text = torch.zeros_like(cond.context[:, : cond.context.shape[1] - image_tokens.shape[1]])
+            uc_text = torch.zeros_like(
+                cond.context[:, : cond.context.shape[1] - image_tokens.shape[1]]
+            )
         uc_image = self.encode_image_condition(torch.zeros_like(condition_image))
         return cond, Conditioning(torch.cat([uc_text, uc_image], dim=1), concat)
 
@@ -246,11 +265,14 @@ class LatentVideoDiffusion(nn.Module):
 
         sampler = DDIMSampler(self, self.config.variant)
         return sampler.sample(
-            denoise, shape, noise, steps, eta, cfg_scale, guidance_rescale, spacing, callback, record
+            denoise,
+            shape,
+            noise,
+            steps,
+            eta,
+            cfg_scale,
+            guidance_rescale,
+            spacing,
+            callback,
+            record,
         )
-
-
-def schedule_state(model: LatentVideoDiffusion) -> dict[str, torch.Tensor]:
-    """The top-level schedule buffers as stored in checkpoints."""
-    names = SCHEDULE_BUFFERS + (("scale_arr",) if hasattr(model, "scale_arr") else ())
-    return {name: getattr(model, name) for name in names}

@@ -43,7 +43,9 @@ def shard_paths(path: str | Path) -> list[Path]:
             singles = sorted(path.glob("*.safetensors"))
             if len(singles) == 1:
                 return singles
-            raise CheckpointError(f"{path}: expected one .safetensors file or one shard set, found {len(singles)}")
+            raise CheckpointError(
+                f"{path}: expected one .safetensors file or one shard set, found {len(singles)}"
+            )
         path = shards[0]
     if path.name.endswith(".index.json"):
         if not path.is_file():
@@ -54,7 +56,10 @@ def shard_paths(path: str | Path) -> list[Path]:
     if not match:
         return [path]
     count = int(match["count"])
-    paths = [path.parent / f"{match['stem']}-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+    paths = [
+        path.parent / f"{match['stem']}-{i:05d}-of-{count:05d}.safetensors"
+        for i in range(1, count + 1)
+    ]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise CheckpointError(f"incomplete shard set for {path}: missing {missing}")
@@ -71,13 +76,15 @@ def read_checkpoint(path: str | Path) -> dict[str, "torch.Tensor"]:
             raise CheckpointError(f"{shard}: keys repeated across shards (e.g. {duplicated[:3]})")
         state.update(part)
     if state and all(k.startswith(DEEPSPEED_PREFIX) for k in state):
-        state = {k[len(DEEPSPEED_PREFIX):]: v for k, v in state.items()}
+        state = {k[len(DEEPSPEED_PREFIX) :]: v for k, v in state.items()}
     for old, new in LEGACY_RENAMES:
         state = {k.replace(old, new): v for k, v in state.items()}
     return state
 
 
-def load_lvdm_state_dict(model: "LatentVideoDiffusion", state: Mapping[str, "torch.Tensor"], what: str) -> None:
+def load_lvdm_state_dict(
+    model: "LatentVideoDiffusion", state: Mapping[str, "torch.Tensor"], what: str
+) -> None:
     """Load an official lvdm state dict into `model`, strictly.
 
     The schedule buffers (betas, ..., scale_arr) are loaded too: the checkpoint's values are
@@ -86,8 +93,12 @@ def load_lvdm_state_dict(model: "LatentVideoDiffusion", state: Mapping[str, "tor
     """
     import torch
 
-    modules = {"unet": model.unet, "cond_stage_model": model.cond_stage_model,
-               "embedder": model.embedder, "image_proj_model": model.image_proj_model}
+    modules = {
+        "unet": model.unet,
+        "cond_stage_model": model.cond_stage_model,
+        "embedder": model.embedder,
+        "image_proj_model": model.image_proj_model,
+    }
     buffers = dict(model.named_buffers(recurse=False))
     prefixes = tuple(p for p, _ in PARTS) + ("first_stage_model.",)
     unexpected = sorted(k for k in state if not k.startswith(prefixes) and k not in buffers)
@@ -101,12 +112,18 @@ def load_lvdm_state_dict(model: "LatentVideoDiffusion", state: Mapping[str, "tor
         raise CheckpointError(f"{what}: checkpoint does not fit the model: " + "; ".join(parts))
     for prefix, name in PARTS:
         load_exact(modules[name], select_prefix(state, prefix), f"{what} [{prefix}*]")
-    load_ldm_vae(model.first_stage_model, select_prefix(state, "first_stage_model."), f"{what} [first_stage_model.*]")
+    load_ldm_vae(
+        model.first_stage_model,
+        select_prefix(state, "first_stage_model."),
+        f"{what} [first_stage_model.*]",
+    )
     with torch.no_grad():
         for name, buf in buffers.items():
             value = state[name]
             if tuple(value.shape) != tuple(buf.shape):
-                raise CheckpointError(f"{what}: {name}: checkpoint {tuple(value.shape)} vs model {tuple(buf.shape)}")
+                raise CheckpointError(
+                    f"{what}: {name}: checkpoint {tuple(value.shape)} vs model {tuple(buf.shape)}"
+                )
             if value.dtype in (torch.float32, torch.float64):
                 if buf.is_meta:
                     setattr(model, name, value.to(buf.dtype))
@@ -136,8 +153,12 @@ def official_state_dict(model: "LatentVideoDiffusion") -> dict[str, "torch.Tenso
     """
     from .autoencoder import ldm_to_diffusers_key
 
-    modules = {"unet": model.unet, "cond_stage_model": model.cond_stage_model,
-               "embedder": model.embedder, "image_proj_model": model.image_proj_model}
+    modules = {
+        "unet": model.unet,
+        "cond_stage_model": model.cond_stage_model,
+        "embedder": model.embedder,
+        "image_proj_model": model.image_proj_model,
+    }
     out: dict[str, "torch.Tensor"] = {}
     for prefix, name in PARTS:
         out.update({prefix + k: v for k, v in modules[name].state_dict().items()})
@@ -157,7 +178,8 @@ def official_state_dict(model: "LatentVideoDiffusion") -> dict[str, "torch.Tenso
 def official_state_shapes(model: "LatentVideoDiffusion") -> dict[str, tuple[tuple[int, ...], str]]:
     """{official key: (shape, dtype name)} of `model` (see official_state_dict)."""
     return {
-        k: (tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in official_state_dict(model).items()
+        k: (tuple(v.shape), str(v.dtype).replace("torch.", ""))
+        for k, v in official_state_dict(model).items()
     }
 
 

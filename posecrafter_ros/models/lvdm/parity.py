@@ -43,11 +43,14 @@ def _lvdm_manifests(folder: Path) -> list[Path]:
 def _fixture_kind(folder: Path) -> str | None:
     config = _json(folder / "config.json")
     meta = _json(folder / "meta.json")
+    meta = meta if isinstance(meta, dict) else {}
+    from_lvdm = meta.get("repo") in LVDM_REPOS or "openaimodel3d" in str(meta.get("official_class"))
     if isinstance(config, dict):
-        if "model_channels" in config and "temporal_conv" in config:
+        if "model_channels" in config and (from_lvdm or "temporal_conv" in config):
             return "unet"
-        target = str(config.get("model", {}).get("target", "")) if isinstance(config.get("model"), dict) else ""
-        if target.startswith("lvdm.") and isinstance(meta, dict) and "official_function" in meta:
+        model = config.get("model")
+        target = str(model.get("target", "")) if isinstance(model, dict) else ""
+        if target.startswith("lvdm.") and "official_function" in meta:
             return "ddim"
     if _lvdm_manifests(folder):
         return "manifests"
@@ -73,7 +76,9 @@ def check_fixture(folder: Path) -> list[ParityResult]:
 
 def _diff(name: str, ours, ref, tol: float, detail: str = "") -> ParityResult:
     if tuple(ours.shape) != tuple(ref.shape):
-        return ParityResult(name, float("inf"), tol, f"shape {tuple(ours.shape)} vs {tuple(ref.shape)}")
+        return ParityResult(
+            name, float("inf"), tol, f"shape {tuple(ours.shape)} vs {tuple(ref.shape)}"
+        )
     diff = (ours.double() - ref.double()).abs().max().item() if ref.numel() else 0.0
     return ParityResult(name, float(diff), tol, detail)
 
@@ -106,10 +111,17 @@ def _shared_state(folder: Path) -> dict:
         if sibling == folder or not sibling.is_dir():
             continue
         other = _json(sibling / "meta.json")
-        shards = [p for p in sorted(sibling.glob("state_dict*.safetensors")) if "overrides" not in p.name]
-        if isinstance(other, dict) and shards and other.get("weight_seed") == seed and _fixture_kind(sibling) == "ddim":
+        shards = [
+            p for p in sorted(sibling.glob("state_dict*.safetensors")) if "overrides" not in p.name
+        ]
+        if not (isinstance(other, dict) and shards and _fixture_kind(sibling) == "ddim"):
+            continue
+        same_repo = other.get("repo") == LVDM_REPOS[0] or not meta.get("weights_shared_with_dc")
+        if other.get("weight_seed") == seed and same_repo:
             return read_checkpoint(shards[0])
-    raise FileNotFoundError(f"{folder}: no state dict here and no sibling fixture with weight_seed {seed}")
+    raise FileNotFoundError(
+        f"{folder}: no state dict here and no sibling fixture with weight_seed {seed}"
+    )
 
 
 def check_unet(folder: Path) -> list[ParityResult]:
@@ -150,23 +162,37 @@ def check_ddim(folder: Path) -> list[ParityResult]:
     inputs, cond_ref, noise_ref = load("inputs"), load("conditioning"), load("noise")
     sched_ref, steps_ref, outputs = load("schedule"), load("steps"), load("outputs")
     call = meta["call_args"]
-    prompts = meta["prompts"] if call.get("text_input", True) else [""]
+    videos = inputs["videos"]
+    batch = videos.shape[0]
+    prompts = list(meta["prompts"]) if call.get("text_input", True) else [""] * batch
     name = folder.name
     results: list[ParityResult] = []
 
     tokens = default_tokenizer()(prompts)
     results.append(_diff(f"{name}/prompt_tokens", tokens, inputs["prompt_tokens"], 0.0))
-    results.append(_diff(f"{name}/empty_prompt_tokens", default_tokenizer()([""]), inputs["empty_prompt_tokens"], 0.0))
+    results.append(
+        _diff(
+            f"{name}/empty_prompt_tokens",
+            default_tokenizer()([""]),
+            inputs["empty_prompt_tokens"],
+            0.0,
+        )
+    )
 
-    videos = inputs["videos"]
     t = videos.shape[2]
     if "images_uint8" in inputs:  # DynamiCrafter interp input: A repeated T/2 times, then B.
         from .video import interpolation_video
 
-        ours = interpolation_video(inputs["images_uint8"][0].numpy(), inputs["images_uint8"][1].numpy(), t)
+        ours = interpolation_video(
+            inputs["images_uint8"][0].numpy(), inputs["images_uint8"][1].numpy(), t
+        )
         results.append(_diff(f"{name}/videos_from_uint8", ours, videos, 1e-6))
     if "renderings" in inputs:
-        results.append(_diff(f"{name}/videos_from_renderings", inputs["renderings"].permute(3, 0, 1, 2)[None] * 2 - 1, videos, 0.0))
+        # ViewCrafter builds its video as a permuted VIEW of the [T x H x W x 3] renders; the
+        # VAE then convolves channels-last memory, which rounds differently: keep that layout.
+        from_renders = (inputs["renderings"] * 2.0 - 1.0).permute(3, 0, 1, 2).unsqueeze(0)
+        results.append(_diff(f"{name}/videos_from_renderings", from_renders, videos, 0.0))
+        videos = from_renders
 
     condition_frame = int((call.get("condition_index") or [0])[0])
     noise = RecordedNoise([noise_ref[k] for k in sorted(noise_ref)])
@@ -204,7 +230,9 @@ def check_ddim(folder: Path) -> list[ParityResult]:
                 results.append(_diff(f"{name}/{key}", value, cond_ref[key], CONDITIONING_TOL))
 
         steps = int(call["ddim_steps"])
-        plan = make_ddim_schedule(model, steps, float(call["ddim_eta"]), call["timestep_spacing"], config.variant)
+        plan = make_ddim_schedule(
+            model, steps, float(call["ddim_eta"]), call["timestep_spacing"], config.variant
+        )
         planned = {
             "ddim_timesteps": torch.as_tensor(plan.timesteps.copy()),
             "ddim_alphas": plan.alphas,
@@ -231,27 +259,55 @@ def check_ddim(folder: Path) -> list[ParityResult]:
             record=record,
         )
         step_max = {"apply_out": 0.0, "pred_x0": 0.0, "x_prev": 0.0}
+        # UNet calls in order: cond then uncond per step (cond only without CFG).
+        applies = [steps_ref[k] for k in sorted(k for k in steps_ref if k.startswith("apply"))]
+        ours_applies = [v for rec in record for v in (rec.v_cond, rec.v_uncond) if v is not None]
+        if len(applies) != len(ours_applies):
+            results.append(
+                ParityResult(
+                    f"{name}/UNet calls",
+                    float("inf"),
+                    0.0,
+                    f"{len(ours_applies)} vs {len(applies)}",
+                )
+            )
+        for ours, ref in zip(ours_applies, applies, strict=False):
+            step_max["apply_out"] = max(step_max["apply_out"], (ours - ref).abs().max().item())
         for i, rec in enumerate(record):
-            pairs = [
-                ("apply_out", rec.v_cond, steps_ref.get(f"apply{2 * i:02d}_cond_out")),
-                ("apply_out", rec.v_uncond, steps_ref.get(f"apply{2 * i + 1:02d}_uncond_out")),
-                ("pred_x0", rec.pred_x0, steps_ref.get(f"step{i}_pred_x0")),
-                ("x_prev", rec.x_prev, steps_ref.get(f"step{i}_x_prev")),
-            ]
-            for key, ours, ref in pairs:
-                if ref is not None and ours is not None:
+            for key, ours in (("pred_x0", rec.pred_x0), ("x_prev", rec.x_prev)):
+                ref = steps_ref.get(f"step{i}_{key}")
+                if ref is not None:
                     step_max[key] = max(step_max[key], (ours - ref).abs().max().item())
         for key, value in step_max.items():
-            results.append(ParityResult(f"{name}/steps.{key} (max over {len(record)} steps)", value, SAMPLER_TOL))
+            results.append(
+                ParityResult(
+                    f"{name}/steps.{key} (max over {len(record)} steps)", value, SAMPLER_TOL
+                )
+            )
         results.append(_diff(f"{name}/final_latent", latent, outputs["final_latent"], SAMPLER_TOL))
         decoded = model.decode_latents(latent)
-        results.append(_diff(f"{name}/decoded_video", decoded, outputs["decoded_video"], SAMPLER_TOL))
+        results.append(
+            _diff(f"{name}/decoded_video", decoded, outputs["decoded_video"], SAMPLER_TOL)
+        )
         # The decoder alone, from the official final latent (isolates the VAE from the sampler).
         decoded_ref_latent = model.decode_latents(outputs["final_latent"])
-        results.append(_diff(f"{name}/decode(official final_latent)", decoded_ref_latent, outputs["decoded_video"], NETWORK_TOL))
+        results.append(
+            _diff(
+                f"{name}/decode(official final_latent)",
+                decoded_ref_latent,
+                outputs["decoded_video"],
+                NETWORK_TOL,
+            )
+        )
     if noise.calls != len(noise.tensors):
-        results.append(ParityResult(f"{name}/noise draws used", float(len(noise.tensors) - noise.calls), 0.0,
-                                    f"{noise.calls} of {len(noise.tensors)} recorded draws consumed"))
+        results.append(
+            ParityResult(
+                f"{name}/noise draws used",
+                float(len(noise.tensors) - noise.calls),
+                0.0,
+                f"{noise.calls} of {len(noise.tensors)} recorded draws consumed",
+            )
+        )
     return results
 
 
@@ -268,7 +324,11 @@ def check_manifests(folder: Path) -> list[ParityResult]:
         manifest = _json(path)
         yaml = manifest.get("config", "")
         if yaml not in OFFICIAL_YAMLS:
-            results.append(ParityResult(path.name, float("inf"), 0.0, f"no preset for official config {yaml!r}"))
+            results.append(
+                ParityResult(
+                    path.name, float("inf"), 0.0, f"no preset for official config {yaml!r}"
+                )
+            )
             continue
         with torch.device("meta"):
             model = LatentVideoDiffusion(preset(OFFICIAL_YAMLS[yaml]))
@@ -278,6 +338,10 @@ def check_manifests(folder: Path) -> list[ParityResult]:
         extra = sorted(set(ours) - set(expected))
         wrong = sorted(k for k in set(ours) & set(expected) if ours[k] != expected[k])
         bad = len(missing) + len(extra) + len(wrong)
-        detail = f"{len(expected)} tensors; missing {missing[:3]}, extra {extra[:3]}, mismatched {wrong[:3]}" if bad else f"{len(expected)} tensors, keys/shapes/dtypes equal"
+        detail = (
+            f"{len(expected)} tensors; missing {missing[:3]}, extra {extra[:3]}, mismatched {wrong[:3]}"
+            if bad
+            else f"{len(expected)} tensors, keys/shapes/dtypes equal"
+        )
         results.append(ParityResult(f"{path.name} (mismatches)", float(bad), 0.0, detail))
     return results

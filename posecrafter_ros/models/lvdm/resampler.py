@@ -16,7 +16,8 @@ from torch import nn
 
 @dataclass
 class ResamplerConfig:
-    """Official `image_proj_stage_config.params`."""
+    """Official `image_proj_stage_config.params` (field defaults: the DynamiCrafter-512 yaml;
+    `from_dict` fills omitted keys with the official constructor's defaults)."""
 
     dim: int = 1024
     depth: int = 4
@@ -34,7 +35,18 @@ class ResamplerConfig:
         unknown = sorted(set(params) - names)
         if unknown:
             raise ValueError(f"unknown Resampler config keys {unknown}")
-        return cls(**dict(params))
+        official_defaults = {
+            "dim": 1024,
+            "depth": 8,
+            "dim_head": 64,
+            "heads": 16,
+            "num_queries": 8,
+            "embedding_dim": 768,
+            "output_dim": 1024,
+            "ff_mult": 4,
+            "video_length": None,
+        }
+        return cls(**{**official_defaults, **dict(params)})
 
 
 class PerceiverAttention(nn.Module):
@@ -69,7 +81,12 @@ class PerceiverAttention(nn.Module):
 
 def _feed_forward(dim: int, mult: int) -> nn.Sequential:
     inner = dim * mult
-    return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, inner, bias=False), nn.GELU(), nn.Linear(inner, dim, bias=False))
+    return nn.Sequential(
+        nn.LayerNorm(dim),
+        nn.Linear(dim, inner, bias=False),
+        nn.GELU(),
+        nn.Linear(inner, dim, bias=False),
+    )
 
 
 class Resampler(nn.Module):
@@ -85,7 +102,10 @@ class Resampler(nn.Module):
         self.norm_out = nn.LayerNorm(config.output_dim)
         self.layers = nn.ModuleList(
             nn.ModuleList(
-                [PerceiverAttention(config.dim, config.dim_head, config.heads), _feed_forward(config.dim, config.ff_mult)]
+                [
+                    PerceiverAttention(config.dim, config.dim_head, config.heads),
+                    _feed_forward(config.dim, config.ff_mult),
+                ]
             )
             for _ in range(config.depth)
         )

@@ -55,7 +55,9 @@ class RuntimeConfig:
     timestep_spacing: str = "uniform_trailing"
 
     @classmethod
-    def from_dict(cls, conf: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> "RuntimeConfig":
+    def from_dict(
+        cls, conf: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+    ) -> "RuntimeConfig":
         """Merge `defaults` (the stage's) and `conf`; keys unknown here are ignored so one
         profile section can also carry other components' settings."""
         names = {f.name for f in dataclasses.fields(cls)}
@@ -65,7 +67,9 @@ class RuntimeConfig:
         if config.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {config.dtype!r}")
         if config.height % 64 or config.width % 64:
-            raise ValueError(f"height and width must be multiples of 64, got {config.height}x{config.width}")
+            raise ValueError(
+                f"height and width must be multiples of 64, got {config.height}x{config.width}"
+            )
         return config
 
     @property

@@ -47,12 +47,18 @@ class ClipTokenizer:
         merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]
         self.byte_to_symbol = byte_symbols()
         base = list(self.byte_to_symbol.values())
-        vocab = base + [s + "</w>" for s in base] + ["".join(m) for m in merges] + [START_TOKEN, END_TOKEN]
+        vocab = (
+            base
+            + [s + "</w>" for s in base]
+            + ["".join(m) for m in merges]
+            + [START_TOKEN, END_TOKEN]
+        )
         self.token_ids = {token: index for index, token in enumerate(vocab)}
         self.merge_rank = {pair: rank for rank, pair in enumerate(merges)}
         self.start_id = self.token_ids[START_TOKEN]
         self.end_id = self.token_ids[END_TOKEN]
         self.context_length = context_length
+        self._pieces: dict[str, tuple[str, ...]] = {}
         self.pattern = regex.compile(
             rf"{START_TOKEN}|{END_TOKEN}|'s|'t|'re|'ve|'m|'ll|'d|[\p{{L}}]+|[\p{{N}}]|[^\s\p{{L}}\p{{N}}]+",
             regex.IGNORECASE,
@@ -63,16 +69,17 @@ class ClipTokenizer:
         text = html.unescape(html.unescape(text)).strip()
         return " ".join(text.split()).lower()
 
-    @functools.lru_cache(maxsize=4096)
     def word_pieces(self, word: str) -> tuple[str, ...]:
         """Greedy lowest-rank pair merging of one pre-tokenised word (byte symbols)."""
         if word in (START_TOKEN, END_TOKEN):
             return (word,)
+        if word in self._pieces:
+            return self._pieces[word]
         pieces = list(word[:-1]) + [word[-1] + "</w>"]
         while len(pieces) > 1:
             ranked = [
                 (self.merge_rank.get((a, b), len(self.merge_rank)), i)
-                for i, (a, b) in enumerate(zip(pieces, pieces[1:]))
+                for i, (a, b) in enumerate(zip(pieces, pieces[1:], strict=False))
             ]
             best_rank, best_index = min(ranked)
             if best_rank == len(self.merge_rank):
@@ -88,7 +95,8 @@ class ClipTokenizer:
                     merged.append(pieces[i])
                     i += 1
             pieces = merged
-        return tuple(pieces)
+        self._pieces[word] = tuple(pieces)
+        return self._pieces[word]
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = []

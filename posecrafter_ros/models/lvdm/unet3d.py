@@ -27,12 +27,55 @@ TEXT_TOKENS = 77
 INIT_ATTN_HEADS = 8
 
 
+REQUIRED_UNET_KEYS = {
+    "in_channels",
+    "model_channels",
+    "out_channels",
+    "num_res_blocks",
+    "attention_resolutions",
+}
+# Defaults of the official UNetModel constructor for its optional arguments.
+OFFICIAL_UNET_DEFAULTS: dict[str, Any] = {
+    "dropout": 0.0,
+    "channel_mult": [1, 2, 4, 8],
+    "conv_resample": True,
+    "dims": 2,
+    "context_dim": None,
+    "use_scale_shift_norm": False,
+    "resblock_updown": False,
+    "num_heads": -1,
+    "num_head_channels": -1,
+    "transformer_depth": 1,
+    "use_linear": False,
+    "use_checkpoint": False,
+    "temporal_conv": False,
+    "tempspatial_aware": False,
+    "temporal_attention": True,
+    "use_relative_position": True,
+    "use_causal_attention": False,
+    "temporal_length": None,
+    "use_fp16": False,
+    "addition_attention": False,
+    "temporal_selfatt_only": True,
+    "image_cross_attention": False,
+    "image_cross_attention_scale_learnable": False,
+    "default_fs": 4,
+    "fs_condition": False,
+}
+
+
 @dataclass
 class UNetConfig:
     """Constructor arguments of the official UNetModel (names as in the official yamls).
 
+    Field defaults are the DynamiCrafter-512 yaml values; `from_dict` instead fills keys a
+    dict omits with the official constructor's own defaults, so `from_dict(params)` builds
+    what `UNetModel(**params)` builds.
+
     Flags the official DynamiCrafter/ViewCrafter configs never enable (relative position,
     causal temporal attention, resblock up/down sampling) are rejected at construction.
+    `use_checkpoint` (gradient checkpointing) and `use_fp16` are accepted for compatibility
+    and have no effect: inference precision is chosen with autocast (runtime `dtype`).
     """
 
     in_channels: int = 8
@@ -45,7 +88,7 @@ class UNetConfig:
     num_heads: int = -1
     num_head_channels: int = 64
     transformer_depth: int = 1
-    context_dim: int = 1024
+    context_dim: int | None = 1024
     use_linear: bool = True
     use_checkpoint: bool = False
     conv_resample: bool = True
@@ -73,7 +116,10 @@ class UNetConfig:
         unknown = sorted(set(params) - names)
         if unknown:
             raise ValueError(f"unknown UNet config keys {unknown}; known: {sorted(names)}")
-        return cls(**dict(params))
+        missing = sorted(REQUIRED_UNET_KEYS - set(params))
+        if missing:
+            raise ValueError(f"UNet config lacks required keys {missing}")
+        return cls(**{**OFFICIAL_UNET_DEFAULTS, **dict(params)})
 
     def validate(self) -> None:
         unsupported = {
@@ -84,7 +130,9 @@ class UNetConfig:
         }
         used = [name for name, on in unsupported.items() if on]
         if used:
-            raise ValueError(f"UNet flags {used} are not used by DynamiCrafter/ViewCrafter and not supported")
+            raise ValueError(
+                f"UNet flags {used} are not used by DynamiCrafter/ViewCrafter and not supported"
+            )
         if self.dims != 2:
             raise ValueError(f"dims must be 2 (frames are folded into the batch), got {self.dims}")
         if (self.num_heads == -1) == (self.num_head_channels == -1):
@@ -116,10 +164,16 @@ class TemporalConvBlock(nn.Module):
 
     def __init__(self, channels: int, dropout: float = 0.1, spatial_aware: bool = False):
         super().__init__()
-        height_kernel, height_pad = ((3, 3, 1), (1, 1, 0)) if spatial_aware else ((3, 1, 1), (1, 0, 0))
-        width_kernel, width_pad = ((3, 1, 3), (1, 0, 1)) if spatial_aware else ((3, 1, 1), (1, 0, 0))
+        height_kernel, height_pad = (
+            ((3, 3, 1), (1, 1, 0)) if spatial_aware else ((3, 1, 1), (1, 0, 0))
+        )
+        width_kernel, width_pad = (
+            ((3, 1, 3), (1, 0, 1)) if spatial_aware else ((3, 1, 1), (1, 0, 0))
+        )
         self.conv1 = nn.Sequential(
-            nn.GroupNorm(32, channels), nn.SiLU(), nn.Conv3d(channels, channels, height_kernel, padding=height_pad)
+            nn.GroupNorm(32, channels),
+            nn.SiLU(),
+            nn.Conv3d(channels, channels, height_kernel, padding=height_pad),
         )
         self.conv2 = self._layer(channels, dropout, width_kernel, width_pad)
         self.conv3 = self._layer(channels, dropout, height_kernel, height_pad)
@@ -158,7 +212,8 @@ class ResBlock(nn.Module):
             GroupNorm32(32, channels), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
         )
         self.emb_layers = nn.Sequential(
-            nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels)
+            nn.SiLU(),
+            nn.Linear(emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels),
         )
         self.out_layers = nn.Sequential(
             GroupNorm32(32, out_channels),
@@ -198,7 +253,9 @@ class Downsample(nn.Module):
     def __init__(self, channels: int, use_conv: bool = True):
         super().__init__()
         self.op: nn.Module = (
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1) if use_conv else nn.AvgPool2d(2, 2)
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+            if use_conv
+            else nn.AvgPool2d(2, 2)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,16 +309,24 @@ class UNet3D(nn.Module):
         self.config = config
         mc = config.model_channels
         time_embed_dim = mc * 4
-        self.time_embed = nn.Sequential(nn.Linear(mc, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim))
+        self.time_embed = nn.Sequential(
+            nn.Linear(mc, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
+        )
         if config.fs_condition:
             self.fps_embedding = nn.Sequential(
                 nn.Linear(mc, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
             )
-        self.input_blocks = nn.ModuleList([TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))])
+        self.input_blocks = nn.ModuleList(
+            [TimestepEmbedSequential(nn.Conv2d(config.in_channels, mc, 3, padding=1))]
+        )
         if config.addition_attention:
             self.init_attn = TimestepEmbedSequential(
                 TemporalTransformer(
-                    mc, INIT_ATTN_HEADS, config.num_head_channels, config.transformer_depth, use_linear=False
+                    mc,
+                    INIT_ATTN_HEADS,
+                    config.num_head_channels,
+                    config.transformer_depth,
+                    use_linear=False,
                 )
             )
         skip_channels = [mc]
@@ -276,7 +341,9 @@ class UNet3D(nn.Module):
                 self.input_blocks.append(TimestepEmbedSequential(*layers))
                 skip_channels.append(ch)
             if level != len(config.channel_mult) - 1:
-                self.input_blocks.append(TimestepEmbedSequential(Downsample(ch, config.conv_resample)))
+                self.input_blocks.append(
+                    TimestepEmbedSequential(Downsample(ch, config.conv_resample))
+                )
                 skip_channels.append(ch)
                 ds *= 2
         self.middle_block = TimestepEmbedSequential(
@@ -293,7 +360,9 @@ class UNet3D(nn.Module):
                     layers.append(Upsample(ch, config.conv_resample))
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
-        self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), nn.Conv2d(mc, config.out_channels, 3, padding=1))
+        self.out = nn.Sequential(
+            GroupNorm32(32, ch), nn.SiLU(), nn.Conv2d(mc, config.out_channels, 3, padding=1)
+        )
 
     def _resblock(self, channels: int, out_channels: int) -> ResBlock:
         c = self.config
@@ -326,7 +395,11 @@ class UNet3D(nn.Module):
             )
         ]
         if c.temporal_attention:
-            layers.append(TemporalTransformer(ch, heads, dim_head, c.transformer_depth, use_linear=c.use_linear))
+            layers.append(
+                TemporalTransformer(
+                    ch, heads, dim_head, c.transformer_depth, use_linear=c.use_linear
+                )
+            )
         return layers
 
     def frame_context(self, context: torch.Tensor, frames: int) -> torch.Tensor:

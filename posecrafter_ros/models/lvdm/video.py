@@ -30,7 +30,9 @@ class CropTransform:
         return out
 
 
-def resize_center_crop(image: np.ndarray, height: int, width: int) -> tuple[np.ndarray, CropTransform]:
+def resize_center_crop(
+    image: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, CropTransform]:
     """Scale `image` [H x W x 3] uint8 so it covers height x width, then crop the centre.
 
     The official loaders resize the SHORT side to min(height, width) and centre-crop, which
@@ -43,7 +45,11 @@ def resize_center_crop(image: np.ndarray, height: int, width: int) -> tuple[np.n
     scale = max(height / h, width / w)
     new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = image if (new_h, new_w) == (h, w) else cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    resized = (
+        image
+        if (new_h, new_w) == (h, w)
+        else cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    )
     top, left = (new_h - height) // 2, (new_w - width) // 2
     crop = np.ascontiguousarray(resized[top : top + height, left : left + width])
     return crop, CropTransform(new_w / w, new_h / h, float(left), float(top))
@@ -77,7 +83,7 @@ def interpolation_video(image_a: np.ndarray, image_b: np.ndarray, frames: int):
 
     a, b = images_to_tensor(image_a), images_to_tensor(image_b)
     half = frames // 2
-    return torch.stack([a] * half + [b] * (frames - half), dim=1)[None]
+    return torch.stack([a] * half + [b] * (frames - half), dim=1)[None].contiguous()
 
 
 def tensor_to_images(video) -> np.ndarray:

@@ -33,11 +33,15 @@ VIEWCRAFTER_DEFAULTS: dict[str, Any] = {
 class ViewCrafterGenerator:
     """Implements the synthesizer's VideoGenerator: generate(renders, reference, ctx)."""
 
-    def __init__(self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None):
+    def __init__(
+        self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None
+    ):
         if not isinstance(conf, RuntimeConfig):
             conf = RuntimeConfig.from_dict(conf or {}, VIEWCRAFTER_DEFAULTS)
         if model.config.variant != "viewcrafter":
-            raise ValueError("ViewCrafterGenerator needs a ViewCrafter (variant 'viewcrafter') model")
+            raise ValueError(
+                "ViewCrafterGenerator needs a ViewCrafter (variant 'viewcrafter') model"
+            )
         self.model = model
         self.conf = conf
 
@@ -72,8 +76,15 @@ class ViewCrafterGenerator:
         from .video import images_to_tensor, resize, tensor_to_images
 
         renders = np.asarray(renders)
-        if renders.ndim != 4 or renders.shape[-1] != 3 or renders.dtype != np.uint8 or renders.shape[0] < 2:
-            raise ValueError(f"renders must be [T x H x W x 3] uint8 with T >= 2, got {renders.dtype} {renders.shape}")
+        if (
+            renders.ndim != 4
+            or renders.shape[-1] != 3
+            or renders.dtype != np.uint8
+            or renders.shape[0] < 2
+        ):
+            raise ValueError(
+                f"renders must be [T x H x W x 3] uint8 with T >= 2, got {renders.dtype} {renders.shape}"
+            )
         t, h, w, _ = renders.shape
         model_h, model_w = self.conf.model_size
         frames = np.stack([resize(f, model_h, model_w) for f in renders])
@@ -84,12 +95,16 @@ class ViewCrafterGenerator:
         device = torch.device(conf.device)
         noise = TorchNoise(conf.seed, device)
         with torch.no_grad():
-            videos = images_to_tensor(frames).transpose(0, 1)[None].to(device)  # [1 x 3 x T x H x W]
+            videos = (
+                images_to_tensor(frames).transpose(0, 1)[None].to(device)
+            )  # [1 x 3 x T x H x W]
             with placed(model.first_stage_model, conf.device, conf.offload):
                 z = model.encode_frames(videos, noise)
-            with placed(model.cond_stage_model, conf.device, conf.offload), placed(
-                model.embedder, conf.device, conf.offload
-            ), placed(model.image_proj_model, conf.device, conf.offload):
+            with (
+                placed(model.cond_stage_model, conf.device, conf.offload),
+                placed(model.embedder, conf.device, conf.offload),
+                placed(model.image_proj_model, conf.device, conf.offload),
+            ):
                 cond, uncond = model.conditionings([conf.prompt], videos[:, :, 0], z)
             with placed(model.model, conf.device, conf.offload):
                 latents = model.sample(

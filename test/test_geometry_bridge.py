@@ -1,0 +1,81 @@
+"""Oracle candidates, the Feature Matching Selector and the classical multi-view pose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posecrafter_ros.bench.common import load_rgb, pose_errors
+from posecrafter_ros.core.fms import FeatureMatchingSelector
+from posecrafter_ros.core.multiview import ClassicalMultiViewPose
+from posecrafter_ros.core.oracle import OracleSource
+from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext, Status
+from posecrafter_ros.eval.datasets import load_middlebury, make_pair
+
+RING = Path(__file__).parent / "data" / "templering"
+
+
+@pytest.fixture(scope="module")
+def ring():
+    views = load_middlebury(RING)
+    return views, [Keyframe(load_rgb(v.image_path), v.K, frame_id=v.name) for v in views]
+
+
+def dummy(i: int) -> Keyframe:
+    return Keyframe(np.full((4, 4), i, np.uint8), np.eye(3), frame_id=f"f{i}", stamp_ns=i)
+
+
+def test_oracle_candidates_between_all_and_cyclic():
+    frames = [dummy(i) for i in range(10)]
+    source = OracleSource(frames)
+    assert [c.index for c in source.candidates_between(2, 6)] == [3, 4, 5]
+    assert [c.index for c in source.candidates_between(frames[6], frames[2])] == [3, 4, 5]
+    assert all(c.source == "oracle" for c in source.candidates_between(2, 6))
+    assert [c.index for c in OracleSource(frames, cyclic=True).candidates_between(1, 8)] == [0, 9]
+    assert len(OracleSource(frames, span="all").candidates_between(1, 8)) == 8
+    outside = dummy(99)
+    assert len(source.candidates_between(outside, frames[3])) == 9  # A unknown: all but B
+    assert [c.index for c in source.candidates_between(0, 9, max_candidates=3)] == [1, 5, 8]
+    with pytest.raises(IndexError):
+        source.candidates_between(0, 10)
+
+
+def test_fms_prefers_frames_that_see_both_ends_and_extracts_ends_once(ring):
+    views, keyframes = ring
+    a, b = keyframes[0], keyframes[4]  # 31 degrees apart
+    source = OracleSource(keyframes[:12], span="all")
+    candidates = source.candidates_between(0, 4)
+    selector = FeatureMatchingSelector({"top_k": 3, "min_inliers_each": 30})
+    calls = []
+    extract = selector.matcher.extract
+    selector.matcher.extract = lambda image: calls.append(image.shape) or extract(image)
+    try:
+        selection = selector.select(a, b, candidates, RunContext())
+    finally:
+        selector.matcher.extract = extract
+    assert len(calls) == 2 + len(candidates)  # I0 and IT once, each candidate once
+    chosen = {candidates[i].index for i in selection.indices}
+    assert chosen == {1, 2, 3}  # the views between them on the ring
+    assert selection.scores == sorted(selection.scores, reverse=True)
+    assert len(selection.all_scores) == len(candidates)
+
+
+def test_multiview_pose_bridges_a_pair_the_views_connect(ring):
+    views, keyframes = ring
+    pair = make_pair(views[12], views[20])
+    assert pair.rotation_deg > 55  # beyond what the direct path answers on this ring
+    pose = ClassicalMultiViewPose().estimate([keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext())
+    rot_err, trans_err = pose_errors(pose.R, pose.t, pair)
+    assert rot_err < 5.0 and trans_err < 15.0
+    assert pose.covariance.shape == (6, 6) and np.all(np.isfinite(pose.covariance))
+    assert np.isclose(np.linalg.norm(pose.t), 1.0)
+
+
+def test_multiview_pose_reports_views_that_do_not_connect(ring):
+    views, keyframes = ring
+    with pytest.raises(EstimationError) as info:
+        ClassicalMultiViewPose().estimate([keyframes[0], keyframes[12]], RunContext())
+    assert info.value.status == Status.INSUFFICIENT_OVERLAP
+    assert "do not connect" in info.value.message

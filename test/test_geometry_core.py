@@ -1,0 +1,118 @@
+"""Robust two-view geometry, covariance, degeneracy checks and the gate (synthetic + templeRing)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import chi2
+
+from posecrafter_ros.core.covariance import pose_covariance, so3_exp, so3_log, rotation_mahalanobis2
+from posecrafter_ros.core.gate import GateConf, decide, probability_wrong
+from posecrafter_ros.core.geometry import calibrate, estimate_relative_geometry
+from posecrafter_ros.eval.metrics import rotation_error_deg, translation_angle_deg
+
+K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
+RING = Path(__file__).parent / "data" / "templering"
+
+
+def synthetic_pair(rng, R_b_in_a, t_b_in_a, n=200, noise_px=0.5, planar=False):
+    """Pixels of random points seen by camera A (identity) and camera B (pose of B in A)."""
+    pts = rng.uniform([-1.5, -1.0, 4.0], [1.5, 1.0, 7.0], size=(n, 3))
+    if planar:
+        pts[:, 2] = 5.0
+    in_b = (pts - t_b_in_a) @ R_b_in_a  # p_B = R^T (p_A - t)
+    proj_a = pts @ K.T
+    proj_b = in_b @ K.T
+    px_a = proj_a[:, :2] / proj_a[:, 2:] + rng.normal(0, noise_px, (n, 2))
+    px_b = proj_b[:, :2] / proj_b[:, 2:] + rng.normal(0, noise_px, (n, 2))
+    return px_a, px_b
+
+
+def to_b_in_a(geometry):
+    return geometry.R_ab.T, -geometry.R_ab.T @ geometry.t_ab
+
+
+@pytest.mark.parametrize("estimator", ["poselib", "opencv"])
+def test_recovers_synthetic_pose_with_outliers(estimator):
+    rng = np.random.default_rng(0)
+    R_true = so3_exp(np.radians([5.0, -20.0, 3.0]))
+    t_true = np.array([1.0, 0.1, 0.2])
+    px_a, px_b = synthetic_pair(rng, R_true, t_true)
+    px_b[:40] = rng.uniform([0, 0], [640, 480], (40, 2))  # 20 % outliers
+    geometry = estimate_relative_geometry(px_a, px_b, K, K, {"estimator": estimator})
+    R, t = to_b_in_a(geometry)
+    # 0.5 px noise, 45 degree field of view: rotation and translation trade off a little.
+    assert rotation_error_deg(R, R_true) < 1.0
+    assert translation_angle_deg(t, t_true) < 5.0
+    assert geometry.inliers[40:].mean() > 0.9 and geometry.inliers[:40].mean() < 0.2
+    assert geometry.degeneracy == "none"
+
+
+def test_degeneracies_are_named():
+    rng = np.random.default_rng(1)
+    R = so3_exp(np.radians([0.0, 10.0, 0.0]))
+    px_a, px_b = synthetic_pair(rng, R, np.zeros(3) + 1e-9, noise_px=0.3)
+    assert estimate_relative_geometry(px_a, px_b, K, K).degeneracy == "pure_rotation"
+    px_a, px_b = synthetic_pair(rng, R, np.array([1.0, 0.0, 0.0]), noise_px=0.3, planar=True)
+    assert estimate_relative_geometry(px_a, px_b, K, K).degeneracy == "planar"
+    px_a, px_b = synthetic_pair(rng, R, np.array([1.0, 0.0, 0.0]), n=12, noise_px=0.3)
+    assert estimate_relative_geometry(px_a, px_b, K, K).degeneracy == "too_few_inliers"
+
+
+def test_so3_log_inverts_exp_including_near_pi():
+    rng = np.random.default_rng(2)
+    for w in list(rng.normal(size=(20, 3))) + [np.array([0.0, 0.0, math.pi - 1e-8])]:
+        w = w if np.linalg.norm(w) < math.pi else w / np.linalg.norm(w) * 3.0
+        assert np.allclose(so3_exp(so3_log(so3_exp(w))), so3_exp(w), atol=1e-6)
+
+
+def test_gauss_newton_covariance_is_calibrated_on_gaussian_noise():
+    """With pure Gaussian pixel noise and no inflation, ~95% of rotation errors fall inside the
+    95% region: the Sampson-Jacobian covariance has the right size and orientation."""
+    rng = np.random.default_rng(3)
+    R_true = so3_exp(np.radians([2.0, -15.0, 1.0]))
+    t_true = np.array([0.8, 0.05, 0.1])
+    inside = []
+    for _ in range(40):
+        px_a, px_b = synthetic_pair(rng, R_true, t_true, n=150, noise_px=1.0)
+        geometry = estimate_relative_geometry(px_a, px_b, K, K, {"threshold_px": 4.0})
+        R, t = to_b_in_a(geometry)
+        inl = geometry.inliers
+        cov = pose_covariance(R, t, calibrate(px_a[inl], K), calibrate(px_b[inl], K))
+        inside.append(rotation_mahalanobis2(cov, R, R_true) < chi2.ppf(0.95, 3))
+    assert 0.8 <= np.mean(inside) <= 1.0
+
+
+def test_covariance_layout_scale_direction_and_pure_rotation():
+    rng = np.random.default_rng(4)
+    R_true = so3_exp(np.radians([0.0, 10.0, 0.0]))
+    t_true = np.array([1.0, 0.0, 0.0])
+    px_a, px_b = synthetic_pair(rng, R_true, t_true)
+    geometry = estimate_relative_geometry(px_a, px_b, K, K)
+    R, t = to_b_in_a(geometry)
+    xa, xb = calibrate(px_a, K), calibrate(px_b, K)
+    cov = pose_covariance(R, t, xa, xb, scale_variance=1e4)
+    assert cov.shape == (6, 6) and np.allclose(cov, cov.T)
+    assert np.all(np.linalg.eigvalsh(cov) > -1e-12)
+    assert t @ cov[:3, :3] @ t == pytest.approx(1e4, rel=1e-3)  # unobservable scale: inflated
+    assert np.trace(cov[3:, 3:]) < 1e-3  # rotation well determined
+    degenerate = pose_covariance(R, t, xa, xb, scale_variance=1e4, translation_observable=False)
+    assert np.allclose(degenerate[:3, :3], 1e4 * np.eye(3)) and np.allclose(degenerate[:3, 3:], 0)
+    widened = pose_covariance(R, t, xa, xb, p_wrong=0.5)
+    assert np.trace(widened[3:, 3:]) > 100 * np.trace(cov[3:, 3:])
+
+
+def test_gate_decisions():
+    conf = GateConf()
+    assert probability_wrong(500, 600, conf) < probability_wrong(40, 600, conf) <= 1.0
+    assert probability_wrong(0, 100, conf) == 1.0
+    assert decide(0.01, 0.5, 400, "none", conf).accepted
+    assert not decide(0.01, 0.5, 400, "too_few_inliers", conf).accepted
+    assert not decide(0.5, 0.5, 400, "none", conf).accepted
+    assert not decide(0.01, 10.0, 400, "none", conf).accepted
+    assert not decide(0.01, 0.5, 10, "none", conf).accepted
+    with pytest.raises(ValueError, match="unknown gate conf"):
+        GateConf.from_dict({"max_pwrong": 0.1})
