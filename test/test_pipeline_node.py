@@ -18,7 +18,15 @@ pytestmark = [requires_ros, pytest.mark.ros, pytest.mark.slow]
 torch = pytest.importorskip("torch")
 
 SUCCESS, INSUFFICIENT_OVERLAP, BUSY, TIMEOUT, CANCELED = 0, 3, 5, 6, 7
-HVG_STAGES = ["validate", "direct", "interpolate", "relay_pose", "synthesize", "select", "multiview_pose"]
+HVG_STAGES = [
+    "validate",
+    "direct",
+    "interpolate",
+    "relay_pose",
+    "synthesize",
+    "select",
+    "multiview_pose",
+]
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +105,17 @@ def test_four_clients_mixing_direct_and_bridge(tiny_node, posed_pairs):
         for i in range(6):
             bridge = (i + k) % 2 == 0
             started = time.monotonic()
-            resp = client.call(request_for(client, hard if bridge else easy, bridge), timeout_sec=180)
+            resp = client.call(
+                request_for(client, hard if bridge else easy, bridge), timeout_sec=180
+            )
             with lock:
-                records.append(("bridge" if bridge else "direct", resp.status.code if resp else -1, time.monotonic() - started))
+                records.append(
+                    (
+                        "bridge" if bridge else "direct",
+                        resp.status.code if resp else -1,
+                        time.monotonic() - started,
+                    )
+                )
         client.destroy()
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
@@ -113,6 +129,58 @@ def test_four_clients_mixing_direct_and_bridge(tiny_node, posed_pairs):
     for path in ("direct", "bridge"):
         lat = [s for p, c, s in records if p == path and c == SUCCESS]
         assert lat, f"no {path} request succeeded"
-        print(f"{path}: {len(lat)} SUCCESS, p50 {statistics.median(lat):.2f} s, max {max(lat):.2f} s")
+        print(
+            f"{path}: {len(lat)} SUCCESS, p50 {statistics.median(lat):.2f} s, max {max(lat):.2f} s"
+        )
     print(f"BUSY: {sum(c == BUSY for _, c, _ in records)} of {len(records)}")
     assert node.alive()
+
+
+def test_oracle_bridge_through_the_keyframe_buffer(start_node, rclpy_context):
+    """A templeRing pair 69 deg apart: the direct path gives up; requested by stamp, the node
+    bridges through the frames it buffered between the two stamps (the oracle source)."""
+    import cv2
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from posecrafter_ros.eval.datasets import load_middlebury, make_pair
+    from posecrafter_ros.eval.metrics import rotation_error_deg
+    from posecrafter_ros.ros.client import camera_info_msg, inline_ref, stamp_msg, stamp_ref
+    from posecrafter_ros.ros.conversions import array_to_image, pose_from_msg
+
+    views = load_middlebury(REPO / "test/data/templering")[20:30]  # consecutive along the ring
+    pair = make_pair(views[0], views[-1])
+    assert 60 <= pair.rotation_deg <= 90
+    images = [cv2.cvtColor(cv2.imread(str(v.image_path)), cv2.COLOR_BGR2RGB) for v in views]
+    node, client = start_node(
+        ["--params-file", str(REPO / "config/cpu.yaml"), "-p", "buffer.reliable:=true"]
+    )
+    direct = client.call(
+        client.request(inline_ref(images[0], views[0].K), inline_ref(images[-1], views[-1].K)),
+        timeout_sec=60,
+    )
+    assert direct.status.code == INSUFFICIENT_OVERLAP, direct.message
+
+    publisher = rclpy.create_node("oracle_camera")
+    qos = QoSProfile(depth=len(views))
+    image_pub = publisher.create_publisher(Image, f"{node.namespace}/image", qos)
+    info_pub = publisher.create_publisher(CameraInfo, f"{node.namespace}/camera_info", qos)
+    try:
+        deadline = time.monotonic() + 20
+        while image_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for k, (view, image) in enumerate(zip(views, images)):
+            stamp = stamp_msg(50.0 + 0.1 * k)
+            info_pub.publish(camera_info_msg(view.K, image.shape[1], image.shape[0], "cam", stamp))
+            image_pub.publish(array_to_image(image, Image, "cam", stamp))
+            time.sleep(0.05)
+        time.sleep(0.5)
+        resp = client.call(client.request(stamp_ref(50.0), stamp_ref(50.9)), timeout_sec=180)
+    finally:
+        publisher.destroy_node()
+    assert resp.status.code == SUCCESS, resp.message
+    assert resp.diagnostics.path == "bridge"
+    assert resp.diagnostics.num_candidate_frames == len(views) - 2
+    R, _, _ = pose_from_msg(resp.pose)
+    assert rotation_error_deg(R.T, pair.R_0to1) < 10.0
