@@ -1,8 +1,8 @@
 """The DUSt3R checker and stages on configurations the public fixtures do not have.
 
 Fixture folders are written in the official layout with another tiny config (odd token
-grids, 4 alignment views, other depth/head sizes, other alignment settings), so nothing may
-depend on the public fixtures' numbers.
+grids, 4 alignment views, other depth/confidence modes and sizes, l2 loss with sqrt weights
+and trainable adaptors), so nothing may depend on the public fixtures' numbers.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ CTOR = {
     "img_size": [112, 112],
     "head_type": "dpt",
     "output_mode": "pts3d",
-    "depth_mode": ["exp", "-inf", "inf"],
-    "conf_mode": ["exp", 1, "inf"],
+    "depth_mode": ["square", "-inf", "inf"],
+    "conf_mode": ["sigmoid", 1, 20],
     "patch_size": 16,
     "mlp_ratio": 4,
     "norm_im2_in_dec": True,
@@ -134,7 +134,15 @@ def _synthetic_predictions(num_views: int, height: int, width: int) -> list[Pair
 def _write_alignment_fixture(folder: Path) -> None:
     folder.mkdir()
     preds = _synthetic_predictions(4, 32, 48)
-    config = AlignmentConfig(niter=12, lr=0.02, schedule="cosine", min_conf_thr=4.5)
+    config = AlignmentConfig(
+        niter=12,
+        lr=0.02,
+        schedule="cosine",
+        min_conf_thr=4.5,
+        dist="l2",
+        conf="sqrt",
+        allow_pw_adaptors=True,
+    )
     optimizer = PointCloudOptimizer(preds, config)
     optimizer.init_minimum_spanning_tree()
     init = {
@@ -166,11 +174,11 @@ def _write_alignment_fixture(folder: Path) -> None:
             {
                 "pco_calls": [
                     "scene = global_aligner(out, device='cpu', "
-                    "mode=GlobalAlignerMode.PointCloudOptimizer)",
+                    "mode=GlobalAlignerMode.PointCloudOptimizer, allow_pw_adaptors=True)",
                     "loss = scene.compute_global_alignment(init='mst', niter=12, "
                     "schedule='cosine', lr=0.02)",
                 ],
-                "pco_defaults": {"min_conf_thr": 4.5},
+                "pco_defaults": {"min_conf_thr": 4.5, "dist": "l2", "conf": "sqrt"},
                 "pairs": [[p.i, p.j] for p in preds],
                 "variants": {"plane": {"init_loss": init_loss, "returned_loss": returned}},
             }

@@ -43,6 +43,16 @@ class AlignmentError(Exception):
     """Global alignment or the two-view pose could not produce a valid result."""
 
 
+# Pixel weight of a confidence c in the loss (official `get_conf_trf`).
+CONFIDENCE_WEIGHTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "m1": lambda c: c - 1,
+    "id": lambda c: c,
+    "none": lambda c: c,
+}
+
+
 @dataclass(frozen=True)
 class AlignmentConfig:
     """Official defaults of `global_aligner(...).compute_global_alignment(init='mst', ...)`."""
@@ -56,10 +66,18 @@ class AlignmentConfig:
     pw_break: float = 20.0
     focal_break: float = 20.0
     niter_pnp: int = 10
+    dist: str = "l1"
+    conf: str = "log"
+    allow_pw_adaptors: bool = False
+    optimize_pp: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in ("linear", "cosine"):
             raise ValueError(f"schedule must be 'linear' or 'cosine', got {self.schedule!r}")
+        if self.dist not in ("l1", "l2"):
+            raise ValueError(f"dist must be 'l1' or 'l2', got {self.dist!r}")
+        if self.conf not in CONFIDENCE_WEIGHTS:
+            raise ValueError(f"conf must be one of {sorted(CONFIDENCE_WEIGHTS)}, got {self.conf!r}")
 
 
 def learning_rate(config: AlignmentConfig, iteration: int) -> float:
@@ -123,7 +141,9 @@ class PointCloudOptimizer(nn.Module):
         self.max_area = max(areas)
         num_edges = len(self.edges)
         self.pw_poses = nn.Parameter(torch.zeros((num_edges, 8)))
-        self.pw_adaptors = nn.Parameter(torch.zeros((num_edges, 2)), requires_grad=False)
+        self.pw_adaptors = nn.Parameter(
+            torch.zeros((num_edges, 2)), requires_grad=self.config.allow_pw_adaptors
+        )
         self.im_depthmaps = nn.Parameter(torch.zeros((self.num_views, self.max_area)))
         self.im_poses = nn.Parameter(torch.zeros((self.num_views, 7)))
         self.im_focals = nn.Parameter(
@@ -132,7 +152,9 @@ class PointCloudOptimizer(nn.Module):
                 dtype=torch.float32,
             )
         )
-        self.im_pp = nn.Parameter(torch.zeros((self.num_views, 2)), requires_grad=False)
+        self.im_pp = nn.Parameter(
+            torch.zeros((self.num_views, 2)), requires_grad=self.config.optimize_pp
+        )
         with torch.no_grad():
             self.pw_poses[:, 3] = 1.0
             self.im_poses[:, 3] = 1.0
@@ -146,8 +168,9 @@ class PointCloudOptimizer(nn.Module):
             xs, ys = torch.arange(w), torch.arange(h)
             grids.append(torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1))
         self.register_buffer("_grid", stack(grids))
-        self.register_buffer("_weight_i", stack([c.log() for c in self.conf_i]))
-        self.register_buffer("_weight_j", stack([c.log() for c in self.conf_j]))
+        weight = CONFIDENCE_WEIGHTS[self.config.conf]
+        self.register_buffer("_weight_i", stack([weight(c) for c in self.conf_i]))
+        self.register_buffer("_weight_j", stack([weight(c) for c in self.conf_j]))
         self.register_buffer("_stacked_pred_i", stack(self.pred_i))
         self.register_buffer("_stacked_pred_j", stack(self.pred_j))
         self.register_buffer("_ei", torch.tensor([i for i, _ in self.edges]))
@@ -213,6 +236,12 @@ class PointCloudOptimizer(nn.Module):
         adapt = adapt - adapt.mean(dim=1, keepdim=True)
         return (adapt / self.config.pw_break).exp()
 
+    def _distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Per-point residual: Euclidean ("l1") or squared Euclidean ("l2") distance."""
+        if self.config.dist == "l1":
+            return (a - b).norm(dim=-1)
+        return (a - b).square().sum(dim=-1)
+
     def forward(self) -> torch.Tensor:
         """The alignment loss (scalar)."""
         pairwise = self.pairwise_poses()
@@ -220,13 +249,9 @@ class PointCloudOptimizer(nn.Module):
         world = self._world_points_raveled()
         aligned_i = apply_transform(pairwise, adapt * self._stacked_pred_i)
         aligned_j = apply_transform(pairwise, adapt * self._stacked_pred_j)
-        loss_i = (
-            (world[self._ei] - aligned_i).norm(dim=-1) * self._weight_i
-        ).sum() / self.total_area_i
-        loss_j = (
-            (world[self._ej] - aligned_j).norm(dim=-1) * self._weight_j
-        ).sum() / self.total_area_j
-        return loss_i + loss_j
+        residual_i = self._distance(world[self._ei], aligned_i) * self._weight_i
+        residual_j = self._distance(world[self._ej], aligned_j) * self._weight_j
+        return residual_i.sum() / self.total_area_i + residual_j.sum() / self.total_area_j
 
     # ------------------------------------------------------------------ presets
     def preset_intrinsics(

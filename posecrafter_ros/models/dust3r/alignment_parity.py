@@ -39,13 +39,27 @@ def _scale(ref) -> float:
     return max(1.0, float(np.abs(ref).max())) if ref.size else 1.0
 
 
-def _call_kwargs(calls: list[str], method: str) -> dict[str, Any]:
-    from .config import parse_ctor_string
+def _call_kwargs(calls: list[str], function: str) -> dict[str, Any]:
+    """Literal keyword arguments of the first `...function(...)` call among `calls`.
+
+    Positional arguments and non-literal values (e.g. `mode=GlobalAlignerMode.X`) are skipped.
+    """
+    import ast
+
+    from .config import literal_value
 
     for call in calls:
-        match = re.search(rf"{method}\((.*)\)\s*$", call)
-        if match:
-            return parse_ctor_string(f"f({match.group(1)})")
+        match = re.search(rf"\b{function}\((.*)\)\s*$", call)
+        if not match:
+            continue
+        tree = ast.parse(f"f({match.group(1)})", mode="eval").body
+        kwargs = {}
+        for keyword in tree.keywords:
+            try:
+                kwargs[keyword.arg] = literal_value(keyword.value)
+            except ValueError:
+                continue
+        return kwargs
     return {}
 
 
@@ -54,34 +68,26 @@ def _alignment_config(meta: dict[str, Any]):
 
     defaults = meta.get("pco_defaults", {})
     call = _call_kwargs(meta.get("pco_calls", []), "compute_global_alignment")
-    for unsupported, expected in (
-        ("dist", "l1"),
-        ("conf", "log"),
-        ("allow_pw_adaptors", False),
-        ("optimize_pp", False),
-    ):
-        if (
-            defaults.get(unsupported, expected) != expected
-            or call.get(unsupported, expected) != expected
-        ):
-            raise ValueError(
-                f"alignment fixture uses {unsupported}={defaults.get(unsupported)}; "
-                f"only {expected!r} is implemented"
-            )
-    if call.get("init", "mst") not in ("mst", "msp"):
+    aligner = _call_kwargs(meta.get("pco_calls", []), "global_aligner")
+    options = {**defaults, **aligner, **call}
+    if options.get("init", "mst") not in ("mst", "msp"):
         raise ValueError(
-            f"alignment fixture uses init={call.get('init')}; only 'mst' is implemented"
+            f"alignment fixture uses init={options.get('init')}; only mst is implemented"
         )
     return AlignmentConfig(
-        niter=int(call.get("niter", 300)),
-        lr=float(call.get("lr", 0.01)),
-        schedule=str(call.get("schedule", "cosine")),
-        lr_min=float(defaults.get("lr_min", 1e-6)),
-        min_conf_thr=float(defaults.get("min_conf_thr", 3)),
-        base_scale=float(defaults.get("base_scale", 0.5)),
-        pw_break=float(defaults.get("pw_break", 20)),
-        focal_break=float(defaults.get("focal_break", 20)),
-        niter_pnp=int(defaults.get("niter_PnP", 10)),
+        niter=int(options.get("niter", 300)),
+        lr=float(options.get("lr", 0.01)),
+        schedule=str(options.get("schedule", "cosine")),
+        lr_min=float(options.get("lr_min", 1e-6)),
+        min_conf_thr=float(options.get("min_conf_thr", 3)),
+        base_scale=float(options.get("base_scale", 0.5)),
+        pw_break=float(options.get("pw_break", 20)),
+        focal_break=float(options.get("focal_break", 20)),
+        niter_pnp=int(options.get("niter_PnP", 10)),
+        dist=str(options.get("dist", "l1")),
+        conf=str(options.get("conf", "log")),
+        allow_pw_adaptors=bool(options.get("allow_pw_adaptors", False)),
+        optimize_pp=bool(options.get("optimize_pp", False)),
     )
 
 

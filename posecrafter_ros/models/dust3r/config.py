@@ -24,7 +24,7 @@ class Dust3rConfig:
 
     img_size: the square training size; inference accepts any multiple of `patch_size`,
     it only sets the default preprocessing size (512 -> long side 512, 224 -> short side 224).
-    depth_mode / conf_mode: ("exp", vmin, vmax) as in the official heads.
+    depth_mode / conf_mode: (mode, vmin, vmax) as in the official heads (released: "exp").
     dpt_*: DPT head sizes (official: feature 256, last 128, layers 96/192/384/768).
     """
 
@@ -53,9 +53,12 @@ class Dust3rConfig:
             raise ValueError("embedding dims must be multiples of the head counts")
         if self.head_type == "dpt" and self.dec_depth < 4:
             raise ValueError("the DPT head hooks 4 decoder layers: dec_depth must be >= 4")
-        for mode in (self.depth_mode, self.conf_mode):
-            if mode[0] != "exp":
-                raise ValueError(f"only 'exp' depth/conf modes are supported, got {mode}")
+        if self.depth_mode[0] not in ("exp", "square", "linear"):
+            raise ValueError(f"depth_mode must be exp/square/linear, got {self.depth_mode}")
+        if self.depth_mode[1:] != (-math.inf, math.inf):
+            raise ValueError(f"bounded depth modes are not supported, got {self.depth_mode}")
+        if self.conf_mode[0] not in ("exp", "sigmoid"):
+            raise ValueError(f"conf_mode must be exp/sigmoid, got {self.conf_mode}")
 
     @property
     def dpt_hooks(self) -> tuple[int, int, int, int]:
@@ -163,21 +166,22 @@ def parse_ctor_string(ctor: str) -> dict[str, Any]:
     call = tree.body
     if not isinstance(call, ast.Call) or call.args:
         raise ValueError(f"expected `Name(key=value, ...)`, got {ctor[:80]!r}")
-    return {kw.arg: _literal(kw.value) for kw in call.keywords if kw.arg is not None}
+    return {kw.arg: literal_value(kw.value) for kw in call.keywords if kw.arg is not None}
 
 
-def _literal(node: ast.AST) -> Any:
+def literal_value(node: ast.AST) -> Any:
+    """A literal (number, string, bool, tuple/list, `inf`) from an expression node."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name) and node.id == "inf":
         return math.inf
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _literal(node.operand)
+        value = literal_value(node.operand)
         if not isinstance(value, (int, float)):
             raise ValueError("unary sign on a non-number in a constructor string")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, (ast.Tuple, ast.List)):
-        return tuple(_literal(e) for e in node.elts)
+        return tuple(literal_value(e) for e in node.elts)
     raise ValueError(f"unsupported expression in a constructor string: {ast.dump(node)[:80]}")
 
 

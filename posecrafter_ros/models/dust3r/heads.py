@@ -16,17 +16,27 @@ from .config import Dust3rConfig
 
 
 def postprocess(raw: torch.Tensor, config: Dust3rConfig) -> dict[str, torch.Tensor]:
-    """raw: [B x 4 x H x W] -> points with 'exp' depth mode and confidence 'exp' mode.
+    """raw: [B x 4 x H x W] -> {"pts3d": [B x H x W x 3], "conf": [B x H x W]}.
 
-    The first three channels give a direction and a log1p-distance:
-    `pts = xyz / |xyz| * expm1(|xyz|)`; the fourth gives `conf = vmin + exp(c)`.
+    Depth modes (released checkpoints: "exp"): the first three channels are a direction and
+    a distance code d = |xyz|; pts = xyz / d * expm1(d) ("exp"), xyz * d ("square"), or xyz
+    unchanged ("linear"). Confidence: vmin + exp(c) ("exp") or vmin + (vmax - vmin) sigmoid(c).
     """
     fmap = raw.permute(0, 2, 3, 1)
     xyz = fmap[..., 0:3]
-    distance = xyz.norm(dim=-1, keepdim=True)
-    points = xyz / distance.clip(min=1e-8) * torch.expm1(distance)
-    _, conf_min, conf_max = config.conf_mode
-    conf = conf_min + fmap[..., 3].exp().clip(max=conf_max - conf_min)
+    depth_mode = config.depth_mode[0]
+    if depth_mode == "linear":
+        points = xyz
+    else:
+        distance = xyz.norm(dim=-1, keepdim=True)
+        direction = xyz / distance.clip(min=1e-8)
+        scaled = torch.expm1(distance) if depth_mode == "exp" else distance.square()
+        points = direction * scaled
+    conf_mode, conf_min, conf_max = config.conf_mode
+    if conf_mode == "exp":
+        conf = conf_min + fmap[..., 3].exp().clip(max=conf_max - conf_min)
+    else:
+        conf = (conf_max - conf_min) * torch.sigmoid(fmap[..., 3]) + conf_min
     return {"pts3d": points, "conf": conf}
 
 
