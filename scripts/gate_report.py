@@ -54,30 +54,44 @@ def main(argv: list[str] | None = None) -> int:
     rot = np.array([r.pair.rotation_deg for r in ring_runs])
     err = np.array([r.rotation_error_deg for r in ring_runs])
     acc = np.array([r.estimate.accepted for r in ring_runs])
-    print(f"templeRing, all {len(ring_runs)} pairs: gate accepts {acc.sum()}, precision (rot err < 5 deg) "
-          f"{np.mean(err[acc] < 5):.3f}")
-    print(f"{'bin (deg)':>12} {'pairs':>6} {'accepted':>9} {'acceptance':>11} {'precision':>10} {'R<5 all':>8}")
+    print(
+        f"templeRing, all {len(ring_runs)} pairs: gate accepts {acc.sum()}, "
+        "precision (rot err < 5 deg) "
+        f"{np.mean(err[acc] < 5):.3f}"
+    )
+    print(
+        f"{'bin (deg)':>12} {'pairs':>6} {'accepted':>9} {'acceptance':>11} "
+        f"{'precision':>10} {'R<5 all':>8}"
+    )
     for lo, hi in BINS:
         sel = (rot >= lo) & (rot < hi)
         n_acc = int(acc[sel].sum())
         precision = f"{np.mean(err[sel & acc] < 5):.3f}" if n_acc else "-"
-        print(f"{f'[{lo},{math.floor(hi)})':>12} {sel.sum():6d} {n_acc:9d} {np.mean(acc[sel]):11.3f} "
-              f"{precision:>10} {np.mean(err[sel] < 5):8.3f}")
+        print(
+            f"{f'[{lo},{math.floor(hi)})':>12} {sel.sum():6d} {n_acc:9d} {np.mean(acc[sel]):11.3f} "
+            f"{precision:>10} {np.mean(err[sel] < 5):8.3f}"
+        )
     under30 = rot < 30
     print(f"acceptance under 30 deg: {np.mean(acc[under30]):.3f}")
     if args.pairs and (args.pairs / "pairs.json").is_file():
         print("posed-pairs fixture:")
         for run in run_direct_on_pairs(load_posed_pairs(args.pairs), args.conf):
             est = run.estimate
-            print(f"  {run.pair.name:38s} {run.pair.rotation_deg:6.1f} deg  accepted={str(est.accepted):5s} "
-                  f"rot err {run.rotation_error_deg:6.2f}  inliers {est.num_inliers}/{est.num_matches}"
-                  f"  ({est.reason})")
+            print(
+                f"  {run.pair.name:38s} {run.pair.rotation_deg:6.1f} deg  "
+                f"accepted={str(est.accepted):5s} "
+                f"rot err {run.rotation_error_deg:6.2f}  "
+                f"inliers {est.num_inliers}/{est.num_matches}"
+                f"  ({est.reason})"
+            )
     if args.fit:
         inl = np.array([r.estimate.num_inliers for r in ring_runs], float)
         matches = np.array([r.estimate.num_matches for r in ring_runs], float)
         w = fit_support_model(inl, matches, err >= 5, 90.0, rot)
-        print(f"support model fit (pairs <= 90 deg): bias={w[0]:.2f} w_log_inliers={w[1]:.2f} "
-              f"w_inlier_ratio={w[2]:.2f}")
+        print(
+            f"support model fit (pairs <= 90 deg): bias={w[0]:.2f} w_log_inliers={w[1]:.2f} "
+            f"w_inlier_ratio={w[2]:.2f}"
+        )
     return 0
 
 

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ring", type=Path, default=ROOT / "test/data/templering")
     parser.add_argument("--pairs", type=Path, default=Path("/work/shared/data/posed_pairs_fixture"))
-    parser.add_argument("--max-deg", type=float, default=60.0, help="ring pairs up to this rotation")
+    parser.add_argument(
+        "--max-deg", type=float, default=60.0, help="ring pairs up to this rotation"
+    )
     parser.add_argument("--conf", type=json.loads, default={}, help="direct-path conf (JSON)")
     args = parser.parse_args(argv)
 
@@ -43,15 +45,22 @@ def main(argv: list[str] | None = None) -> int:
             inside.append(False)
             continue
         R_true = run.pair.R_0to1.T  # ground-truth pose of B in A
-        inside.append(rotation_mahalanobis2(run.estimate.pose.covariance, run.estimate.pose.R, R_true) < bound)
+        inside.append(
+            rotation_mahalanobis2(run.estimate.pose.covariance, run.estimate.pose.R, R_true) < bound
+        )
     inside = np.asarray(inside)
     ring = np.array([not r.pair.meta for r in runs])
-    print(f"pairs: {len(runs)} ({ring.sum()} templeRing <= {args.max_deg:g} deg, {(~ring).sum()} posed-pairs "
-          f"fixture); no estimate: {failed}")
+    print(
+        f"pairs: {len(runs)} ({ring.sum()} templeRing <= {args.max_deg:g} deg, "
+        f"{(~ring).sum()} posed-pairs "
+        f"fixture); no estimate: {failed}"
+    )
     print(f"templeRing:        {inside[ring].mean():.3f} inside the 95% rotation region")
     if (~ring).any():
         print(f"posed-pairs:       {inside[~ring].mean():.3f} inside the 95% rotation region")
-    print(f"calibration (all): {inside.mean():.3f} inside the 95% rotation region (target 0.85-0.99)")
+    print(
+        f"calibration (all): {inside.mean():.3f} inside the 95% rotation region (target 0.85-0.99)"
+    )
     return 0
 
 

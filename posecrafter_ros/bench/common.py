@@ -36,7 +36,9 @@ def pair_keyframes(pair: PosedPair) -> tuple[Keyframe, Keyframe]:
     )
 
 
-def pose_errors(estimate_R_b_in_a: np.ndarray | None, estimate_t: np.ndarray | None, pair: PosedPair):
+def pose_errors(
+    estimate_R_b_in_a: np.ndarray | None, estimate_t: np.ndarray | None, pair: PosedPair
+):
     """(rotation error, translation angle) in degrees against the pair's ground truth.
 
     The estimate is the pose of B in A (p_A = R p_B + t); the ground truth is x_1 = R_0to1 x_0 + t.
@@ -56,7 +58,9 @@ class DirectRun:
     translation_error_deg: float
 
 
-def run_direct_on_pairs(pairs: Iterable[PosedPair], conf: dict[str, Any] | None = None) -> list[DirectRun]:
+def run_direct_on_pairs(
+    pairs: Iterable[PosedPair], conf: dict[str, Any] | None = None
+) -> list[DirectRun]:
     """The direct path on every pair, extracting each image's features once (same result as
     `estimate_two_view` per pair, faster over a whole dataset)."""
     resolved = resolve_conf(conf)
@@ -75,9 +79,16 @@ def run_direct_on_pairs(pairs: Iterable[PosedPair], conf: dict[str, Any] | None 
         started = time.perf_counter()
         idx = matcher.match(fa, fb)
         est = estimate_from_matches(
-            fa.keypoints[idx[:, 0]], fb.keypoints[idx[:, 1]], pair.K0, pair.K1, resolved, gate_conf,
+            fa.keypoints[idx[:, 0]],
+            fb.keypoints[idx[:, 1]],
+            pair.K0,
+            pair.K1,
+            resolved,
+            gate_conf,
             {"match_seconds": time.perf_counter() - started},
         )
-        r_err, t_err = pose_errors(est.pose.R if est.pose else None, est.pose.t if est.pose else None, pair)
+        r_err, t_err = pose_errors(
+            est.pose.R if est.pose else None, est.pose.t if est.pose else None, pair
+        )
         runs.append(DirectRun(pair, est, r_err, t_err))
     return runs

@@ -34,13 +34,16 @@ def opencv_five_point(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Pose of B in A (R, unit t) from a bare OpenCV pipeline, None when it finds none."""
     conf = {**BASELINE_CONF, **(conf or {})}
-    orb = cv2.ORB_create(nfeatures=int(conf["num_features"]), fastThreshold=int(conf["fast_threshold"]))
+    orb = cv2.ORB_create(
+        nfeatures=int(conf["num_features"]), fastThreshold=int(conf["fast_threshold"])
+    )
     kp_a, des_a = orb.detectAndCompute(kf_a.gray(), None)
     kp_b, des_b = orb.detectAndCompute(kf_b.gray(), None)
     if des_a is None or des_b is None or len(kp_a) < 5 or len(kp_b) < 5:
         return None
     good = [
-        m[0] for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des_a, des_b, k=2)
+        m[0]
+        for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des_a, des_b, k=2)
         if len(m) == 2 and m[0].distance < conf["ratio"] * m[1].distance
     ]
     if len(good) < 5:
@@ -51,7 +54,11 @@ def opencv_five_point(
     nb = cv2.undistortPoints(pts_b[:, None], kf_b.K, None)[:, 0]
     focal = 0.25 * (kf_a.K[0, 0] + kf_a.K[1, 1] + kf_b.K[0, 0] + kf_b.K[1, 1])
     E, mask = cv2.findEssentialMat(
-        na, nb, np.eye(3), method=getattr(cv2, conf["method"]), prob=0.999,
+        na,
+        nb,
+        np.eye(3),
+        method=getattr(cv2, conf["method"]),
+        prob=0.999,
         threshold=conf["threshold_px"] / focal,
     )
     if E is None or E.shape != (3, 3):
@@ -89,10 +96,21 @@ def compare_direct_to_opencv(
             started = time.perf_counter()
             base = opencv_five_point(kf_a, kf_b)
             baseline_times.append(time.perf_counter() - started)
-        d_err = pose_errors(est.pose.R if est.pose else None, est.pose.t if est.pose else None, pair)
+        d_err = pose_errors(
+            est.pose.R if est.pose else None, est.pose.t if est.pose else None, pair
+        )
         b_err = pose_errors(base[0] if base else None, base[1] if base else None, pair)
-        rows.append(DirectComparison(
-            pair.name, pair.rotation_deg, d_err[0], d_err[1], est.accepted, min(direct_times),
-            b_err[0], b_err[1], min(baseline_times),
-        ))
+        rows.append(
+            DirectComparison(
+                pair.name,
+                pair.rotation_deg,
+                d_err[0],
+                d_err[1],
+                est.accepted,
+                min(direct_times),
+                b_err[0],
+                b_err[1],
+                min(baseline_times),
+            )
+        )
     return rows

@@ -64,5 +64,7 @@ def run_oracle(
         except EstimationError as err:
             errors["oracle"] = pose_errors(None, None, pair)
             message = err.message
-        rows.append(OracleRow(pair.name, pair.rotation_deg, errors, direct.accepted, chosen, message))
+        rows.append(
+            OracleRow(pair.name, pair.rotation_deg, errors, direct.accepted, chosen, message)
+        )
     return rows

@@ -71,8 +71,12 @@ def sampson_residuals(
 
 
 def _residuals_b_in_a(
-    R: np.ndarray, t: np.ndarray, params: np.ndarray, basis: np.ndarray,
-    xa: np.ndarray, xb: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    params: np.ndarray,
+    basis: np.ndarray,
+    xa: np.ndarray,
+    xb: np.ndarray,
 ) -> np.ndarray:
     """Sampson residuals after perturbing the pose of B in A by params = (d: [2], w: [3])."""
     R_new = so3_exp(params[2:]) @ R
@@ -84,7 +88,8 @@ def _residuals_b_in_a(
 def residual_jacobian(
     R: np.ndarray, t: np.ndarray, xa: np.ndarray, xb: np.ndarray, step: float = 1e-6
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(residuals [N], Jacobian [N x 5] w.r.t. (d, w), tangent basis [3 x 2]) at B-in-A pose (R, t)."""
+    """(residuals [N], Jacobian [N x 5] w.r.t. (d, w), tangent basis [3 x 2]) at the pose
+    (R, t) of B in A."""
     basis = tangent_basis(t)
     zero = np.zeros(5)
     residuals = _residuals_b_in_a(R, t, zero, basis, xa, xb)

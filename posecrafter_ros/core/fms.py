@@ -32,8 +32,12 @@ def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -
     if len(pts_a) < 8:
         return 0
     F, mask = cv2.findFundamentalMat(
-        pts_a, pts_b, cv2.USAC_FAST, float(conf["ransac_threshold_px"]),
-        float(conf["ransac_confidence"]), int(conf["ransac_max_iterations"]),
+        pts_a,
+        pts_b,
+        cv2.USAC_FAST,
+        float(conf["ransac_threshold_px"]),
+        float(conf["ransac_confidence"]),
+        int(conf["ransac_max_iterations"]),
     )
     return 0 if F is None or mask is None else int(mask.sum())
 
@@ -56,10 +60,16 @@ class FeatureMatchingSelector:
 
     def _inliers(self, index, feats_end: Features, feats: Features) -> int:
         pairs = self.matcher.match_to_index(index, feats_end, feats)
-        return ransac_inliers(feats_end.keypoints[pairs[:, 0]], feats.keypoints[pairs[:, 1]], self.conf)
+        return ransac_inliers(
+            feats_end.keypoints[pairs[:, 0]], feats.keypoints[pairs[:, 1]], self.conf
+        )
 
     def score_candidates(
-        self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext | None = None
+        self,
+        a: Keyframe,
+        b: Keyframe,
+        candidates: Sequence[CandidateFrame],
+        ctx: RunContext | None = None,
     ) -> list[tuple[int, int]]:
         """(inliers vs A, inliers vs B) for every candidate, in order."""
         feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
@@ -67,7 +77,9 @@ class FeatureMatchingSelector:
         scores = []
         for i, candidate in enumerate(candidates):
             feats = self.matcher.extract(candidate.keyframe.image)
-            scores.append((self._inliers(index_a, feats_a, feats), self._inliers(index_b, feats_b, feats)))
+            scores.append(
+                (self._inliers(index_a, feats_a, feats), self._inliers(index_b, feats_b, feats))
+            )
             if ctx is not None:
                 ctx.report((i + 1) / max(len(candidates), 1))
         return scores
@@ -78,8 +90,10 @@ class FeatureMatchingSelector:
         per_side = self.score_candidates(a, b, candidates, ctx)
         totals = [sa + sb for sa, sb in per_side]
         eligible = [
-            i for i, (sa, sb) in enumerate(per_side)
-            if sa + sb >= int(self.conf["min_score"]) and min(sa, sb) >= int(self.conf["min_inliers_each"])
+            i
+            for i, (sa, sb) in enumerate(per_side)
+            if sa + sb >= int(self.conf["min_score"])
+            and min(sa, sb) >= int(self.conf["min_inliers_each"])
         ]
         # Best first; ties keep the candidates' order (stable sort).
         ranked = sorted(eligible, key=lambda i: -totals[i])[: int(self.conf["top_k"])]

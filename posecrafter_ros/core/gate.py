@@ -47,8 +47,10 @@ def probability_wrong(num_inliers: int, num_matches: int, conf: GateConf) -> flo
     """P(rotation error >= 5 deg) of a RANSAC estimate with this support (1 without inliers)."""
     if num_inliers <= 0 or num_matches <= 0:
         return 1.0
-    z = conf.bias + conf.w_log_inliers * math.log(num_inliers) + conf.w_inlier_ratio * (
-        num_inliers / num_matches
+    z = (
+        conf.bias
+        + conf.w_log_inliers * math.log(num_inliers)
+        + conf.w_inlier_ratio * (num_inliers / num_matches)
     )
     return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
@@ -74,4 +76,6 @@ def decide(
         return GateDecision(
             False, f"rotation std {rotation_sigma_deg:.2f} deg > {conf.max_rotation_sigma_deg:.2f}"
         )
-    return GateDecision(True, f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg")
+    return GateDecision(
+        True, f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg"
+    )

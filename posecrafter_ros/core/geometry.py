@@ -73,12 +73,16 @@ def mean_focal(K_a: np.ndarray, K_b: np.ndarray) -> float:
 def _poselib_camera(K: np.ndarray) -> dict:
     # A PINHOLE camera's projection does not use width/height; they are informative only.
     return {
-        "model": "PINHOLE", "width": int(2 * K[0, 2]), "height": int(2 * K[1, 2]),
+        "model": "PINHOLE",
+        "width": int(2 * K[0, 2]),
+        "height": int(2 * K[1, 2]),
         "params": [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])],
     }
 
 
-def _estimate_poselib(pts_a, pts_b, K_a, K_b, conf) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _estimate_poselib(
+    pts_a, pts_b, K_a, K_b, conf
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     import poselib
 
     ransac = {
@@ -97,12 +101,19 @@ def _estimate_poselib(pts_a, pts_b, K_a, K_b, conf) -> tuple[np.ndarray, np.ndar
     return np.asarray(pose.R), np.asarray(pose.t), inliers
 
 
-def _estimate_opencv(pts_a, pts_b, K_a, K_b, conf) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _estimate_opencv(
+    pts_a, pts_b, K_a, K_b, conf
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     xa, xb = calibrate(pts_a, K_a), calibrate(pts_b, K_b)
     threshold = float(conf["threshold_px"]) / mean_focal(K_a, K_b)
     E, mask = cv2.findEssentialMat(
-        xa, xb, np.eye(3), method=cv2.USAC_MAGSAC, prob=float(conf["confidence"]),
-        threshold=threshold, maxIters=int(conf["max_iterations"]),
+        xa,
+        xb,
+        np.eye(3),
+        method=cv2.USAC_MAGSAC,
+        prob=float(conf["confidence"]),
+        threshold=threshold,
+        maxIters=int(conf["max_iterations"]),
     )
     if E is None or E.shape != (3, 3):
         return None
@@ -130,12 +141,14 @@ def refine_relative_pose(
         t = t_ab + basis @ p[3:]
         return so3_exp(p[:3]) @ R_ab, t / np.linalg.norm(t)
 
-    result = least_squares(lambda p: sampson_residuals(*unpack(p), xa, xb), np.zeros(5), method="lm")
+    result = least_squares(
+        lambda p: sampson_residuals(*unpack(p), xa, xb), np.zeros(5), method="lm"
+    )
     return unpack(result.x)
 
 
 def inlier_parallax_deg(R_ab: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> float:
-    """Median angle (degrees) between rays of B and the rotated rays of A (0 for a pure rotation)."""
+    """Median angle (degrees) between rays of B and the rotated rays of A (0: pure rotation)."""
     ra = np.concatenate([xa, np.ones((len(xa), 1))], axis=1) @ R_ab.T
     rb = np.concatenate([xb, np.ones((len(xb), 1))], axis=1)
     cos = np.sum(ra * rb, axis=1) / (np.linalg.norm(ra, axis=1) * np.linalg.norm(rb, axis=1))
@@ -151,7 +164,10 @@ def homography_inliers(xa: np.ndarray, xb: np.ndarray, threshold: float) -> int:
 
 
 def estimate_relative_geometry(
-    pts_a: np.ndarray, pts_b: np.ndarray, K_a: np.ndarray, K_b: np.ndarray,
+    pts_a: np.ndarray,
+    pts_b: np.ndarray,
+    K_a: np.ndarray,
+    K_b: np.ndarray,
     conf: dict[str, Any] | None = None,
 ) -> TwoViewGeometry | None:
     """Robust relative pose of matched pixels pts_a, pts_b: [M x 2]; None if nothing fits.
@@ -165,7 +181,9 @@ def estimate_relative_geometry(
         return None
     estimators = {"poselib": _estimate_poselib, "opencv": _estimate_opencv}
     if conf["estimator"] not in estimators:
-        raise ValueError(f"unknown estimator '{conf['estimator']}'; choose one of {sorted(estimators)}")
+        raise ValueError(
+            f"unknown estimator '{conf['estimator']}'; choose one of {sorted(estimators)}"
+        )
     found = estimators[conf["estimator"]](pts_a, pts_b, K_a, K_b, conf)
     if found is None:
         return None
@@ -184,4 +202,3 @@ def estimate_relative_geometry(
     else:
         degeneracy = "none"
     return TwoViewGeometry(R_ab, t_ab, inliers, degeneracy, parallax, h_ratio)
-

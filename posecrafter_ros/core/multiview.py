@@ -46,7 +46,9 @@ class ClassicalMultiViewPose:
         conf.pop("type", None)
         unknown = sorted(set(conf) - set(DEFAULT_MULTIVIEW_CONF))
         if unknown:
-            raise ValueError(f"unknown multi-view conf keys {unknown}; valid: {sorted(DEFAULT_MULTIVIEW_CONF)}")
+            raise ValueError(
+                f"unknown multi-view conf keys {unknown}; valid: {sorted(DEFAULT_MULTIVIEW_CONF)}"
+            )
         self.conf = {**DEFAULT_MULTIVIEW_CONF, **conf}
         self.direct = resolve_conf(self.conf["direct"])
         self.gate = GateConf.from_dict(self.direct["gate"])
@@ -58,7 +60,9 @@ class ClassicalMultiViewPose:
 
     # -- view graph ---------------------------------------------------------------------------
 
-    def _edges(self, views, feats, ctx) -> dict[tuple[int, int], tuple[TwoViewEstimate, np.ndarray]]:
+    def _edges(
+        self, views, feats, ctx
+    ) -> dict[tuple[int, int], tuple[TwoViewEstimate, np.ndarray]]:
         """{(i, j): (two-view estimate, [K x 2] inlier keypoint index pairs)} for i < j."""
         edges = {}
         n = len(views)
@@ -68,8 +72,12 @@ class ClassicalMultiViewPose:
             for j in range(i + 1, n):
                 idx = self.matcher.match(feats[i], feats[j])
                 est = estimate_from_matches(
-                    feats[i].keypoints[idx[:, 0]], feats[j].keypoints[idx[:, 1]],
-                    views[i].K, views[j].K, self.direct, self.gate,
+                    feats[i].keypoints[idx[:, 0]],
+                    feats[j].keypoints[idx[:, 1]],
+                    views[i].K,
+                    views[j].K,
+                    self.direct,
+                    self.gate,
                 )
                 done += 1
                 if ctx is not None:
@@ -78,7 +86,8 @@ class ClassicalMultiViewPose:
                     est.pose is not None
                     and est.num_inliers >= int(self.conf["min_edge_inliers"])
                     and est.info.get("p_wrong", 1.0) <= float(self.conf["max_edge_p_wrong"])
-                    and est.degeneracy not in ("too_few_matches", "too_few_inliers", "pure_rotation")
+                    and est.degeneracy
+                    not in ("too_few_matches", "too_few_inliers", "pure_rotation")
                 ):
                     edges[(i, j)] = (est, idx[est.inliers])
         return edges
@@ -114,7 +123,9 @@ class ClassicalMultiViewPose:
     def estimate(self, views: Sequence[Keyframe], ctx: RunContext) -> RelativePose:
         n = len(views)
         if n < 2:
-            raise EstimationError(Status.INVALID_REQUEST, f"multi-view pose needs >= 2 views, got {n}")
+            raise EstimationError(
+                Status.INVALID_REQUEST, f"multi-view pose needs >= 2 views, got {n}"
+            )
         feats = [self.matcher.extract(v.image) for v in views]
         edges = self._edges(views, feats, ctx)
         path = self._best_path(n, edges, 0, n - 1)
@@ -133,8 +144,12 @@ class ClassicalMultiViewPose:
         t = t0 - R @ t1
         norm = float(np.linalg.norm(t))
         if norm < 1e-9:
-            raise EstimationError(Status.INSUFFICIENT_OVERLAP, "first and last camera centres coincide")
-        return RelativePose(R, t / norm, self._chain_covariance(edges, path, t / norm), scale_known=False)
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP, "first and last camera centres coincide"
+            )
+        return RelativePose(
+            R, t / norm, self._chain_covariance(edges, path, t / norm), scale_known=False
+        )
 
     def _reconstruct(self, views, feats, edges, path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """World-to-camera poses {view: (R, t)} of the registered views (first and last included).
@@ -179,8 +194,12 @@ class ClassicalMultiViewPose:
         object_points = np.array([points[tid] for tid, _ in obs], np.float64)
         image_points = np.array([feats.keypoints[kp] for _, kp in obs], np.float64)
         ok, rvec, tvec, inliers = cv2.solvePnPRansac(
-            object_points, image_points, view.K, None,
-            reprojectionError=float(self.conf["pnp_threshold_px"]), iterationsCount=1000,
+            object_points,
+            image_points,
+            view.K,
+            None,
+            reprojectionError=float(self.conf["pnp_threshold_px"]),
+            iterationsCount=1000,
             flags=cv2.SOLVEPNP_SQPNP,
         )
         if not ok or inliers is None or len(inliers) < int(self.conf["min_pnp_inliers"]):
@@ -199,7 +218,9 @@ class ClassicalMultiViewPose:
             (va, ka), (vb, kb) = registered[0], registered[1]
             Pa = views[va].K @ np.hstack([poses[va][0], poses[va][1][:, None]])
             Pb = views[vb].K @ np.hstack([poses[vb][0], poses[vb][1][:, None]])
-            X = cv2.triangulatePoints(Pa, Pb, feats[va].keypoints[ka][:, None], feats[vb].keypoints[kb][:, None])
+            X = cv2.triangulatePoints(
+                Pa, Pb, feats[va].keypoints[ka][:, None], feats[vb].keypoints[kb][:, None]
+            )
             if abs(X[3, 0]) < 1e-12:
                 continue
             X = X[:3, 0] / X[3, 0]
@@ -216,7 +237,9 @@ class ClassicalMultiViewPose:
             est, _ = edges[(min(a, b), max(a, b))]
             R_edge = est.pose.R if a < b else est.pose.R.T
             edge_cov = est.pose.covariance.copy()
-            edge_cov[:3, :3] -= self.direct["covariance"]["scale_variance"] * np.outer(est.pose.t, est.pose.t)
+            edge_cov[:3, :3] -= self.direct["covariance"]["scale_variance"] * np.outer(
+                est.pose.t, est.pose.t
+            )
             rotate = np.kron(np.eye(2), R_acc)
             cov += rotate @ edge_cov @ rotate.T
             R_acc = R_acc @ R_edge
@@ -266,7 +289,10 @@ def bundle_adjust(views, feats, tracks, poses, points, conf, reference: int):
     point_ids = sorted(points)
     point_index = {tid: k for k, tid in enumerate(point_ids)}
     observations = [
-        (v, tid, feats[v].keypoints[kp]) for tid in point_ids for v, kp in tracks[tid].items() if v in poses
+        (v, tid, feats[v].keypoints[kp])
+        for tid in point_ids
+        for v, kp in tracks[tid].items()
+        if v in poses
     ]
     if not observations or not cams:
         return poses
@@ -281,7 +307,7 @@ def bundle_adjust(views, feats, tracks, poses, points, conf, reference: int):
 
     def unpack(x):
         cam_params = x[: 6 * n_cam].reshape(n_cam, 6)
-        pts = x[6 * n_cam:].reshape(-1, 3)
+        pts = x[6 * n_cam :].reshape(-1, 3)
         Rs = {reference: poses[reference][0]}
         ts = {reference: poses[reference][1]}
         for v, k in cam_index.items():
@@ -302,12 +328,17 @@ def bundle_adjust(views, feats, tracks, poses, points, conf, reference: int):
     sparsity = lil_matrix((2 * len(observations), len(x0)), dtype=int)
     for k, (v, p) in enumerate(zip(obs_view, obs_point)):
         if v in cam_index:
-            sparsity[2 * k: 2 * k + 2, 6 * cam_index[v]: 6 * cam_index[v] + 6] = 1
-        sparsity[2 * k: 2 * k + 2, 6 * n_cam + 3 * p: 6 * n_cam + 3 * p + 3] = 1
+            sparsity[2 * k : 2 * k + 2, 6 * cam_index[v] : 6 * cam_index[v] + 6] = 1
+        sparsity[2 * k : 2 * k + 2, 6 * n_cam + 3 * p : 6 * n_cam + 3 * p + 3] = 1
     result = least_squares(
-        residuals, x0, jac_sparsity=sparsity, loss="huber", f_scale=float(conf["ba_loss_scale_px"]),
-        max_nfev=int(conf["ba_max_evaluations"]), x_scale="jac", method="trf",
+        residuals,
+        x0,
+        jac_sparsity=sparsity,
+        loss="huber",
+        f_scale=float(conf["ba_loss_scale_px"]),
+        max_nfev=int(conf["ba_max_evaluations"]),
+        x_scale="jac",
+        method="trf",
     )
     Rs, ts, _ = unpack(result.x)
     return {v: (Rs[v], ts[v]) for v in poses}
-

@@ -60,7 +60,9 @@ def resolve_conf(conf: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     conf = dict(conf or {})
     unknown = sorted(set(conf) - set(CONF_SECTIONS))
     if unknown:
-        raise ValueError(f"unknown direct-path conf sections {unknown}; valid: {list(CONF_SECTIONS)}")
+        raise ValueError(
+            f"unknown direct-path conf sections {unknown}; valid: {list(CONF_SECTIONS)}"
+        )
     matcher = dict(conf.get("matcher") or DEFAULT_MATCHER_CONF)
     return {
         "matcher": matcher,
@@ -100,8 +102,13 @@ def estimate_from_matches(
     geometry = estimate_relative_geometry(pts_a, pts_b, K_a, K_b, resolved["geometry"])
     if geometry is None or geometry.num_inliers < 6:
         return TwoViewEstimate(
-            None, num_matches, 0, 0.0, f"no relative pose fits {num_matches} matches",
-            info, degeneracy="too_few_matches",
+            None,
+            num_matches,
+            0,
+            0.0,
+            f"no relative pose fits {num_matches} matches",
+            info,
+            degeneracy="too_few_matches",
         )
     # Epipolar convention x_b = R_ab x_a + t_ab -> pose of B in A: p_A = R_ab^T p_B - R_ab^T t_ab.
     R = geometry.R_ab.T
@@ -110,7 +117,10 @@ def estimate_from_matches(
     cov_conf = resolved["covariance"]
     inl = geometry.inliers
     covariance = pose_covariance(
-        R, t, calibrate(pts_a[inl], K_a), calibrate(pts_b[inl], K_b),
+        R,
+        t,
+        calibrate(pts_a[inl], K_a),
+        calibrate(pts_b[inl], K_b),
         inflation=float(cov_conf["inflation"]),
         rotation_floor_rad=math.radians(float(cov_conf["rotation_floor_deg"])),
         p_wrong=p_wrong,
@@ -118,7 +128,9 @@ def estimate_from_matches(
         translation_observable=geometry.degeneracy != "pure_rotation",
     )
     rotation_sigma_deg = math.degrees(math.sqrt(max(np.trace(covariance[3:, 3:]) / 3.0, 0.0)))
-    decision = decide(p_wrong, rotation_sigma_deg, geometry.num_inliers, geometry.degeneracy, gate_conf)
+    decision = decide(
+        p_wrong, rotation_sigma_deg, geometry.num_inliers, geometry.degeneracy, gate_conf
+    )
     info.update(
         geometry_seconds=time.perf_counter() - started,
         parallax_deg=geometry.parallax_deg,
@@ -129,6 +141,12 @@ def estimate_from_matches(
     )
     return TwoViewEstimate(
         RelativePose(R, t, covariance, scale_known=False),
-        num_matches, geometry.num_inliers, 1.0 - p_wrong, decision.reason, info,
-        accepted=decision.accepted, degeneracy=geometry.degeneracy, inliers=geometry.inliers,
+        num_matches,
+        geometry.num_inliers,
+        1.0 - p_wrong,
+        decision.reason,
+        info,
+        accepted=decision.accepted,
+        degeneracy=geometry.degeneracy,
+        inliers=geometry.inliers,
     )

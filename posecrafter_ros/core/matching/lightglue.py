@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
     from kornia.feature import LightGlue
 
+
 def official_to_kornia_keys(state: dict[str, "torch.Tensor"], n_layers: int) -> dict:
     """Rename the official LightGlue keys (`self_attn.i`, `cross_attn.i`) to kornia's layout."""
     renamed = {}

