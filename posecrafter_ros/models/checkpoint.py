@@ -21,8 +21,9 @@ class CheckpointError(Exception):
 
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
-# Wrappers official training frameworks put around the state dict, outermost first.
-WRAPPER_KEYS = ("state_dict", "module", "model")
+# Wrappers official releases put around the state dict, outermost first (Lightning, deepspeed,
+# DUSt3R's {"args", "model"}, DISK's {"extractor"}).
+WRAPPER_KEYS = ("state_dict", "module", "model", "extractor")
 
 
 def read_state_dict(path: str | Path) -> dict[str, "torch.Tensor"]:

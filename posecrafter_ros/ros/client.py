@@ -122,8 +122,12 @@ class PoseCrafterClient:
         timeout_sec: float = 120.0,
         cancel_after_feedback: int | None = None,
     ):
-        """Run the action; returns (result, feedback messages). Optionally cancel after N feedbacks."""
-        if not self.action.wait_for_server(timeout_sec=min(timeout_sec, 10.0)):
+        """Run the action; returns (result, feedback messages). Optionally cancel after N feedbacks.
+
+        The result is None when the server did not appear, refused the goal, or did not finish
+        within `timeout_sec`.
+        """
+        if not self.action.wait_for_server(timeout_sec=min(timeout_sec, 30.0)):
             return None, []
         goal = EstimateRelativePoseAction.Goal(
             keyframe_a=request.keyframe_a,
@@ -132,25 +136,27 @@ class PoseCrafterClient:
             budget_sec=request.budget_sec,
         )
         seen = []
-        handle_box = {}
+        state: dict = {"handle": None, "canceled": False}
+
+        def maybe_cancel() -> None:
+            due = cancel_after_feedback is not None and len(seen) >= cancel_after_feedback
+            if due and state["handle"] is not None and not state["canceled"]:
+                state["canceled"] = True
+                state["handle"].cancel_goal_async()
 
         def on_feedback(msg):
             seen.append(msg.feedback)
             if feedback is not None:
                 feedback(msg.feedback)
-            if (
-                cancel_after_feedback is not None
-                and len(seen) == cancel_after_feedback
-                and "handle" in handle_box
-            ):
-                handle_box["handle"].cancel_goal_async()
+            maybe_cancel()
 
         send = self.action.send_goal_async(goal, feedback_callback=on_feedback)
         self._spin_until(send, timeout_sec)
         if not send.done() or not send.result().accepted:
             return None, seen
-        handle_box["handle"] = send.result()
-        result = handle_box["handle"].get_result_async()
+        state["handle"] = send.result()
+        maybe_cancel()  # feedback may have arrived before the goal handle did
+        result = state["handle"].get_result_async()
         self._spin_until(result, timeout_sec)
         return (result.result().result if result.done() else None), seen
 

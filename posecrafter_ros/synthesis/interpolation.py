@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ..core.types import Keyframe, RunContext
-from ..models.lvdm.runtime import RuntimeConfig, autocast_dtype, build_model, placed
+from ..models.lvdm.runtime import RuntimeConfig, build_model, condition_sample_decode, placed
 
 if TYPE_CHECKING:
     from ..models.lvdm.latent_diffusion import LatentVideoDiffusion
@@ -107,28 +107,7 @@ class DynamiCrafterInterpolator:
                 z = model.encode_frames(videos, noise, keep=[0, frames - 1])
             concat = torch.zeros_like(z)
             concat[:, :, 0], concat[:, :, -1] = z[:, :, 0], z[:, :, -1]
-            with (
-                placed(model.cond_stage_model, conf.device, conf.offload),
-                placed(model.embedder, conf.device, conf.offload),
-                placed(model.image_proj_model, conf.device, conf.offload),
-            ):
-                cond, uncond = model.conditionings([conf.prompt], videos[:, :, 0], concat)
-            with placed(model.model, conf.device, conf.offload):
-                latents = model.sample(
-                    cond,
-                    uncond,
-                    noise,
-                    conf.ddim_steps,
-                    fs=conf.frame_stride,
-                    eta=conf.eta,
-                    cfg_scale=conf.cfg_scale,
-                    guidance_rescale=conf.guidance_rescale,
-                    spacing=conf.timestep_spacing,
-                    callback=lambda i, n: ctx.report((i + 1) / n),
-                    autocast_dtype=autocast_dtype(conf),
-                )
-            with placed(model.first_stage_model, conf.device, conf.offload):
-                video = model.decode_latents(latents)[0]
+            video = condition_sample_decode(model, conf, videos, concat, noise, ctx)
         images = [resize(image, conf.height, conf.width) for image in tensor_to_images(video)]
         K_mid = (K_a + K_b) / 2
         out = []

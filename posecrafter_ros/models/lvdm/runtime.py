@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ...core.types import RunContext
     from .latent_diffusion import LatentVideoDiffusion, LVDMConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -164,3 +165,43 @@ def placed(module: "nn.Module", device: str, offload: bool) -> Iterator["nn.Modu
 
 def autocast_dtype(conf: RuntimeConfig) -> "torch.dtype | None":
     return None if conf.dtype == "float32" else conf.torch_dtype
+
+
+def condition_sample_decode(
+    model: "LatentVideoDiffusion",
+    conf: RuntimeConfig,
+    videos: "torch.Tensor",
+    concat: "torch.Tensor",
+    noise: Any,
+    ctx: "RunContext",
+) -> "torch.Tensor":
+    """The half of image-guided synthesis that DynamiCrafter and ViewCrafter share.
+
+    videos: [1 x 3 x T x H x W] in [-1, 1] (frame 0 conditions the cross-attention);
+    concat: [1 x 4 x T x h x w] latents concatenated to the UNet input.
+    Conditioning (text + first-frame image tokens, and the unconditional pair), DDIM sampling
+    with classifier-free guidance (progress reported per step), then VAE decoding:
+    returns [3 x T x H x W] in [-1, 1]. Call under torch.no_grad().
+    """
+    with (
+        placed(model.cond_stage_model, conf.device, conf.offload),
+        placed(model.embedder, conf.device, conf.offload),
+        placed(model.image_proj_model, conf.device, conf.offload),
+    ):
+        cond, uncond = model.conditionings([conf.prompt], videos[:, :, 0], concat)
+    with placed(model.model, conf.device, conf.offload):
+        latents = model.sample(
+            cond,
+            uncond,
+            noise,
+            conf.ddim_steps,
+            fs=conf.frame_stride,
+            eta=conf.eta,
+            cfg_scale=conf.cfg_scale,
+            guidance_rescale=conf.guidance_rescale,
+            spacing=conf.timestep_spacing,
+            callback=lambda i, n: ctx.report((i + 1) / n),
+            autocast_dtype=autocast_dtype(conf),
+        )
+    with placed(model.first_stage_model, conf.device, conf.offload):
+        return model.decode_latents(latents)[0]

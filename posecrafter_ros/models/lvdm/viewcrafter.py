@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ...core.types import RunContext
-from .runtime import RuntimeConfig, autocast_dtype, build_model, placed
+from .runtime import RuntimeConfig, build_model, condition_sample_decode, placed
 
 if TYPE_CHECKING:
     from .latent_diffusion import LatentVideoDiffusion
@@ -100,28 +100,7 @@ class ViewCrafterGenerator:
             )  # [1 x 3 x T x H x W]
             with placed(model.first_stage_model, conf.device, conf.offload):
                 z = model.encode_frames(videos, noise)
-            with (
-                placed(model.cond_stage_model, conf.device, conf.offload),
-                placed(model.embedder, conf.device, conf.offload),
-                placed(model.image_proj_model, conf.device, conf.offload),
-            ):
-                cond, uncond = model.conditionings([conf.prompt], videos[:, :, 0], z)
-            with placed(model.model, conf.device, conf.offload):
-                latents = model.sample(
-                    cond,
-                    uncond,
-                    noise,
-                    conf.ddim_steps,
-                    fs=conf.frame_stride,
-                    eta=conf.eta,
-                    cfg_scale=conf.cfg_scale,
-                    guidance_rescale=conf.guidance_rescale,
-                    spacing=conf.timestep_spacing,
-                    callback=lambda i, n: ctx.report((i + 1) / n),
-                    autocast_dtype=autocast_dtype(conf),
-                )
-            with placed(model.first_stage_model, conf.device, conf.offload):
-                video = model.decode_latents(latents)[0]
+            video = condition_sample_decode(model, conf, videos, z, noise, ctx)
         out = tensor_to_images(video)
         if (h, w) != out.shape[1:3]:
             out = np.stack([resize(f, h, w) for f in out])
