@@ -5,8 +5,8 @@
 
 Starts posecrafter_node (CPU profile), sends the pair inline N times and prints the round-trip
 p50/p90, the node's own direct-stage time, and the same figures for a bare OpenCV script
-doing ORB (same keypoint count) + ratio-test matching + five-point RANSAC + recoverPose
-in-process (eval/baseline.py). DESIGN section 7 targets: service p50 well under 0.2 s, and
+doing ORB (the same settings) + ratio-test matching + five-point RANSAC + recoverPose
+in-process (bench/direct.py:opencv_five_point). DESIGN section 7 targets: service p50 well under 0.2 s, and
 within 1.3x of the bare script.
 """
 
@@ -36,19 +36,16 @@ def main() -> int:
     args = parser.parse_args()
 
     from posecrafter_ros.bench.common import pair_keyframes
-    from posecrafter_ros.core.matching.orb import OrbMatcher
-    from posecrafter_ros.eval.baseline import estimate_five_point
+    from posecrafter_ros.bench.direct import BASELINE_CONF, opencv_five_point
     from posecrafter_ros.eval.datasets import load_posed_pairs
     from posecrafter_ros.ros.launcher import NodeProcess, local_ros_env
 
     pair = {p.name: p for p in load_posed_pairs(args.data)}[args.pair]
     a, b = pair_keyframes(pair)
-    orb = OrbMatcher.default_conf
-    baseline_conf = {"features": "orb", "num_features": orb["num_features"], "ratio": orb["ratio"]}
     bare = []
     for _ in range(args.requests):
         started = time.perf_counter()
-        estimate_five_point(a, b, baseline_conf)
+        opencv_five_point(a, b)
         bare.append(time.perf_counter() - started)
 
     os.environ.update(local_ros_env())
@@ -86,7 +83,7 @@ def main() -> int:
     )
     print(f"node direct stage    p50 {statistics.median(direct_stage) * 1000:7.1f} ms")
     print(
-        f"bare OpenCV script   p50 {statistics.median(bare) * 1000:7.1f} ms   (ORB {orb['num_features']} + ratio test + five-point RANSAC)"
+        f"bare OpenCV script   p50 {statistics.median(bare) * 1000:7.1f} ms   (ORB {BASELINE_CONF['num_features']} + ratio test + five-point RANSAC)"
     )
     print(
         f"ratio service / bare OpenCV: {statistics.median(round_trip) / statistics.median(bare):.2f}"

@@ -11,60 +11,33 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
 from posecrafter_ros.core.twoview import estimate_two_view
 from posecrafter_ros.core.types import Keyframe
+from posecrafter_ros.eval.baseline import estimate_five_point
 from posecrafter_ros.eval.datasets import PosedPair
 
 from .common import pair_keyframes, pose_errors
 
+# The bare OpenCV script: eval/baseline.py's five-point row with the direct path's ORB settings.
 BASELINE_CONF: dict[str, Any] = {
-    "num_features": 4000,  # same ORB settings as the direct path's default matcher
+    "features": "orb",
+    "num_features": 4000,
     "fast_threshold": 10,
     "ratio": 0.9,
-    "threshold_px": 1.0,
-    "method": "RANSAC",  # cv2 method name: RANSAC (classic baseline) or USAC_MAGSAC
+    "ransac_threshold_px": 1.0,
 }
 
 
 def opencv_five_point(
     kf_a: Keyframe, kf_b: Keyframe, conf: dict[str, Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Pose of B in A (R, unit t) from a bare OpenCV pipeline, None when it finds none."""
-    conf = {**BASELINE_CONF, **(conf or {})}
-    orb = cv2.ORB_create(
-        nfeatures=int(conf["num_features"]), fastThreshold=int(conf["fast_threshold"])
-    )
-    kp_a, des_a = orb.detectAndCompute(kf_a.gray(), None)
-    kp_b, des_b = orb.detectAndCompute(kf_b.gray(), None)
-    if des_a is None or des_b is None or len(kp_a) < 5 or len(kp_b) < 5:
+    """Pose of B in A (R, unit t) from the bare OpenCV pipeline, None when it finds none."""
+    est = estimate_five_point(kf_a, kf_b, {**BASELINE_CONF, **(conf or {})})
+    if est.R_0to1 is None:
         return None
-    good = [
-        m[0]
-        for m in cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(des_a, des_b, k=2)
-        if len(m) == 2 and m[0].distance < conf["ratio"] * m[1].distance
-    ]
-    if len(good) < 5:
-        return None
-    pts_a = np.float64([kp_a[m.queryIdx].pt for m in good])
-    pts_b = np.float64([kp_b[m.trainIdx].pt for m in good])
-    na = cv2.undistortPoints(pts_a[:, None], kf_a.K, None)[:, 0]
-    nb = cv2.undistortPoints(pts_b[:, None], kf_b.K, None)[:, 0]
-    focal = 0.25 * (kf_a.K[0, 0] + kf_a.K[1, 1] + kf_b.K[0, 0] + kf_b.K[1, 1])
-    E, mask = cv2.findEssentialMat(
-        na,
-        nb,
-        np.eye(3),
-        method=getattr(cv2, conf["method"]),
-        prob=0.999,
-        threshold=conf["threshold_px"] / focal,
-    )
-    if E is None or E.shape != (3, 3):
-        return None
-    _, R_ab, t_ab, _ = cv2.recoverPose(E, na, nb, np.eye(3), mask=mask)
-    return R_ab.T, -R_ab.T @ t_ab.ravel()
+    return est.R_0to1.T, -est.R_0to1.T @ est.t_0to1
 
 
 @dataclass

@@ -17,6 +17,7 @@ from ..core.types import Keyframe
 DEFAULT_CONF = {
     "features": "sift",  # "sift" or "orb"
     "num_features": 2000,
+    "fast_threshold": 20,  # ORB only: OpenCV's default FAST threshold
     "ratio": 0.8,  # Lowe's ratio test
     "ransac_threshold_px": 1.0,  # Sampson distance, in pixels of the mean focal length
     "ransac_confidence": 0.999,
@@ -42,7 +43,8 @@ def _detector(conf: dict):
     if conf["features"] == "sift":
         return cv2.SIFT_create(nfeatures=conf["num_features"]), cv2.NORM_L2
     if conf["features"] == "orb":
-        return cv2.ORB_create(nfeatures=conf["num_features"]), cv2.NORM_HAMMING
+        orb = cv2.ORB_create(nfeatures=conf["num_features"], fastThreshold=conf["fast_threshold"])
+        return orb, cv2.NORM_HAMMING
     raise ValueError(f"unknown baseline features {conf['features']!r} (known: {FEATURES})")
 
 
