@@ -8,7 +8,7 @@ SETUP_INPUTS := tools/setup_env.sh $(wildcard requirements/*.txt) CMakeLists.txt
 	$(wildcard msg/*.msg srv/*.srv action/*.action tools/tf2_msgs/msg/*.msg)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-jazzy clean
+.PHONY: setup demo test test-jazzy lint clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest test $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check posecrafter_ros test scripts launch
+	$(PY) -m ruff format --check posecrafter_ros test scripts launch
 
 # The ROS-facing tests again on ROS 2 Jazzy's rclpy (Ubuntu 24.04 robots); CI runs both.
 VENV_JAZZY ?= .venv-jazzy

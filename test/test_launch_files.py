@@ -129,7 +129,9 @@ def get_parameters(node_name: str, names: list[str]):
         assert client.wait_for_service(timeout_sec=30)
         future = client.call_async(GetParameters.Request(names=names))
         rclpy.spin_until_future_complete(helper, future, timeout_sec=30)
-        return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values), strict=False))
+        return dict(
+            zip(names, (parameter_value_to_python(v) for v in future.result().values), strict=False)
+        )
     finally:
         helper.destroy_node()
 

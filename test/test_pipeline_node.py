@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO, read_rgb, requires_ros
 
 pytestmark = [requires_ros, pytest.mark.ros, pytest.mark.slow]

@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  message: {resp.message}")
             stages = ", ".join(
                 f"{n} {s * 1000:.1f} ms"
-                for n, s in zip(resp.diagnostics.stage_names, resp.diagnostics.stage_seconds, strict=False)
+                for n, s in zip(
+                    resp.diagnostics.stage_names, resp.diagnostics.stage_seconds, strict=False
+                )
             )
             print(f"  path: {resp.diagnostics.path}; stages: {stages}")
             if resp.status.code != 0:

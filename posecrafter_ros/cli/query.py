@@ -78,7 +78,9 @@ def format_response(resp) -> dict:
             "confidence": round(d.direct_confidence, 3),
         },
         "selected_frames": list(d.selected_frames),
-        "stage_seconds": {n: round(s, 4) for n, s in zip(d.stage_names, d.stage_seconds, strict=False)},
+        "stage_seconds": {
+            n: round(s, 4) for n, s in zip(d.stage_names, d.stage_seconds, strict=False)
+        },
         "total_seconds": round(d.total_seconds, 4),
     }
 

@@ -202,7 +202,9 @@ class Pipeline:
         for slot in slots:
             stage_conf = dict(self.bridge_conf.get(slot) or {})
             kind = str(stage_conf.get("type", ""))
-            if kind in MODEL_STAGE_TYPES or ":" in kind:  # the profile's device/dtype reach the models
+            if (
+                kind in MODEL_STAGE_TYPES or ":" in kind
+            ):  # the profile's device/dtype reach the models
                 for key in ("device", "dtype"):
                     if key in self.conf:
                         stage_conf.setdefault(key, self.conf[key])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from dataclasses import dataclass, field
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np

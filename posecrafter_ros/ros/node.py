@@ -55,7 +55,10 @@ PARAMETERS = {
     "checkpoints.dynamicrafter": ("", "path to dynamicrafter_512_interp_v1/model.ckpt"),
     "checkpoints.viewcrafter": ("", "path to the ViewCrafter_25_512 model.ckpt"),
     "checkpoints.dust3r": ("", "path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors"),
-    "torch_num_threads": (0, "intra-op threads of the models (0 = torch's default); leave cores to SLAM"),
+    "torch_num_threads": (
+        0,
+        "intra-op threads of the models (0 = torch's default); leave cores to SLAM",
+    ),
     "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY"),
     "request_timeout_sec": (60.0, "default per-request budget (a request's budget_sec overrides)"),
     "buffer.max_frames": (120, "images kept from the image topic for requests by stamp"),
