@@ -3,7 +3,7 @@
 time ratio from one run, on the posed-pairs fixture and a sample of templeRing pairs.
 
     python scripts/bench_direct.py [--ring test/data/templering]
-        [--pairs /work/shared/data/posed_pairs_fixture] [--ring-per-bin 10] [--repeats 3]
+        [--pairs test/data/posed_pairs_fixture] [--ring-per-bin 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ring", type=Path, default=ROOT / "test/data/templering")
-    parser.add_argument("--pairs", type=Path, default=Path("/work/shared/data/posed_pairs_fixture"))
+    parser.add_argument("--pairs", type=Path, default=ROOT / "test/data/posed_pairs_fixture")
     parser.add_argument(
         "--ring-per-bin", type=int, default=10, help="templeRing pairs per rotation bin"
     )

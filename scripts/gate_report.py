@@ -6,7 +6,7 @@ pairs the gate accepts. `--fit` refits the support model (core.gate) on these pa
 the weights to put in the `gate` conf (use it when changing the matcher).
 
     python scripts/gate_report.py [--ring test/data/templering]
-        [--pairs /work/shared/data/posed_pairs_fixture] [--conf '{"gate": {...}}'] [--fit]
+        [--pairs test/data/posed_pairs_fixture] [--conf '{"gate": {...}}'] [--fit]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def fit_support_model(inliers, matches, wrong, max_rotation, rotations) -> np.nd
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ring", type=Path, default=ROOT / "test/data/templering")
-    parser.add_argument("--pairs", type=Path, default=Path("/work/shared/data/posed_pairs_fixture"))
+    parser.add_argument("--pairs", type=Path, default=ROOT / "test/data/posed_pairs_fixture")
     parser.add_argument("--conf", type=json.loads, default={}, help="direct-path conf (JSON)")
     parser.add_argument("--fit", action="store_true", help="refit the gate's support model")
     args = parser.parse_args(argv)

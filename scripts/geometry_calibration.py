@@ -3,7 +3,7 @@
 the 95% region of the reported covariance (chi-square, 3 dof, on the rotation block).
 
     python scripts/geometry_calibration.py [--ring test/data/templering]
-        [--pairs /work/shared/data/posed_pairs_fixture] [--max-deg 60]
+        [--pairs test/data/posed_pairs_fixture] [--max-deg 60]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ring", type=Path, default=ROOT / "test/data/templering")
-    parser.add_argument("--pairs", type=Path, default=Path("/work/shared/data/posed_pairs_fixture"))
+    parser.add_argument("--pairs", type=Path, default=ROOT / "test/data/posed_pairs_fixture")
     parser.add_argument(
         "--max-deg", type=float, default=60.0, help="ring pairs up to this rotation"
     )
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     pairs = all_pairs(load_middlebury(args.ring), args.max_deg)
+    num_ring = len(pairs)
     if args.pairs and (args.pairs / "pairs.json").is_file():
         pairs += load_posed_pairs(args.pairs)
     runs = run_direct_on_pairs(pairs, args.conf)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             rotation_mahalanobis2(run.estimate.pose.covariance, run.estimate.pose.R, R_true) < bound
         )
     inside = np.asarray(inside)
-    ring = np.array([not r.pair.meta for r in runs])
+    ring = np.arange(len(runs)) < num_ring  # runs keep the order of `pairs`
     print(
         f"pairs: {len(runs)} ({ring.sum()} templeRing <= {args.max_deg:g} deg, "
         f"{(~ring).sum()} posed-pairs "
