@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["posecrafter_ros", "posecrafter_ros.*"]),
     package_data={"posecrafter_ros": ["py.typed", "profiles/*.yaml", "models/lvdm/assets/*"]},
-    install_requires=["numpy", "scipy", "opencv-python-headless", "pyyaml", "pillow"],
+    install_requires=["numpy", "scipy", "opencv-python-headless", "poselib", "pyyaml", "pillow"],
     extras_require={
         "learned": ["torch", "kornia>=0.9", "safetensors"],
         "models": ["torch", "safetensors", "diffusers", "einops"],
