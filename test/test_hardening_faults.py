@@ -116,6 +116,12 @@ def test_busy_beyond_concurrency_limit_and_vanishing_client(fault_node, posed_pa
     pair = posed_pairs["templeR0001-templeR0003"]
     leaver = PoseCrafterClient(service=node.service)
     assert leaver.wait(20)
+    # One full round trip first: until the server has matched this client's request writer,
+    # a request can be dropped (volatile reliable DDS), which is not the fault under test.
+    assert (
+        leaver.call(pair_request(leaver, pair, force_bridge=False), timeout_sec=30).status.code
+        == SUCCESS
+    )
     leaver.service.call_async(pair_request(leaver, pair))  # a 4 s bridge request ...
     codes = []
     deadline = time.monotonic() + 3.0
