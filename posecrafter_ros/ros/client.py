@@ -7,6 +7,7 @@ timeout, and the pending request removed when it expires.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from typing import Callable
 
@@ -24,6 +25,7 @@ from ..srv import EstimateRelativePose
 from . import conversions as conv
 
 DEFAULT_SERVICE = "/posecrafter/estimate_relative_pose"
+PROBE_ID = "__posecrafter_client_probe__"  # a keyframe id no one publishes (see wait())
 
 
 def stamp_msg(seconds: float | tuple[int, int]) -> Time:
@@ -97,7 +99,23 @@ class PoseCrafterClient:
         self.executor.spin_until_future_complete(future, timeout_sec=timeout_sec)
 
     def wait(self, timeout_sec: float = 10.0) -> bool:
-        return self.service.wait_for_service(timeout_sec=timeout_sec)
+        """True once the service answers a request (within `timeout_sec`).
+
+        Discovery alone is not enough: until the server has matched this client's request
+        writer and response reader, a request or its answer can be lost (volatile reliable
+        DDS). So after the service appears, a probe (a keyframe id nobody uses; the node answers
+        KEYFRAME_NOT_FOUND at once) is sent until one round trip completes.
+        """
+        deadline = time.monotonic() + timeout_sec
+        if not self.service.wait_for_service(timeout_sec=timeout_sec):
+            return False
+        probe = self.request(id_ref(PROBE_ID), id_ref(PROBE_ID))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self.call(probe, timeout_sec=min(1.0, remaining)) is not None:
+                return True
 
     def request(
         self, a: KeyframeRef, b: KeyframeRef, force_bridge: bool = False, budget_sec: float = 0.0
