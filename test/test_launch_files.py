@@ -127,11 +127,14 @@ def get_parameters(node_name: str, names: list[str]):
     try:
         client = helper.create_client(GetParameters, f"{node_name}/get_parameters")
         assert client.wait_for_service(timeout_sec=30)
-        future = client.call_async(GetParameters.Request(names=names))
-        rclpy.spin_until_future_complete(helper, future, timeout_sec=30)
-        return dict(
-            zip(names, (parameter_value_to_python(v) for v in future.result().values), strict=False)
-        )
+        for _ in range(10):  # a request sent before the server matched us can be lost: resend
+            future = client.call_async(GetParameters.Request(names=names))
+            rclpy.spin_until_future_complete(helper, future, timeout_sec=3)
+            if future.done():
+                values = future.result().values
+                return dict(zip(names, (parameter_value_to_python(v) for v in values)))
+            client.remove_pending_request(future)
+        raise AssertionError(f"{node_name}/get_parameters did not answer")
     finally:
         helper.destroy_node()
 
