@@ -84,9 +84,30 @@ class ServiceRow:
         self._client = self.node.create_client(EstimateRelativePose, service)
         if not self._client.wait_for_service(timeout_sec=wait_sec):
             self.skip_reason = f"service {service} did not appear within {wait_sec:.0f} s"
+        elif not self._round_trip(wait_sec):
+            self.skip_reason = f"service {service} did not answer within {wait_sec:.0f} s"
+        if self.skip_reason:
             self.close()
             return
         self._wait_for_subscribers(wait_sec)
+
+    def _round_trip(self, wait_sec: float) -> bool:
+        """One answered probe (an unknown keyframe id): until the server has matched this
+        client, a request can be lost, and a lost first pair would count as a failure."""
+        from ..msg import KeyframeRef
+        from ..ros.client import PROBE_ID
+
+        probe = self._Srv.Request()
+        probe.keyframe_a = KeyframeRef(source=KeyframeRef.SOURCE_ID, id=PROBE_ID)
+        probe.keyframe_b = KeyframeRef(source=KeyframeRef.SOURCE_ID, id=PROBE_ID)
+        deadline = time.monotonic() + wait_sec
+        while time.monotonic() < deadline:
+            future = self._client.call_async(probe)
+            self._rclpy.spin_until_future_complete(self.node, future, timeout_sec=1.0)
+            if future.done():
+                return True
+            self._client.remove_pending_request(future)
+        return False
 
     def _wait_for_subscribers(self, wait_sec: float) -> None:
         deadline = time.monotonic() + wait_sec
