@@ -17,17 +17,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecrafter_ros.bench.common import load_rgb
 from posecrafter_ros.core.fms import FeatureMatchingSelector
 from posecrafter_ros.core.types import CandidateFrame, Keyframe, RunContext
 from posecrafter_ros.eval.datasets import load_middlebury
+from posecrafter_ros.eval.frames import read_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (512, 320)
 
 
 def resized_keyframe(path: Path, K: np.ndarray) -> Keyframe:
-    image = load_rgb(path)
+    image = read_rgb(path)
     sx, sy = SIZE[0] / image.shape[1], SIZE[1] / image.shape[0]
     K = np.diag([sx, sy, 1.0]) @ K
     return Keyframe(cv2.resize(image, SIZE, interpolation=cv2.INTER_AREA), K)

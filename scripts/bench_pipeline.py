@@ -56,11 +56,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
 
-    import cv2
-
     from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.core.types import EstimateOptions, Keyframe, RunContext
     from posecrafter_ros.eval.datasets import load_posed_pairs
+    from posecrafter_ros.eval.frames import read_rgb
     from posecrafter_ros.eval.metrics import rotation_error_deg
 
     overrides = parse_set(args.set)
@@ -84,8 +83,7 @@ def main() -> int:
     for stage, state in pipeline.describe().items():
         print(f"  {stage:<14} {state}")
     pair = {p.name: p for p in load_posed_pairs(args.data)}[args.pair]
-    rgb = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # noqa: E731
-    a, b = Keyframe(rgb(pair.image0), pair.K0), Keyframe(rgb(pair.image1), pair.K1)
+    a, b = Keyframe(read_rgb(pair.image0), pair.K0), Keyframe(read_rgb(pair.image1), pair.K1)
 
     peaks: dict[str, float] = {}
 

@@ -29,10 +29,10 @@ def main() -> int:
     parser.add_argument("--max-growth", type=float, default=5.0, help="percent")
     args = parser.parse_args()
 
-    import cv2
     import psutil
 
     from posecrafter_ros.eval.datasets import load_posed_pairs
+    from posecrafter_ros.eval.frames import read_rgb
     from posecrafter_ros.ros.launcher import NodeProcess, local_ros_env
 
     os.environ.update(local_ros_env())
@@ -41,15 +41,17 @@ def main() -> int:
     from posecrafter_ros.ros.client import PoseCrafterClient, inline_ref
 
     pairs = {p.name: p for p in load_posed_pairs(args.data)}
-    rgb = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # noqa: E731
     requests = []
     for name in ("templeR0001-templeR0003", "templeR0001-templeR0013"):
         pair = pairs[name]
         requests.append(
-            (inline_ref(rgb(pair.image0), pair.K0, "a"), inline_ref(rgb(pair.image1), pair.K1, "b"))
+            (
+                inline_ref(read_rgb(pair.image0), pair.K0, "a"),
+                inline_ref(read_rgb(pair.image1), pair.K1, "b"),
+            )
         )
     bad_a = inline_ref(
-        rgb(pairs["templeR0001-templeR0003"].image0), pairs["templeR0001-templeR0003"].K0
+        read_rgb(pairs["templeR0001-templeR0003"].image0), pairs["templeR0001-templeR0003"].K0
     )
     bad_a.image.step += 1
     requests.append((bad_a, requests[0][1]))

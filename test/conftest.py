@@ -33,6 +33,8 @@ def _ros_available() -> bool:
 
 
 ROS_AVAILABLE = _ros_available()
+from posecrafter_ros.eval.frames import read_rgb  # noqa: E402,F401 (shared by the tests)
+
 requires_ros = pytest.mark.skipif(
     not ROS_AVAILABLE, reason="rclpy / posecrafter_ros interfaces not installed (run make test)"
 )
@@ -43,12 +45,6 @@ def posed_pairs():
     from posecrafter_ros.eval.datasets import load_posed_pairs
 
     return {p.name: p for p in load_posed_pairs(POSED_PAIRS)}
-
-
-def read_rgb(path: Path):
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="session")

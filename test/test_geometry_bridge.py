@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import load_rgb, pose_errors
+from posecrafter_ros.bench.common import pose_errors
 from posecrafter_ros.core.fms import FeatureMatchingSelector
 from posecrafter_ros.core.multiview import ClassicalMultiViewPose
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext, Status
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
+from posecrafter_ros.eval.frames import read_rgb
 
 RING = Path(__file__).parent / "data" / "templering"
 
@@ -20,7 +21,7 @@ RING = Path(__file__).parent / "data" / "templering"
 @pytest.fixture(scope="module")
 def ring():
     views = load_middlebury(RING)
-    return views, [Keyframe(load_rgb(v.image_path), v.K, frame_id=v.name) for v in views]
+    return views, [Keyframe(read_rgb(v.image_path), v.K, frame_id=v.name) for v in views]
 
 
 def dummy(i: int) -> Keyframe:

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import load_rgb
 from posecrafter_ros.core.fms import ransac_inliers
 from posecrafter_ros.core.matching import MATCHERS, build_matcher
 from posecrafter_ros.core.matching.orb import descriptor_signs, hamming_mutual_match
+from posecrafter_ros.eval.frames import read_rgb
 from posecrafter_ros.models.checkpoint import CheckpointError
 
 RING = Path(__file__).parent / "data" / "templering"
@@ -105,7 +105,7 @@ def test_learned_matchers_load_every_parameter_offline(name, no_network):
 def test_xfeat_lighterglue_matches_a_real_pair():
     matcher = build_matcher({"name": "xfeat_lighterglue", "top_k": 512, "max_edge": 320})
     pts_a, pts_b = matcher.match_images(
-        load_rgb(RING / "templeR0001.png"), load_rgb(RING / "templeR0002.png")
+        read_rgb(RING / "templeR0001.png"), read_rgb(RING / "templeR0002.png")
     )
     assert len(pts_a) > 50
     # Neighbouring ring views: matched points move little compared with the image size.
@@ -151,7 +151,7 @@ def test_superpoint_loads_user_weights_and_reports_missing_files(tmp_path):
         }
     )
     assert_parameters_from(matcher.net, sp_state)
-    image = cv2.resize(load_rgb(RING / "templeR0001.png"), (160, 120))
+    image = cv2.resize(read_rgb(RING / "templeR0001.png"), (160, 120))
     feats = matcher.extract(image)
     assert feats.keypoints.shape[1] == 2 and feats.descriptors.shape == (len(feats), 256)
     assert matcher.match(feats, feats).shape[1] == 2
@@ -178,8 +178,8 @@ def test_hamming_matching_equals_opencv_cross_check():
 
 def test_orb_lsh_index_agrees_with_brute_force():
     matcher = build_matcher({"name": "orb", "num_features": 1000})
-    fa = matcher.extract(load_rgb(RING / "templeR0001.png"))
-    fb = matcher.extract(load_rgb(RING / "templeR0002.png"))
+    fa = matcher.extract(read_rgb(RING / "templeR0001.png"))
+    fb = matcher.extract(read_rgb(RING / "templeR0002.png"))
     brute = matcher.match(fa, fb)
     indexed = matcher.match_to_index(matcher.build_index(fa), fa, fb)
     conf = {"ransac_threshold_px": 2.0, "ransac_confidence": 0.999, "ransac_max_iterations": 1000}

@@ -138,7 +138,6 @@ def test_four_clients_mixing_direct_and_bridge(tiny_node, posed_pairs):
 def test_oracle_bridge_through_the_keyframe_buffer(start_node, rclpy_context):
     """A templeRing pair 69 deg apart: the direct path gives up; requested by stamp, the node
     bridges through the frames it buffered between the two stamps (the oracle source)."""
-    import cv2
     import rclpy
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, Image
@@ -151,7 +150,7 @@ def test_oracle_bridge_through_the_keyframe_buffer(start_node, rclpy_context):
     views = load_middlebury(REPO / "test/data/templering")[20:30]  # consecutive along the ring
     pair = make_pair(views[0], views[-1])
     assert 60 <= pair.rotation_deg <= 90
-    images = [cv2.cvtColor(cv2.imread(str(v.image_path)), cv2.COLOR_BGR2RGB) for v in views]
+    images = [read_rgb(v.image_path) for v in views]
     node, client = start_node(
         ["--params-file", str(REPO / "config/cpu.yaml"), "-p", "buffer.reliable:=true"]
     )

@@ -7,33 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import cv2
 import numpy as np
 
 from posecrafter_ros.core.gate import GateConf
 from posecrafter_ros.core.matching import get_matcher
 from posecrafter_ros.core.twoview import TwoViewEstimate, estimate_from_matches, resolve_conf
-from posecrafter_ros.core.types import Keyframe
 from posecrafter_ros.eval.datasets import PosedPair
+from posecrafter_ros.eval.frames import read_rgb
 from posecrafter_ros.eval.metrics import FAILED_DEG, rotation_error_deg, translation_angle_deg
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """[H x W x 3] uint8 RGB (grey and RGBA files are converted)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(image, code)
-
-
-def pair_keyframes(pair: PosedPair) -> tuple[Keyframe, Keyframe]:
-    return (
-        Keyframe(load_rgb(pair.image0), pair.K0, frame_id=Path(pair.image0).stem),
-        Keyframe(load_rgb(pair.image1), pair.K1, frame_id=Path(pair.image1).stem),
-    )
 
 
 def pose_errors(
@@ -70,7 +51,7 @@ def run_direct_on_pairs(
 
     def feats(path: Path):
         if path not in features:
-            features[path] = matcher.extract(load_rgb(path))
+            features[path] = matcher.extract(read_rgb(path))
         return features[path]
 
     runs = []

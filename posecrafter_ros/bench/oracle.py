@@ -12,8 +12,9 @@ from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.twoview import estimate_two_view
 from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext
 from posecrafter_ros.eval.datasets import PosedView, make_pair
+from posecrafter_ros.eval.frames import read_rgb
 
-from .common import load_rgb, pose_errors
+from .common import pose_errors
 from .direct import opencv_five_point
 
 
@@ -39,7 +40,7 @@ def run_oracle(
 
     span: OracleSource candidate span ("all": every other view of the set is a candidate).
     """
-    keyframes = [Keyframe(load_rgb(v.image_path), v.K, frame_id=v.name) for v in views]
+    keyframes = [Keyframe(read_rgb(v.image_path), v.K, frame_id=v.name) for v in views]
     source = OracleSource(keyframes, span=span)
     selector = FeatureMatchingSelector(fms_conf)
     pose_model = ClassicalMultiViewPose(multiview_conf)

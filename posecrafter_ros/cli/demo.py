@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from ..eval.datasets import load_posed_pairs
+from ..eval.frames import read_rgb
 from ..eval.metrics import rotation_error_deg, translation_angle_deg
 from ..ros.launcher import NodeProcess, local_ros_env
-from .query import STATUS_NAMES, read_rgb
+from .query import STATUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 

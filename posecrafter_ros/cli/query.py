@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.datasets import DatasetError
+from ..eval.frames import read_rgb
+
 STATUS_NAMES = {
     0: "SUCCESS",
     1: "INVALID_REQUEST",
@@ -45,15 +48,6 @@ def read_camera_info(path: Path) -> np.ndarray:
             K = np.asarray(value, dtype=np.float64).reshape(3, 3)
             return K
     raise ValueError(f"{path}: no camera_matrix / K / k entry")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def format_response(resp) -> dict:
@@ -167,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             refs = [stamp_ref(t) for t in args.stamps]
         else:
             refs = [id_ref(i) for i in args.ids]
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, DatasetError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
 

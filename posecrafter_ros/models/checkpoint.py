@@ -95,10 +95,8 @@ def load_exact(
     ignore = tuple(ignore_unexpected)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(
-        k for k in set(state) - set(expected) if not k.startswith(ignore) or not ignore
+        k for k in set(state) - set(expected) if not (ignore and k.startswith(ignore))
     )
-    if ignore:
-        unexpected = [k for k in unexpected if not k.startswith(ignore)]
     shape_errors = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
