@@ -1,9 +1,12 @@
 """Feature Matching Selector (PoseCrafter §3.3): keep the candidates that match both ends best.
 
 Each candidate frame is matched against I0 and IT; its score is the number of RANSAC inliers
-against I0 plus the number against IT (paper: ORB with 2000 keypoints, RANSAC). The top k = 6
-candidates whose score passes a threshold are kept. I0's and IT's features are extracted once
-per call, with a search index (LSH for ORB) that every candidate is matched against.
+against I0 plus the number against IT (paper: ORB with 2000 keypoints, RANSAC). With
+`mode: paper` the top k = 6 candidates whose score passes a threshold are kept. With
+`mode: chain` the k frames are chosen so that A and B stay joined through them (core/chain.py):
+candidates are also matched against their sequence neighbours, and the widest path of that
+match graph comes first. Every frame's features are extracted once per call; I0 and IT get a
+search index (LSH for ORB) that every candidate is matched against.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from .chain import bounded_pairs, chain_selection
 from .matching import Features, Matcher, get_matcher
 from .types import CandidateFrame, Keyframe, RunContext, Selection
 
+SELECTION_MODES = ("paper", "chain")
+
 DEFAULT_FMS_CONF: dict[str, Any] = {
+    "mode": "paper",  # "paper": top k by score; "chain": a widest A-B path first (core/chain.py)
     "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000
     "top_k": 6,  # frames kept (paper: 6)
     "min_score": 40,  # a kept frame needs at least this many inliers in total
@@ -24,6 +31,8 @@ DEFAULT_FMS_CONF: dict[str, Any] = {
     "ransac_threshold_px": 2.0,  # fundamental-matrix RANSAC threshold (no intrinsics needed)
     "ransac_confidence": 0.999,
     "ransac_max_iterations": 1000,
+    "neighbour_window": 3,  # chain: candidates matched with the next this many in sequence order
+    "min_edge_inliers": 30,  # chain: a view pair with fewer inliers is no link (chance level)
 }
 
 
@@ -52,6 +61,10 @@ class FeatureMatchingSelector:
         if unknown:
             raise ValueError(f"unknown FMS conf keys {unknown}; valid: {sorted(DEFAULT_FMS_CONF)}")
         self.conf = {**DEFAULT_FMS_CONF, **conf}
+        if self.conf["mode"] not in SELECTION_MODES:
+            raise ValueError(
+                f"FMS mode must be one of {SELECTION_MODES}, got {self.conf['mode']!r}"
+            )
         self.matcher: Matcher = get_matcher(self.conf["matcher"])
 
     @classmethod
@@ -64,6 +77,40 @@ class FeatureMatchingSelector:
             feats_end.keypoints[pairs[:, 0]], feats.keypoints[pairs[:, 1]], self.conf
         )
 
+    def _match_graph(
+        self,
+        a: Keyframe,
+        b: Keyframe,
+        candidates: Sequence[CandidateFrame],
+        ctx: RunContext | None,
+        with_neighbours: bool,
+    ) -> dict[tuple[int, int], int]:
+        """Inliers {(i, j): n} over graph nodes 0 = A, 1..m = candidates, m + 1 = B: every
+        candidate against both ends, and (with_neighbours) against its sequence neighbours."""
+        m = len(candidates)
+        feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
+        index_a, index_b = self.matcher.build_index(feats_a), self.matcher.build_index(feats_b)
+        neighbour_pairs = (
+            list(bounded_pairs(m, int(self.conf["neighbour_window"]))) if with_neighbours else []
+        )
+        steps = max(m + len(neighbour_pairs), 1)
+        feats: dict[int, Features] = {}
+        weights: dict[tuple[int, int], int] = {}
+        for node, candidate in enumerate(candidates, start=1):
+            feats[node] = self.matcher.extract(candidate.keyframe.image)
+            weights[(0, node)] = self._inliers(index_a, feats_a, feats[node])
+            weights[(node, m + 1)] = self._inliers(index_b, feats_b, feats[node])
+            if ctx is not None:
+                ctx.report(node / steps)
+        for done, (i, j) in enumerate(neighbour_pairs, start=m + 1):
+            pairs = self.matcher.match(feats[i], feats[j])
+            weights[(i, j)] = ransac_inliers(
+                feats[i].keypoints[pairs[:, 0]], feats[j].keypoints[pairs[:, 1]], self.conf
+            )
+            if ctx is not None:
+                ctx.report(done / steps)
+        return weights
+
     def score_candidates(
         self,
         a: Keyframe,
@@ -72,22 +119,17 @@ class FeatureMatchingSelector:
         ctx: RunContext | None = None,
     ) -> list[tuple[int, int]]:
         """(inliers vs A, inliers vs B) for every candidate, in order."""
-        feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
-        index_a, index_b = self.matcher.build_index(feats_a), self.matcher.build_index(feats_b)
-        scores = []
-        for i, candidate in enumerate(candidates):
-            feats = self.matcher.extract(candidate.keyframe.image)
-            scores.append(
-                (self._inliers(index_a, feats_a, feats), self._inliers(index_b, feats_b, feats))
-            )
-            if ctx is not None:
-                ctx.report((i + 1) / max(len(candidates), 1))
-        return scores
+        weights = self._match_graph(a, b, candidates, ctx, with_neighbours=False)
+        m = len(candidates)
+        return [(weights[(0, n)], weights[(n, m + 1)]) for n in range(1, m + 1)]
 
     def select(
         self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext
     ) -> Selection:
-        per_side = self.score_candidates(a, b, candidates, ctx)
+        chain_mode = self.conf["mode"] == "chain"
+        weights = self._match_graph(a, b, candidates, ctx, with_neighbours=chain_mode)
+        m = len(candidates)
+        per_side = [(weights[(0, n)], weights[(n, m + 1)]) for n in range(1, m + 1)]
         totals = [sa + sb for sa, sb in per_side]
         eligible = [
             i
@@ -95,6 +137,14 @@ class FeatureMatchingSelector:
             if sa + sb >= int(self.conf["min_score"])
             and min(sa, sb) >= int(self.conf["min_inliers_each"])
         ]
-        # Best first; ties keep the candidates' order (stable sort).
-        ranked = sorted(eligible, key=lambda i: -totals[i])[: int(self.conf["top_k"])]
+        top_k = int(self.conf["top_k"])
+        if chain_mode:
+            kept = chain_selection(
+                m, weights, totals, eligible, top_k, float(self.conf["min_edge_inliers"])
+            )
+            if kept is not None:
+                return Selection(kept, [totals[i] for i in kept], totals)
+        # Paper rule (and the chain mode's answer when no path joins A and B): best first; ties
+        # keep the candidates' order (stable sort).
+        ranked = sorted(eligible, key=lambda i: -totals[i])[:top_k]
         return Selection(ranked, [totals[i] for i in ranked], totals)
