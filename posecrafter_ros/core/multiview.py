@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .covariance import so3_exp
+from .covariance import inverse_pose_covariance, so3_exp
 from .gate import GateConf
 from .matching import get_matcher
 from .twoview import TwoViewEstimate, estimate_from_matches, resolve_conf
@@ -240,6 +240,8 @@ class ClassicalMultiViewPose:
             edge_cov[:3, :3] -= self.direct["covariance"]["scale_variance"] * np.outer(
                 est.pose.t, est.pose.t
             )
+            if a > b:  # the stored pose is a in b: its inverse's covariance, in a's frame
+                edge_cov = inverse_pose_covariance(est.pose.R, est.pose.t, edge_cov)
             rotate = np.kron(np.eye(2), R_acc)
             cov += rotate @ edge_cov @ rotate.T
             R_acc = R_acc @ R_edge

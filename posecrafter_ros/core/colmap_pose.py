@@ -1,0 +1,265 @@
+"""The classical multi-view pose model: COLMAP (pycolmap) on the project's own matches.
+
+For views {I0, selected frames, IT} with known intrinsics:
+1. every view's features are extracted once with the configured matcher (ORB by default,
+   ALIKED / XFeat through the matcher registry) and every view pair is matched;
+2. COLMAP verifies each pair (`estimate_calibrated_two_view_geometry`: essential matrix
+   RANSAC with the known cameras); pairs with enough inliers link the views, and I0 and IT must
+   be linked through them;
+3. COLMAP's incremental mapper (`incremental_mapping`) reconstructs the views from a database
+   holding those keypoints and verified matches, the intrinsics held fixed;
+4. the pose of IT in I0 is read off the two cameras, its translation normalised (scale is
+   unknown), and its covariance is the bundle adjustment's marginal covariance of the relative
+   pose (`estimate_ba_covariance`, gauge fixed by three points so both poses stay free),
+   multiplied by `covariance_scale` (fitted on held-out scenes: scripts/bridge_covariance.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .matching import get_matcher
+from .types import EstimationError, Keyframe, RelativePose, RunContext, Status
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLMAP_CONF: dict[str, Any] = {
+    "matcher": {"name": "orb", "num_features": 4000, "fast_threshold": 10},  # as the direct path
+    "min_edge_inliers": 25,  # a verified view pair with fewer inliers does not link its views
+    "ransac_max_error_px": 4.0,  # essential-matrix RANSAC threshold (COLMAP's default)
+    "ransac_max_trials": 2000,  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
+    "init_min_inliers": 50,  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
+    "num_threads": 2,
+    "covariance_scale": 1.0,  # multiplies the BA covariance (fitted on held-out scenes)
+    "scale_variance": 1.0,  # variance along the unit translation (scale is unobservable)
+}
+
+
+def _camera(view: Keyframe):
+    import pycolmap
+
+    K = np.asarray(view.K, float)
+    height, width = view.image.shape[:2]
+    return pycolmap.Camera(
+        model="PINHOLE",
+        width=width,
+        height=height,
+        params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]],
+    )
+
+
+class ColmapMultiViewPose:
+    """MultiViewPoseModel: relative pose of the last view in the first view's frame."""
+
+    def __init__(self, conf: dict[str, Any] | None = None):
+        import pycolmap  # noqa: F401  (fail at load time, not on the first request)
+
+        conf = dict(conf or {})
+        conf.pop("type", None)
+        unknown = sorted(set(conf) - set(DEFAULT_COLMAP_CONF))
+        if unknown:
+            raise ValueError(
+                f"unknown colmap pose conf keys {unknown}; valid: {sorted(DEFAULT_COLMAP_CONF)}"
+            )
+        self.conf = {**DEFAULT_COLMAP_CONF, **conf}
+        self.matcher = get_matcher(self.conf["matcher"])
+
+    @classmethod
+    def from_config(cls, conf: dict[str, Any]) -> "ColmapMultiViewPose":
+        return cls(conf)
+
+    def _verified_pairs(self, views, cameras, feats, ctx) -> dict[tuple[int, int], np.ndarray]:
+        """{(i, j): [K x 2] inlier keypoint index pairs} of the view pairs COLMAP verifies."""
+        import pycolmap
+
+        options = pycolmap.TwoViewGeometryOptions()
+        options.ransac.max_error = float(self.conf["ransac_max_error_px"])
+        options.ransac.max_num_trials = int(self.conf["ransac_max_trials"])
+        options.min_num_inliers = int(self.conf["min_edge_inliers"])
+        n = len(views)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        verified = {}
+        for done, (i, j) in enumerate(pairs, start=1):
+            matches = self.matcher.match(feats[i], feats[j]).astype(np.uint32)
+            if len(matches) >= int(self.conf["min_edge_inliers"]):
+                geometry = pycolmap.estimate_calibrated_two_view_geometry(
+                    cameras[i],
+                    feats[i].keypoints,
+                    cameras[j],
+                    feats[j].keypoints,
+                    matches,
+                    options,
+                )
+                inliers = np.asarray(geometry.inlier_matches)
+                if geometry.config in (
+                    pycolmap.TwoViewGeometryConfiguration.CALIBRATED,
+                    pycolmap.TwoViewGeometryConfiguration.PLANAR_OR_PANORAMIC,
+                    pycolmap.TwoViewGeometryConfiguration.PLANAR,
+                ) and len(inliers) >= int(self.conf["min_edge_inliers"]):
+                    verified[(i, j)] = inliers
+            if ctx is not None:
+                ctx.report(0.6 * done / len(pairs))
+        return verified
+
+    def estimate(self, views: Sequence[Keyframe], ctx: RunContext) -> RelativePose:
+        n = len(views)
+        if n < 2:
+            raise EstimationError(
+                Status.INVALID_REQUEST, f"multi-view pose needs >= 2 views, got {n}"
+            )
+        cameras = [_camera(v) for v in views]
+        feats = [self.matcher.extract(v.image) for v in views]
+        verified = self._verified_pairs(views, cameras, feats, ctx)
+        if not connected(n, verified, 0, n - 1):
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP,
+                f"the {n} views do not connect the first to the last: only {len(verified)} of "
+                f"{n * (n - 1) // 2} view pairs share enough matches "
+                f"(>= {self.conf['min_edge_inliers']} inliers); pairs: {sorted(verified)}",
+            )
+        with tempfile.TemporaryDirectory(prefix="posecrafter_colmap_") as workdir:
+            reconstruction = self._map(Path(workdir), cameras, feats, verified)
+        if ctx is not None:
+            ctx.report(0.9)
+        images = {image.name: image for image in reconstruction.images.values()}
+        first, last = images[view_name(0)], images[view_name(n - 1)]
+        a_from_world, b_from_world = first.cam_from_world(), last.cam_from_world()
+        a_from_b = a_from_world * b_from_world.inverse()
+        R = np.asarray(a_from_b.rotation.matrix())
+        t = np.asarray(a_from_b.translation, float).ravel()
+        norm = float(np.linalg.norm(t))
+        if norm < 1e-9:
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP, "first and last camera centres coincide"
+            )
+        covariance = self._covariance(reconstruction, first, last, a_from_b, norm)
+        if ctx is not None:
+            ctx.report(1.0)
+        return RelativePose(R, t / norm, covariance, scale_known=False)
+
+    def _map(self, workdir: Path, cameras, feats, verified):
+        """COLMAP's incremental reconstruction holding the first and the last view."""
+        import pycolmap
+
+        database_path = workdir / "database.db"
+        database = pycolmap.Database.open(database_path)
+        try:
+            for index, (camera, view_feats) in enumerate(zip(cameras, feats)):
+                camera_id = database.write_camera(camera)
+                sensor = pycolmap.sensor_t(pycolmap.SensorType.CAMERA, camera_id)
+                rig = pycolmap.Rig()
+                rig.add_ref_sensor(sensor)
+                rig_id = database.write_rig(rig)
+                image_id = database.write_image(
+                    pycolmap.Image(name=view_name(index), camera_id=camera_id)
+                )
+                frame = pycolmap.Frame()
+                frame.rig_id = rig_id
+                frame.add_data_id(pycolmap.data_t(sensor, image_id))
+                database.write_frame(frame)
+                database.write_keypoints(image_id, view_feats.keypoints.astype(np.float32))
+            for (i, j), inliers in verified.items():
+                geometry = pycolmap.TwoViewGeometry()
+                geometry.config = pycolmap.TwoViewGeometryConfiguration.CALIBRATED
+                geometry.inlier_matches = inliers.astype(np.uint32)
+                database.write_matches(i + 1, j + 1, inliers.astype(np.uint32))
+                database.write_two_view_geometry(i + 1, j + 1, geometry)
+        finally:
+            database.close()
+        options = pycolmap.IncrementalPipelineOptions()
+        options.ba_refine_focal_length = False
+        options.ba_refine_principal_point = False
+        options.ba_refine_extra_params = False
+        options.extract_colors = False
+        options.multiple_models = False
+        options.min_num_matches = int(self.conf["min_edge_inliers"])
+        options.num_threads = int(self.conf["num_threads"])
+        options.random_seed = 0
+        options.mapper.init_min_num_inliers = int(self.conf["init_min_inliers"])
+        options.mapper.abs_pose_refine_focal_length = False
+        options.mapper.abs_pose_refine_extra_params = False
+        output = workdir / "sparse"
+        output.mkdir()
+        reconstructions = pycolmap.incremental_mapping(database_path, workdir, output, options)
+        names_wanted = {view_name(0), view_name(len(cameras) - 1)}
+        for reconstruction in reconstructions.values():
+            names = {image.name for image in reconstruction.images.values() if image.has_pose}
+            if names_wanted <= names:
+                return reconstruction
+        registered = [
+            sorted(int(im.name[1:]) for im in r.images.values() if im.has_pose)
+            for r in reconstructions.values()
+        ]
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP,
+            f"COLMAP could not register the first and the last view in one reconstruction "
+            f"(registered views per model: {registered or 'none'})",
+        )
+
+    def _covariance(self, reconstruction, first, last, a_from_b, norm: float) -> np.ndarray:
+        """[6 x 6] (translation, rotation) covariance of the unit-translation pose of B in A."""
+        import pycolmap
+
+        covariance = None
+        try:
+            config = pycolmap.BundleAdjustmentConfig()
+            for image_id in reconstruction.reg_image_ids():
+                config.add_image(image_id)
+            for camera_id in reconstruction.cameras:
+                config.set_constant_cam_intrinsics(camera_id)
+            config.fix_gauge(pycolmap.BundleAdjustmentGauge.THREE_POINTS)
+            adjuster = pycolmap.create_default_ceres_bundle_adjuster(
+                pycolmap.BundleAdjustmentOptions(), config, reconstruction
+            )
+            options = pycolmap.BACovarianceOptions()
+            options.params = pycolmap.BACovarianceOptionsParams.POSES
+            ba_cov = pycolmap.estimate_ba_covariance(options, reconstruction, adjuster)
+            if ba_cov is not None:
+                b_from_a_cov = ba_cov.get_cam2_cov_from_cam1(
+                    first.image_id, first.cam_from_world(), last.image_id, last.cam_from_world()
+                )
+                if b_from_a_cov is not None:
+                    covariance = pycolmap.get_covariance_for_inverse(
+                        a_from_b.inverse(), np.asarray(b_from_a_cov)
+                    )
+        except Exception as err:  # COLMAP's covariance can fail on a near-degenerate problem
+            logger.warning("BA covariance failed: %s", err)
+        if covariance is None or not np.all(np.isfinite(covariance)):
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP,
+                "the bundle adjustment does not constrain the relative pose (no covariance)",
+            )
+        # COLMAP orders (rotation, translation); ours is (translation, rotation) and |t| = 1.
+        order = [3, 4, 5, 0, 1, 2]
+        covariance = np.asarray(covariance)[np.ix_(order, order)]
+        covariance[:3, :] /= norm
+        covariance[:, :3] /= norm
+        covariance *= float(self.conf["covariance_scale"])
+        t_unit = np.asarray(a_from_b.translation, float).ravel() / norm
+        covariance[:3, :3] += float(self.conf["scale_variance"]) * np.outer(t_unit, t_unit)
+        return 0.5 * (covariance + covariance.T)
+
+
+def view_name(index: int) -> str:
+    return f"v{index}"
+
+
+def connected(num_views: int, pairs, start: int, goal: int) -> bool:
+    """Whether `goal` is reachable from `start` over the view pairs (breadth-first)."""
+    neighbours: dict[int, set[int]] = {v: set() for v in range(num_views)}
+    for i, j in pairs:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    seen, queue = {start}, deque([start])
+    while queue:
+        node = queue.popleft()
+        for nxt in neighbours[node] - seen:
+            seen.add(nxt)
+            queue.append(nxt)
+    return goal in seen
