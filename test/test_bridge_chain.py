@@ -10,7 +10,7 @@ from posecrafter_ros.core.chain import bounded_pairs, chain_selection, widest_pa
 from posecrafter_ros.core.fms import FeatureMatchingSelector
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import Keyframe, RunContext
-from posecrafter_ros.eval.datasets import load_middlebury
+from posecrafter_ros.eval.datasets import load_middlebury, make_pair, sequence_order
 from posecrafter_ros.eval.frames import read_rgb
 
 RING = Path(__file__).parent / "data" / "templering"
@@ -74,3 +74,31 @@ def test_fms_chain_mode_joins_ends_the_paper_rule_leaves_apart():
 def test_fms_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         FeatureMatchingSelector({"mode": "widest"})
+
+
+def test_a_loop_is_bridged_the_shorter_way():
+    views = load_middlebury(RING)
+    ring = sequence_order(views).order  # round the ring: its last view is next to its first
+    loop = [Keyframe(read_rgb(views[i].image_path), views[i].K) for i in ring]
+    source = OracleSource(loop, cyclic="auto")
+    assert source.cyclic
+    assert [c.index for c in source.candidates_between(2, 44)] == [0, 1, 45, 46]
+    # Cut the loop open (keep its first third): the ends no longer meet, the long way it is.
+    open_walk = OracleSource(loop[:16], cyclic="auto")
+    assert not open_walk.cyclic
+    assert [c.index for c in open_walk.candidates_between(1, 14)] == list(range(2, 14))
+
+
+def test_sequence_order_detects_the_ring_and_keeps_a_walk():
+    ring = sequence_order(load_middlebury(RING))
+    assert ring.cyclic and sorted(ring.order) == list(range(47))
+    views = load_middlebury(RING)
+    steps = [make_pair(views[a], views[b]).rotation_deg for a, b in zip(ring.order, ring.order[1:])]
+    # Views 32-47 are rolled by 180 deg about their axes; the headings still follow each other.
+    assert sum(s < 15 or s > 165 for s in steps) >= len(steps) - 2
+    # A walk: templeR0013..0028 are an arc of the ring (7.7 deg steps), given out of order.
+    arc = views[12:28]
+    shuffled = [arc[i] for i in (3, 0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)]
+    walk = sequence_order(shuffled)
+    assert not walk.cyclic
+    assert walk.order in ([1, 2, 3, 0, *range(4, 16)], [*range(15, 3, -1), 0, 3, 2, 1])

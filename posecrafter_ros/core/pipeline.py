@@ -75,6 +75,7 @@ STAGE_FACTORIES: dict[str, dict[str, str]] = {
     "pose_model": {
         "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rPoseModel.from_config",
         "classical": "posecrafter_ros.core.multiview:ClassicalMultiViewPose.from_config",
+        "colmap": "posecrafter_ros.core.colmap_pose:ColmapMultiViewPose.from_config",
     },
 }
 HVG_STAGES = ("interpolator", "relay_poser", "synthesizer")
@@ -384,7 +385,9 @@ class Pipeline:
         with self._stage(ctx, diag, "oracle_candidates"):
             from .oracle import OracleSource
 
-            return OracleSource(list(sequence)).candidates_between(a, b)
+            source = OracleSource(list(sequence), cyclic=self.bridge_conf.get("cyclic", "auto"))
+            limit = self.bridge_conf.get("max_candidates")
+            return source.candidates_between(a, b, int(limit) if limit else None)
 
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "interpolate", "interpolator"):

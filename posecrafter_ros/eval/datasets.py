@@ -329,3 +329,80 @@ def load_dataset(path: str | Path, layout: str | None = None, **options) -> Pose
             f"the {layout} reader takes no option {unknown} (its options: {sorted(accepted)})"
         )
     return LAYOUTS[layout](root, **options)
+
+
+@dataclass
+class ViewSequence:
+    """An order of a posed view set along which its views follow each other, and whether that
+    order closes into a ring (the last view is as close to the first as neighbours are)."""
+
+    order: list[int]
+    cyclic: bool
+    median_step: float
+
+
+def sequence_order(views: Sequence[PosedView], max_heading_gap_deg: float = 90.0) -> ViewSequence:
+    """The capture-like order of a posed view set, found from its ground-truth poses.
+
+    View distance: the angle between optical axes over its median nearest-neighbour value plus
+    the centre distance over its median nearest-neighbour value (scale-free; a camera rolled
+    about its axis still sees the same things). A short closed tour through all views is found
+    (nearest-neighbour tours from every view, improved by 2-opt). The set is a ring when its
+    headings go all the way round: the optical axes, projected on the plane they span, leave no
+    gap wider than `max_heading_gap_deg` (an object ring, a loop around a block). Otherwise the
+    tour is cut at its longest step into an open sequence, and a file order at most as long is
+    kept (the capture order of a walk).
+    """
+    n = len(views)
+    if n < 4:
+        return ViewSequence(list(range(n)), False, 0.0)
+    axes = np.array([v.R_w2c[2] for v in views])  # optical axes in world coordinates
+    angle = np.degrees(np.arccos(np.clip(axes @ axes.T, -1.0, 1.0)))
+    centres = np.array([-v.R_w2c.T @ v.t_w2c for v in views])
+    dist = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+    off_diagonal = ~np.eye(n, dtype=bool)
+
+    def nn_median(d: np.ndarray) -> float:
+        return float(np.median(np.where(off_diagonal, d, np.inf).min(axis=1))) or 1.0
+
+    cost = angle / nn_median(angle) + dist / nn_median(dist)
+
+    def steps(order: list[int], closed: bool) -> list[float]:
+        pairs = list(zip(order, order[1:] + order[:1])) if closed else zip(order[:-1], order[1:])
+        return [float(cost[a, b]) for a, b in pairs]
+
+    def two_opt(tour: list[int]) -> list[int]:
+        improved = True
+        while improved:
+            improved = False
+            for i in range(1, n - 1):
+                for j in range(i + 1, n):
+                    # Reversing tour[i..j] replaces edges (i-1, i) and (j, j+1 mod n).
+                    a, b, c, d = tour[i - 1], tour[i], tour[j], tour[(j + 1) % n]
+                    if cost[a, c] + cost[b, d] < cost[a, b] + cost[c, d] - 1e-9:
+                        tour[i : j + 1] = tour[i : j + 1][::-1]
+                        improved = True
+        return tour
+
+    best = None
+    for start in range(n):
+        tour, left = [start], set(range(n)) - {start}
+        while left:
+            tour.append(min(left, key=lambda v: cost[tour[-1], v]))
+            left.discard(tour[-1])
+        tour = two_opt(tour)
+        if best is None or sum(steps(tour, True)) < sum(steps(best, True)) - 1e-6:
+            best = tour
+    _, _, plane = np.linalg.svd(axes)  # the two leading directions span the headings' plane
+    headings = np.sort(np.degrees(np.arctan2(axes @ plane[1], axes @ plane[0])))
+    gaps = np.diff(np.concatenate([headings, headings[:1] + 360.0]))
+    cyclic = float(gaps.max()) <= max_heading_gap_deg
+    order = best
+    if not cyclic:
+        closed_steps = steps(best, True)
+        longest = int(np.argmax(closed_steps))
+        order = best[longest + 1 :] + best[: longest + 1]  # cut after the longest step
+        if sum(steps(list(range(n)), False)) <= sum(steps(order, False)) + 1e-6:
+            order = list(range(n))
+    median_step = float(np.median([angle[a, b] for a, b in zip(order[:-1], order[1:])]))
+    return ViewSequence(order, bool(cyclic), median_step)
