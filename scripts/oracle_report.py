@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Oracle bridge on templeRing: pairs 50-90 deg apart, the real views of the ring between them as
-FMS candidates, then the classical multi-view pose. Prints, per rotation bin and in one run, the
-OpenCV five-point baseline, the direct path and the oracle bridge (eval.metrics.summarize).
+"""Oracle bridge on posed view sets: pairs in the 50-65, 65-90 and 90-180 deg bins, the real
+views between them (in the set's capture-like order, the shorter way round a ring) as FMS
+candidates, then the multi-view pose. Prints, per set and bin, the OpenCV five-point baseline,
+the direct path and the oracle bridge (eval.metrics.summarize), and seconds per bridge.
 
-    python scripts/oracle_report.py [--ring test/data/templering] [--per-bin 15] [--seed 0]
-        [--min-inliers-each 30]
+    python scripts/oracle_report.py [SET ...] [--per-bin 10] [--seed 0] [--mode chain]
+        [--pose colmap] [--max-side 640] [--matcher orb] [--json out.json]
+
+SET: Middlebury-layout folders (default: test/data/templering and the Strecha walks in
+../shared/data/strecha when present).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,26 +25,20 @@ from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.metrics import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
-BINS = {"50-65": (50.0, 65.0), "65-90": (65.0, 90.0)}
+STRECHA = ROOT.parent / "shared" / "data" / "strecha"
+BINS = {"50-65": (50.0, 65.0), "65-90": (65.0, 90.0), "90-180": (90.0, 180.0)}
 ROWS = ("opencv", "direct", "oracle")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ring", type=Path, default=ROOT / "test/data/templering")
-    parser.add_argument("--per-bin", type=int, default=15, help="pairs sampled per bin (0: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--min-inliers-each",
-        type=int,
-        default=30,
-        help="FMS: inliers a frame needs against each end (above chance level)",
-    )
-    args = parser.parse_args(argv)
+def default_sets() -> list[Path]:
+    sets = [ROOT / "test/data/templering"]
+    if STRECHA.is_dir():
+        sets += sorted(p for p in STRECHA.iterdir() if list(p.glob("*_par.txt")))
+    return sets
 
-    views = load_middlebury(args.ring)
-    rng = np.random.default_rng(args.seed)
-    chosen: dict[str, list[tuple[int, int]]] = {}
+
+def sample(views, per_bin: int, rng) -> dict[str, list[tuple[int, int]]]:
+    chosen = {}
     for name, (lo, hi) in BINS.items():
         members = [
             (i, j)
@@ -47,47 +46,81 @@ def main(argv: list[str] | None = None) -> int:
             for j in range(i + 1, len(views))
             if lo <= make_pair(views[i], views[j]).rotation_deg < hi
         ]
-        if 0 < args.per_bin < len(members):
-            members = [
-                members[k] for k in sorted(rng.choice(len(members), args.per_bin, replace=False))
-            ]
+        if 0 < per_bin < len(members):
+            members = [members[k] for k in sorted(rng.choice(len(members), per_bin, replace=False))]
         chosen[name] = members
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sets", nargs="*", type=Path)
+    parser.add_argument("--per-bin", type=int, default=10, help="pairs sampled per bin (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", default="chain", choices=("chain", "paper"))
+    parser.add_argument("--pose", default="colmap", choices=("colmap", "classical"))
+    parser.add_argument("--matcher", default="", help="pose matcher (e.g. aliked_lightglue)")
+    parser.add_argument("--max-side", type=int, default=640)
+    parser.add_argument("--top-k", type=int, default=6)
+    parser.add_argument(
+        "--min-inliers-each",
+        type=int,
+        default=0,
+        help="FMS: inliers a frame needs against each end (paper mode)",
+    )
+    parser.add_argument("--json", type=Path, help="write every pair's row here")
+    args = parser.parse_args(argv)
+
+    pose_conf = {"type": args.pose}
+    if args.matcher:
+        pose_conf["matcher"] = {"name": args.matcher}
+    fms_conf = {"mode": args.mode, "top_k": args.top_k, "min_inliers_each": args.min_inliers_each}
+    print(f"oracle report: FMS {fms_conf}, pose {pose_conf}, images <= {args.max_side} px")
     print(
-        f"templeRing oracle report ({', '.join(f'{k}: {len(v)} pairs' for k, v in chosen.items())})"
+        f"{'set':>16} {'bin':>6} {'row':>7} {'n':>3} {'MRE':>7} {'MTE':>7} {'R@5':>5} "
+        f"{'R@15':>5} {'R@30':>5} {'AUC@30':>7} {'s/bridge':>8}"
     )
-    header = (
-        f"{'bin':>6} {'row':>7} {'n':>3} {'MRE':>7} {'MTE':>7} {'R@5':>5} {'R@15':>5} "
-        f"{'R@30':>5} {'AUC@30':>7}"
-    )
-    print(header)
-    all_rows = []
-    for name, index_pairs in chosen.items():
-        rows = run_oracle(views, index_pairs, fms_conf={"min_inliers_each": args.min_inliers_each})
-        all_rows += rows
-        for row_name in ROWS:
-            s = summarize(
-                [r.errors[row_name][0] for r in rows], [r.errors[row_name][1] for r in rows]
+    dump = []
+    for folder in args.sets or default_sets():
+        views = load_middlebury(folder)
+        chosen = sample(views, args.per_bin, np.random.default_rng(args.seed))
+        for bin_name, index_pairs in chosen.items():
+            if not index_pairs:
+                continue
+            rows = run_oracle(
+                views, index_pairs, fms_conf=fms_conf, pose_conf=pose_conf, max_side=args.max_side
             )
-            print(
-                f"{name:>6} {row_name:>7} {s['n']:3d} {s['MRE']:7.2f} {s['MTE']:7.2f} "
-                f"{s['R@5']:5.2f} "
-                f"{s['R@15']:5.2f} {s['R@30']:5.2f} {s['AUC@30']:7.3f}"
-            )
-    direct_failed = [r for r in all_rows if r.errors["direct"][0] >= 15]
-    rescued = [r for r in direct_failed if r.errors["oracle"][0] < 15]
-    print(
-        f"direct path fails (rot err >= 15 deg) on {len(direct_failed)} pairs; the oracle bridge "
-        f"brings {len(rescued)} of them under 15 deg"
-    )
-    for r in all_rows:
-        note = f"  [{r.message[:70]}]" if r.message else ""
-        print(
-            f"  {r.name:24s} {r.rotation_deg:5.1f} deg  "
-            f"opencv {r.errors['opencv'][0]:6.2f}  direct "
-            f"{r.errors['direct'][0]:6.2f} (acc={int(r.direct_accepted)})  "
-            f"oracle {r.errors['oracle'][0]:6.2f}"
-            f"  via {r.selected}{note}"
-        )
+            seconds = float(np.median([r.seconds for r in rows]))
+            for row_name in ROWS:
+                s = summarize(
+                    [r.errors[row_name][0] for r in rows], [r.errors[row_name][1] for r in rows]
+                )
+                timing = f"{seconds:8.2f}" if row_name == "oracle" else ""
+                print(
+                    f"{folder.name[:16]:>16} {bin_name:>6} {row_name:>7} {s['n']:3d} "
+                    f"{s['MRE']:7.2f} {s['MTE']:7.2f} {s['R@5']:5.2f} {s['R@15']:5.2f} "
+                    f"{s['R@30']:5.2f} {s['AUC@30']:7.3f} {timing}",
+                    flush=True,
+                )
+            for r in rows:
+                dump.append(
+                    {
+                        "set": folder.name,
+                        "bin": bin_name,
+                        "pair": r.name,
+                        "rotation_deg": r.rotation_deg,
+                        "errors": r.errors,
+                        "selected": r.selected,
+                        "seconds": r.seconds,
+                        "message": r.message,
+                        "covariance": None if r.covariance is None else r.covariance.tolist(),
+                        "rotation_error": None
+                        if r.rotation_error is None
+                        else r.rotation_error.tolist(),
+                    }
+                )
+    if args.json:
+        args.json.write_text(json.dumps(dump, indent=1))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import read_rgb
@@ -123,22 +124,61 @@ def test_keyframe_buffer_lookup_and_bounds():
     from posecrafter_ros.core.keyframe_buffer import KeyframeBuffer
     from posecrafter_ros.core.types import Keyframe
 
-    buf = KeyframeBuffer(max_frames=3, max_keyframes=2, tolerance_ns=10)
+    buf = KeyframeBuffer(max_frames=3, max_keyframes=2, tolerance_ns=10, jpeg_quality=0)
     frames = [
-        Keyframe(np.zeros((2, 2), np.uint8), np.eye(3), stamp_ns=s) for s in (300, 100, 200, 400)
+        Keyframe(np.full((2, 2), s // 100, np.uint8), np.eye(3), stamp_ns=s)
+        for s in (300, 100, 200, 400)
     ]
     for f in frames:
         buf.add(f)
     assert len(buf) == 3 and buf.stamp_range() == (200, 400)  # the oldest stamp was evicted
     assert buf.by_stamp(100) is None
-    assert buf.by_stamp(205) is frames[2] and buf.by_stamp(395) is frames[3]
+    assert buf.by_stamp(205).stamp_ns == 200 and buf.by_stamp(395).stamp_ns == 400
+    assert np.array_equal(buf.by_stamp(395).image, frames[3].image)  # raw storage is exact
     assert buf.by_stamp(215) is None
     assert [f.stamp_ns for f in buf.between(400, 200)] == [300]
     for name in ("a", "b", "c"):
         buf.add_named(name, frames[0])
-    assert buf.by_id("a") is None and buf.by_id("c") is frames[0]
+    assert buf.by_id("a") is None and buf.by_id("c").stamp_ns == 300
     with pytest.raises(ValueError):
         KeyframeBuffer(max_frames=0)
+    with pytest.raises(ValueError):
+        KeyframeBuffer(max_megabytes=0)
+
+
+def test_keyframe_buffer_memory_bound_compression_and_keyframes_between():
+    from posecrafter_ros.core.keyframe_buffer import KeyframeBuffer
+    from posecrafter_ros.core.types import Keyframe
+
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), np.uint8), (0, 0), 3)
+    K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+    raw_mb = smooth.nbytes / 1e6
+    # Room for 4 raw frames of 0.92 MB: raw storage keeps 4, JPEG copies keep all 10.
+    raw = KeyframeBuffer(max_megabytes=4 * raw_mb + 0.01, jpeg_quality=0)
+    jpeg = KeyframeBuffer(max_megabytes=4 * raw_mb + 0.01, jpeg_quality=90)
+    for k in range(10):
+        raw.add(Keyframe(smooth, K, "cam", 1000 + k))
+        jpeg.add(Keyframe(smooth, K, "cam", 1000 + k))
+    assert len(raw) == 4 and raw.stamp_range() == (1006, 1009)
+    assert len(jpeg) == 10 and jpeg.megabytes() < 4 * raw_mb
+    decoded = jpeg.by_stamp(1003)
+    assert decoded.image.shape == smooth.shape
+    assert np.abs(decoded.image.astype(int) - smooth).mean() < 3.0
+    # Downscaled copies: intrinsics scaled with the image (pixel-centre convention).
+    small = KeyframeBuffer(max_side=320)
+    small.add(Keyframe(smooth, K, "cam", 5))
+    half = small.by_stamp(5)
+    assert half.image.shape == (240, 320, 3)
+    assert np.allclose(half.K, [[250.0, 0, 159.5], [0, 250.0, 119.5], [0, 0, 1]])
+    # SLAM keyframes stamped between A and B join the image frames, in time order.
+    jpeg.add_named("kf_mid", Keyframe(smooth, K, "cam", 1004))  # same stamp: counted once
+    jpeg.add_named("kf_new", Keyframe(smooth, K, "cam", 1007))
+    jpeg.add_named("kf_far", Keyframe(smooth, K, "cam", 2000))
+    assert [f.stamp_ns for f in jpeg.between(1002, 1006)] == [1003, 1004, 1005]
+    jpeg.add_named("kf_only", Keyframe(smooth, K, "kf", 1500))
+    between = jpeg.between(1008, 1600, with_keyframes=True)
+    assert [(f.stamp_ns, f.frame_id) for f in between] == [(1009, "cam"), (1500, "kf")]
 
 
 def test_run_context_subspans_map_progress_into_the_stage():

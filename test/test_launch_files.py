@@ -183,7 +183,7 @@ def test_node_alone_launch_file(monkeypatch, tmp_path, rclpy_context):
             "profile": "cpu",
             "max_concurrent_requests": 2,
             "request_timeout_sec": 30.0,
-            "buffer.max_frames": 120,
+            "buffer.max_frames": 100000,
         },
         "/cam_a/image_raw",
         monkeypatch,

@@ -1,18 +1,25 @@
 """The oracle bridge on a posed sequence: real intermediate views as FMS candidates, then the
-multi-view pose on {A, selected, B}; side by side with the OpenCV baseline and the direct path."""
+multi-view pose on {A, selected, B}; side by side with the OpenCV baseline and the direct path.
+
+The views are put in their capture-like order first (eval.datasets.sequence_order, which also
+says whether the set is a ring); the candidates of a pair are the views between A and B in
+that order, the shorter way round a ring.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from posecrafter_ros.core.covariance import so3_log
 from posecrafter_ros.core.fms import FeatureMatchingSelector
-from posecrafter_ros.core.multiview import ClassicalMultiViewPose
 from posecrafter_ros.core.oracle import OracleSource
+from posecrafter_ros.core.pipeline import STAGE_FACTORIES, _resolve
 from posecrafter_ros.core.twoview import estimate_two_view
-from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext
-from posecrafter_ros.eval.datasets import PosedView, make_pair
-from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.core.types import EstimationError, RunContext
+from posecrafter_ros.eval.datasets import PosedView, make_pair, sequence_order
+from posecrafter_ros.eval.frames import view_keyframe
 
 from .common import pose_errors
 from .direct import opencv_five_point
@@ -26,6 +33,9 @@ class OracleRow:
     direct_accepted: bool
     selected: list[int]
     message: str = ""
+    seconds: float = 0.0  # selection + multi-view pose
+    covariance: Any = None  # [6 x 6] of the oracle answer, None when it failed
+    rotation_error: Any = None  # [3] log(R_est R_true^T) in A's frame (radians), None if failed
 
 
 def run_oracle(
@@ -33,17 +43,23 @@ def run_oracle(
     index_pairs: Sequence[tuple[int, int]],
     direct_conf: dict[str, Any] | None = None,
     fms_conf: dict[str, Any] | None = None,
-    multiview_conf: dict[str, Any] | None = None,
-    span: str = "all",
+    pose_conf: dict[str, Any] | None = None,
+    max_candidates: int | None = 24,
+    max_side: int = 640,
 ) -> list[OracleRow]:
     """Rows 'opencv', 'direct' and 'oracle' for each (i, j) pair of view indices.
 
-    span: OracleSource candidate span ("all": every other view of the set is a candidate).
+    pose_conf: the multi-view pose stage ({"type": "colmap" | "classical", ...}).
+    max_candidates: at most this many in-between views, evenly spaced.
+    max_side: images are downscaled to this longer side (0: full size).
     """
-    keyframes = [Keyframe(read_rgb(v.image_path), v.K, frame_id=v.name) for v in views]
-    source = OracleSource(keyframes, span=span)
+    keyframes = [view_keyframe(v, max_side) for v in views]
+    sequence = sequence_order(views)
+    position = {view: k for k, view in enumerate(sequence.order)}
+    source = OracleSource([keyframes[i] for i in sequence.order], cyclic=sequence.cyclic)
     selector = FeatureMatchingSelector(fms_conf)
-    pose_model = ClassicalMultiViewPose(multiview_conf)
+    pose_conf = dict(pose_conf or {"type": "colmap"})
+    pose_model = _resolve(STAGE_FACTORIES["pose_model"][pose_conf["type"]])(pose_conf)
     rows = []
     for i, j in index_pairs:
         pair = make_pair(views[i], views[j])
@@ -55,17 +71,30 @@ def run_oracle(
         errors["direct"] = pose_errors(
             direct.pose.R if direct.pose else None, direct.pose.t if direct.pose else None, pair
         )
-        candidates = source.candidates_between(i, j)
+        started = time.monotonic()
+        candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
-        chosen = sorted(candidates[k].index for k in selection.indices)
-        message = ""
+        chosen = [sequence.order[candidates[k].index] for k in selection.indices]
+        message, covariance, rotation_error = "", None, None
         try:
             pose = pose_model.estimate([a] + [keyframes[k] for k in chosen] + [b], RunContext())
             errors["oracle"] = pose_errors(pose.R, pose.t, pair)
+            covariance = pose.covariance
+            rotation_error = so3_log(pose.R @ pair.R_0to1)  # true B in A: R_0to1^T
         except EstimationError as err:
             errors["oracle"] = pose_errors(None, None, pair)
             message = err.message
         rows.append(
-            OracleRow(pair.name, pair.rotation_deg, errors, direct.accepted, chosen, message)
+            OracleRow(
+                pair.name,
+                pair.rotation_deg,
+                errors,
+                direct.accepted,
+                chosen,
+                message,
+                time.monotonic() - started,
+                covariance,
+                rotation_error,
+            )
         )
     return rows

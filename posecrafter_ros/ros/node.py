@@ -61,7 +61,10 @@ PARAMETERS = {
     ),
     "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY"),
     "request_timeout_sec": (60.0, "default per-request budget (a request's budget_sec overrides)"),
-    "buffer.max_frames": (120, "images kept from the image topic for requests by stamp"),
+    "buffer.max_frames": (100000, "images kept from the image topic (also bounded by max_mb)"),
+    "buffer.max_mb": (256.0, "memory bound of the buffered images (compressed copies), MB"),
+    "buffer.max_side": (0, "buffered images are downscaled to this longer side (0: full size)"),
+    "buffer.jpeg_quality": (90, "JPEG quality of the buffered copies (0: raw pixels)"),
     "buffer.max_keyframes": (500, "keyframes kept from the keyframes topic for requests by id"),
     "buffer.stamp_tolerance_sec": (0.005, "how far a requested stamp may be from a buffered one"),
     "buffer.use_as_oracle": (True, "offer buffered frames between two stamps as bridge candidates"),
@@ -101,6 +104,9 @@ class PoseCrafterNode(Node):
             p("buffer.max_frames"),
             p("buffer.max_keyframes"),
             int(p("buffer.stamp_tolerance_sec") * 1e9),
+            float(p("buffer.max_mb")),
+            int(p("buffer.max_side")),
+            int(p("buffer.jpeg_quality")),
         )
         self._slots = threading.BoundedSemaphore(max(1, p("max_concurrent_requests")))
         self._infos: dict[str, CameraInfo] = {}
@@ -222,13 +228,14 @@ class PoseCrafterNode(Node):
         except EstimationError as err:
             return EstimateResult(err.status, err.message), a
         sequence = None
-        by_stamp = KeyframeRef.SOURCE_STAMP
+        buffered = (KeyframeRef.SOURCE_STAMP, KeyframeRef.SOURCE_ID)
         if (
             self.param("buffer.use_as_oracle")
-            and request.keyframe_a.source == by_stamp
-            and request.keyframe_b.source == by_stamp
+            and request.keyframe_a.source in buffered
+            and request.keyframe_b.source in buffered
         ):
-            sequence = self.buffer.between(a.stamp_ns, b.stamp_ns)
+            # The images and the SLAM keyframes stamped between A and B, in time order.
+            sequence = self.buffer.between(a.stamp_ns, b.stamp_ns, with_keyframes=True)
         options = EstimateOptions(bool(request.force_bridge), float(request.budget_sec))
         return self.pipeline.estimate(a, b, options, ctx, sequence), a
 
@@ -358,7 +365,11 @@ class PoseCrafterNode(Node):
         values = {f"requests.{k.lower()}": str(v) for k, v in sorted(counts.items())}
         values.update({f"stage.{k}": v for k, v in self.pipeline.describe().items()})
         values.update(
-            {"last_latency_sec": f"{latency:.4f}", "buffer.frames": str(len(self.buffer))}
+            {
+                "last_latency_sec": f"{latency:.4f}",
+                "buffer.frames": str(len(self.buffer)),
+                "buffer.megabytes": f"{self.buffer.megabytes():.1f}",
+            }
         )
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
