@@ -5,7 +5,10 @@
 Starts the real node (CPU default profile) in a child process on a private DDS domain,
 sends each chosen pair of a posed-pairs folder inline over the service, prints the returned
 geometry_msgs/PoseWithCovarianceStamped and its rotation / translation-direction error
-against the ground truth, and stops the node.
+against the ground truth. Then the mission: an extreme pair of a shipped outdoor walk
+(--walk, 65-90 deg apart), first sent inline (no frames between them: refused, with the
+reason), then requested by stamps after the demo has published the walk on the node's image
+topic, so the node bridges through the frames it buffered. Stops the node.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..eval.datasets import load_posed_pairs
+from ..eval.datasets import PosedPair, load_middlebury, load_posed_pairs, make_pair
 from ..eval.frames import read_rgb
 from ..eval.metrics import rotation_error_deg, translation_angle_deg
 from ..ros.launcher import NodeProcess, local_ros_env
@@ -41,6 +44,71 @@ def print_pose_msg(msg) -> None:
         print("      [" + ", ".join(f"{v:+.2e}" for v in row) + "]")
 
 
+def report(resp, pair: PosedPair, started: float) -> bool:
+    """Print a response and its errors against the ground truth; True when answered."""
+    print(
+        f"  status: {STATUS_NAMES[resp.status.code]} ({time.monotonic() - started:.3f} s round trip)"
+    )
+    print(f"  message: {resp.message}")
+    stages = ", ".join(
+        f"{n} {s * 1000:.1f} ms"
+        for n, s in zip(resp.diagnostics.stage_names, resp.diagnostics.stage_seconds, strict=False)
+    )
+    print(f"  path: {resp.diagnostics.path}; stages: {stages}")
+    if resp.status.code != 0:
+        return False
+    print_pose_msg(resp.pose)
+    from ..ros.conversions import pose_from_msg
+
+    R, t, _ = pose_from_msg(resp.pose)  # camera B in camera A: p_A = R p_B + t
+    R_0to1, t_0to1 = R.T, -R.T @ t
+    print(f"  rotation error:              {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg")
+    print(
+        f"  translation direction error: {translation_angle_deg(t_0to1, pair.t_0to1):.2f} deg"
+        f" (scale known: {resp.translation_scale_known})"
+    )
+    return True
+
+
+def publish_walk(node_namespace: str, views, images, first_stamp: float, client, a_b) -> object:
+    """Publish the walk on the node's image / camera_info topics (stamps 0.1 s apart) until
+    the node has buffered both ends, then request the pair by stamps; the response."""
+    import rclpy
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from ..ros.client import camera_info_msg, stamp_msg, stamp_ref
+    from ..ros.conversions import array_to_image
+
+    camera = rclpy.create_node("demo_camera")
+    qos = QoSProfile(depth=len(views))
+    image_pub = camera.create_publisher(Image, f"{node_namespace}/image", qos)
+    info_pub = camera.create_publisher(CameraInfo, f"{node_namespace}/camera_info", qos)
+    stamps = [first_stamp + 0.1 * k for k in range(len(views))]
+    try:
+        deadline = time.monotonic() + 60.0
+        while image_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        while True:
+            for view, image, stamp in zip(views, images, stamps):
+                info_pub.publish(
+                    camera_info_msg(view.K, image.shape[1], image.shape[0], "cam", stamp_msg(stamp))
+                )
+                image_pub.publish(array_to_image(image, Image, "cam", stamp_msg(stamp)))
+                time.sleep(0.05)
+            time.sleep(0.5)
+            i, j = a_b
+            resp = client.call(
+                client.request(stamp_ref(stamps[i]), stamp_ref(stamps[j])), timeout_sec=120.0
+            )
+            if resp is None or STATUS_NAMES[resp.status.code] != "KEYFRAME_NOT_FOUND":
+                return resp
+            if time.monotonic() > deadline:
+                return resp
+    finally:
+        camera.destroy_node()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="posecrafter-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -58,6 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--params", type=Path, default=REPO / "config/cpu.yaml", help="node parameters file"
     )
+    parser.add_argument(
+        "--walk",
+        type=Path,
+        default=REPO / "test/data/strecha_fountain",
+        help="posed walk (Middlebury layout, capture order) for the extreme pair",
+    )
+    parser.add_argument(
+        "--walk-pair",
+        nargs=2,
+        type=int,
+        default=[1, 8],
+        metavar=("A", "B"),
+        help="view indices of the extreme pair in the walk",
+    )
     args = parser.parse_args(argv)
 
     pairs = {p.name: p for p in load_posed_pairs(args.data)}
@@ -66,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: unknown pairs {unknown}; available: {sorted(pairs)}", file=sys.stderr)
         return 2
     os.environ.update(local_ros_env())
-    node = NodeProcess(["--params-file", str(args.params)])
+    node = NodeProcess(["--params-file", str(args.params), "-p", "buffer.reliable:=true"])
     print(
         f"started posecrafter_node (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}): {' '.join(node.cmd[1:])}"
     )
@@ -97,36 +179,52 @@ def main(argv: list[str] | None = None) -> int:
                 print("  no answer within 60 s")
                 failures += 1
                 continue
-            print(
-                f"  status: {STATUS_NAMES[resp.status.code]} ({time.monotonic() - started:.3f} s round trip)"
-            )
-            print(f"  message: {resp.message}")
-            stages = ", ".join(
-                f"{n} {s * 1000:.1f} ms"
-                for n, s in zip(
-                    resp.diagnostics.stage_names, resp.diagnostics.stage_seconds, strict=False
-                )
-            )
-            print(f"  path: {resp.diagnostics.path}; stages: {stages}")
-            if resp.status.code != 0:
-                continue
-            print_pose_msg(resp.pose)
-            from ..ros.conversions import pose_from_msg
-
-            R, t, _ = pose_from_msg(resp.pose)  # camera B in camera A: p_A = R p_B + t
-            R_0to1, t_0to1 = R.T, -R.T @ t
-            print(
-                f"  rotation error:              {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg"
-            )
-            print(
-                f"  translation direction error: {translation_angle_deg(t_0to1, pair.t_0to1):.2f} deg"
-                f" (scale known: {resp.translation_scale_known})"
-            )
+            report(resp, pair, started)
+        failures += 0 if walk_mission(args, client, node.namespace) else 1
     finally:
         client.destroy()
         rclpy.shutdown()
         print(f"\nnode stopped (exit code {node.stop()})")
     return 1 if failures else 0
+
+
+def walk_mission(args, client, node_namespace: str) -> bool:
+    """The extreme pair of the walk: refused inline, answered through buffered frames."""
+    from ..ros.client import inline_ref, stamp_msg
+
+    views = load_middlebury(args.walk)
+    images = [read_rgb(v.image_path) for v in views]
+    i, j = args.walk_pair
+    pair = make_pair(views[i], views[j])
+    print(
+        f"\n== extreme pair {pair.name} of the walk {args.walk.name} "
+        f"({len(views)} views): ground-truth rotation {pair.rotation_deg:.1f} deg"
+    )
+    print("-- sent inline, nothing buffered between them:")
+    started = time.monotonic()
+    a = inline_ref(images[i], views[i].K, "cam", stamp_msg(200.0))
+    b = inline_ref(images[j], views[j].K, "cam", stamp_msg(201.0))
+    refused = client.call(client.request(a, b), timeout_sec=60.0)
+    if refused is None:
+        print("  no answer within 60 s")
+        return False
+    report(refused, pair, started)
+    print(
+        f"-- the demo publishes the walk on {node_namespace}/image (stamps 100.0 + 0.1 s per "
+        "view), then asks for the pair by its two stamps:"
+    )
+    started = time.monotonic()
+    resp = publish_walk(node_namespace, views, images, 100.0, client, (i, j))
+    if resp is None:
+        print("  no answer within 120 s")
+        return False
+    answered = report(resp, pair, started)
+    if answered:
+        print(
+            f"  bridged through buffered frames {list(resp.diagnostics.selected_frames)} of "
+            f"{resp.diagnostics.num_candidate_frames} between the stamps"
+        )
+    return answered
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Seconds per bridge (selection + multi-view pose) and the pose models side by side.
+
+For pairs 50-90 deg apart on posed view sets, the FMS (chain mode) picks the frames once among
+the views between A and B; then every pose model answers on the same views. Prints per model
+the rotation / translation-direction errors and the seconds, and the selection's seconds.
+
+    python scripts/bench_bridge.py [SET ...] [--pairs 4] [--models colmap classical]
+        [--max-side 640] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sets", nargs="*", type=Path)
+    parser.add_argument("--pairs", type=int, default=4, help="pairs per set")
+    parser.add_argument("--models", nargs="+", default=["colmap", "classical"])
+    parser.add_argument("--max-side", type=int, default=640)
+    parser.add_argument("--threads", type=int, default=2, help="OpenCV / COLMAP threads")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+
+    import cv2
+
+    from posecrafter_ros.bench.common import pose_errors
+    from posecrafter_ros.core.fms import FeatureMatchingSelector
+    from posecrafter_ros.core.oracle import OracleSource
+    from posecrafter_ros.core.pipeline import STAGE_FACTORIES, _resolve
+    from posecrafter_ros.core.types import EstimationError, RunContext
+    from posecrafter_ros.eval.datasets import load_middlebury, make_pair, sequence_order
+    from posecrafter_ros.eval.frames import view_keyframe
+
+    cv2.setNumThreads(args.threads)
+    sets = args.sets or [ROOT / "test/data/templering", ROOT / "test/data/strecha_fountain"]
+    selector = FeatureMatchingSelector({"mode": "chain"})
+    models = {}
+    for name in args.models:
+        conf = {"type": name}
+        if name == "colmap":
+            conf["num_threads"] = args.threads
+        models[name] = _resolve(STAGE_FACTORIES["pose_model"][name])(conf)
+    results = {name: [] for name in models}
+    select_seconds = []
+    rng = np.random.default_rng(args.seed)
+    for folder in sets:
+        views = load_middlebury(folder)
+        keyframes = [view_keyframe(v, args.max_side) for v in views]
+        sequence = sequence_order(views)
+        position = {v: k for k, v in enumerate(sequence.order)}
+        source = OracleSource([keyframes[i] for i in sequence.order], cyclic=sequence.cyclic)
+        members = [
+            (i, j)
+            for i in range(len(views))
+            for j in range(i + 1, len(views))
+            if 50 <= make_pair(views[i], views[j]).rotation_deg < 90
+        ]
+        picked = [members[k] for k in rng.choice(len(members), args.pairs, replace=False)]
+        for i, j in picked:
+            pair = make_pair(views[i], views[j])
+            started = time.perf_counter()
+            candidates = source.candidates_between(position[i], position[j], 24)
+            selection = selector.select(keyframes[i], keyframes[j], candidates, RunContext())
+            select_seconds.append(time.perf_counter() - started)
+            chosen = [sequence.order[candidates[k].index] for k in selection.indices]
+            bridge = [keyframes[i]] + [keyframes[k] for k in chosen] + [keyframes[j]]
+            for name, model in models.items():
+                started = time.perf_counter()
+                try:
+                    pose = model.estimate(bridge, RunContext())
+                    errors = pose_errors(pose.R, pose.t, pair)
+                except EstimationError:
+                    errors = pose_errors(None, None, pair)
+                seconds = time.perf_counter() - started
+                results[name].append((errors[0], errors[1], seconds))
+                print(
+                    f"{folder.name[:14]:>14} {pair.name:>34} {pair.rotation_deg:5.1f} deg "
+                    f"{len(bridge)} views {name:>9}: rot {errors[0]:6.2f} trans {errors[1]:6.2f} "
+                    f"deg, {seconds:5.2f} s",
+                    flush=True,
+                )
+    print(f"selection (FMS chain, <= 24 candidates): median {np.median(select_seconds):.2f} s")
+    for name, rows in results.items():
+        r = np.array(rows)
+        print(
+            f"{name:>9}: {len(r)} bridges, median rot err {np.median(r[:, 0]):.2f} deg, "
+            f"mean {r[:, 0].mean():.2f}, R@5 {np.mean(r[:, 0] < 5):.2f}, "
+            f"median {np.median(r[:, 2]):.2f} s per pose (max {r[:, 2].max():.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

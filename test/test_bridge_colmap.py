@@ -1,0 +1,86 @@
+"""COLMAP as the bridge's multi-view pose, and the CPU profile's bridge on a real walk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posecrafter_ros.bench.common import pose_errors
+from posecrafter_ros.core.colmap_pose import ColmapMultiViewPose, connected
+from posecrafter_ros.core.pipeline import Pipeline
+from posecrafter_ros.core.types import EstimateOptions, EstimationError, RunContext, Status
+from posecrafter_ros.eval.datasets import load_middlebury, make_pair
+from posecrafter_ros.eval.frames import view_keyframe
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def walk():
+    views = load_middlebury(DATA / "strecha_fountain")
+    return views, [view_keyframe(v, 320) for v in views]  # small images keep the test quick
+
+
+@pytest.fixture(scope="module")
+def ring():
+    views = load_middlebury(DATA / "templering")
+    return views, [view_keyframe(v, 320) for v in views]  # small images keep the test quick
+
+
+def test_connected():
+    assert connected(4, [(0, 1), (1, 3)], 0, 3)
+    assert not connected(4, [(0, 1), (2, 3)], 0, 3)
+
+
+def test_colmap_bridges_a_ring_pair_in_the_project_conventions(ring):
+    views, keyframes = ring
+    pair = make_pair(views[12], views[20])
+    assert pair.rotation_deg > 55  # beyond what the direct path answers on this ring
+    pose = ColmapMultiViewPose().estimate(
+        [keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext()
+    )
+    rot_err, trans_err = pose_errors(pose.R, pose.t, pair)  # pose: B in A, p_A = R p_B + t
+    assert rot_err < 2.0 and trans_err < 5.0
+    assert np.isclose(np.linalg.norm(pose.t), 1.0) and not pose.scale_known
+    cov = pose.covariance
+    assert cov.shape == (6, 6) and np.all(np.isfinite(cov)) and np.allclose(cov, cov.T)
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+    # The BA constrains the rotation to well under a degree here; the unit translation's scale
+    # direction carries the (large) scale variance.
+    assert np.sqrt(np.diag(cov)[3:]).max() < np.radians(1.0)
+    assert pose.t @ cov[:3, :3] @ pose.t > 0.5
+
+
+def test_colmap_reports_views_that_do_not_connect(ring):
+    _, keyframes = ring
+    with pytest.raises(EstimationError) as info:
+        ColmapMultiViewPose().estimate([keyframes[0], keyframes[12]], RunContext())
+    assert info.value.status == Status.INSUFFICIENT_OVERLAP
+    assert "do not connect" in info.value.message
+
+
+def test_colmap_with_learned_matching(walk):
+    views, keyframes = walk
+    pair = make_pair(views[2], views[6])
+    model = ColmapMultiViewPose({"matcher": {"name": "xfeat_lighterglue", "top_k": 1024}})
+    pose = model.estimate([keyframes[i] for i in (2, 3, 4, 5, 6)], RunContext())
+    rot_err, _ = pose_errors(pose.R, pose.t, pair)
+    assert rot_err < 3.0
+
+
+def test_cpu_profile_bridges_an_extreme_walk_pair_through_real_frames(walk):
+    views, keyframes = walk
+    pair = make_pair(views[1], views[8])
+    assert 65 <= pair.rotation_deg < 90
+    pipeline = Pipeline.from_profile("cpu")
+    a, b = keyframes[1], keyframes[8]
+    alone = pipeline.estimate(a, b)
+    assert alone.status == Status.INSUFFICIENT_OVERLAP, alone.message
+    result = pipeline.estimate(a, b, EstimateOptions(force_bridge=True), sequence=keyframes)
+    assert result.ok, result.message
+    assert result.diagnostics.path == "bridge"
+    assert result.diagnostics.num_candidate_frames == 6  # views 2..7, between A and B
+    rot_err, trans_err = pose_errors(result.pose.R, result.pose.t, pair)
+    assert rot_err < 5.0 and trans_err < 10.0
