@@ -5,7 +5,7 @@ For pairs 50-90 deg apart on posed view sets, the FMS (chain mode) picks the fra
 the views between A and B; then every pose model answers on the same views. Prints per model
 the rotation / translation-direction errors and the seconds, and the selection's seconds.
 
-    python scripts/bench_bridge.py [SET ...] [--pairs 4] [--models colmap classical]
+    python scripts/bench_bridge.py [SET ...] [--pairs 4] [--models colmap]
         [--max-side 640] [--threads 2]
 """
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="*", type=Path)
     parser.add_argument("--pairs", type=int, default=4, help="pairs per set")
-    parser.add_argument("--models", nargs="+", default=["colmap", "classical"])
+    parser.add_argument("--models", nargs="+", default=["colmap"], help="pose_model types")
     parser.add_argument("--max-side", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / COLMAP threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             candidates = source.candidates_between(position[i], position[j], 24)
             selection = selector.select(keyframes[i], keyframes[j], candidates, RunContext())
             select_seconds.append(time.perf_counter() - started)
-            chosen = [sequence.order[candidates[k].index] for k in selection.indices]
+            chosen = [sequence.order[candidates[k].index] for k in sorted(selection.indices)]
             bridge = [keyframes[i]] + [keyframes[k] for k in chosen] + [keyframes[j]]
             for name, model in models.items():
                 started = time.perf_counter()

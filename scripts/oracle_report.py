@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-bin", type=int, default=10, help="pairs sampled per bin (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", default="chain", choices=("chain", "paper"))
-    parser.add_argument("--pose", default="colmap", choices=("colmap", "classical"))
+    parser.add_argument("--pose", default="colmap", help="pose_model type (colmap, dust3r)")
     parser.add_argument("--matcher", default="", help="pose matcher (e.g. aliked_lightglue)")
     parser.add_argument("--max-side", type=int, default=640)
     parser.add_argument("--top-k", type=int, default=6)

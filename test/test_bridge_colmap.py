@@ -42,7 +42,7 @@ def test_colmap_bridges_a_ring_pair_in_the_project_conventions(ring):
         [keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext()
     )
     rot_err, trans_err = pose_errors(pose.R, pose.t, pair)  # pose: B in A, p_A = R p_B + t
-    assert rot_err < 2.0 and trans_err < 5.0
+    assert rot_err < 5.0 and trans_err < 10.0  # at 320 px
     assert np.isclose(np.linalg.norm(pose.t), 1.0) and not pose.scale_known
     cov = pose.covariance
     assert cov.shape == (6, 6) and np.all(np.isfinite(cov)) and np.allclose(cov, cov.T)
@@ -63,9 +63,9 @@ def test_colmap_reports_views_that_do_not_connect(ring):
 
 def test_colmap_with_learned_matching(walk):
     views, keyframes = walk
-    pair = make_pair(views[2], views[6])
-    model = ColmapMultiViewPose({"matcher": {"name": "xfeat_lighterglue", "top_k": 1024}})
-    pose = model.estimate([keyframes[i] for i in (2, 3, 4, 5, 6)], RunContext())
+    pair = make_pair(views[2], views[5])
+    model = ColmapMultiViewPose({"matcher": {"name": "xfeat_lighterglue", "top_k": 512}})
+    pose = model.estimate([keyframes[i] for i in (2, 3, 4, 5)], RunContext())
     rot_err, _ = pose_errors(pose.R, pose.t, pair)
     assert rot_err < 3.0
 

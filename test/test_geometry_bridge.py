@@ -1,4 +1,4 @@
-"""Oracle candidates, the Feature Matching Selector and the classical multi-view pose."""
+"""Oracle candidates and the Feature Matching Selector (paper mode)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import pose_errors
 from posecrafter_ros.core.fms import FeatureMatchingSelector
-from posecrafter_ros.core.multiview import ClassicalMultiViewPose
 from posecrafter_ros.core.oracle import OracleSource
-from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext, Status
-from posecrafter_ros.eval.datasets import load_middlebury, make_pair
+from posecrafter_ros.core.types import Keyframe, RunContext
+from posecrafter_ros.eval.datasets import load_middlebury
 from posecrafter_ros.eval.frames import read_rgb
 
 RING = Path(__file__).parent / "data" / "templering"
@@ -61,24 +59,3 @@ def test_fms_prefers_frames_that_see_both_ends_and_extracts_ends_once(ring):
     assert chosen == {1, 2, 3}  # the views between them on the ring
     assert selection.scores == sorted(selection.scores, reverse=True)
     assert len(selection.all_scores) == len(candidates)
-
-
-def test_multiview_pose_bridges_a_pair_the_views_connect(ring):
-    views, keyframes = ring
-    pair = make_pair(views[12], views[20])
-    assert pair.rotation_deg > 55  # beyond what the direct path answers on this ring
-    pose = ClassicalMultiViewPose().estimate(
-        [keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext()
-    )
-    rot_err, trans_err = pose_errors(pose.R, pose.t, pair)
-    assert rot_err < 5.0 and trans_err < 15.0
-    assert pose.covariance.shape == (6, 6) and np.all(np.isfinite(pose.covariance))
-    assert np.isclose(np.linalg.norm(pose.t), 1.0)
-
-
-def test_multiview_pose_reports_views_that_do_not_connect(ring):
-    views, keyframes = ring
-    with pytest.raises(EstimationError) as info:
-        ClassicalMultiViewPose().estimate([keyframes[0], keyframes[12]], RunContext())
-    assert info.value.status == Status.INSUFFICIENT_OVERLAP
-    assert "do not connect" in info.value.message

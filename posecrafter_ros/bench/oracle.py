@@ -49,7 +49,7 @@ def run_oracle(
 ) -> list[OracleRow]:
     """Rows 'opencv', 'direct' and 'oracle' for each (i, j) pair of view indices.
 
-    pose_conf: the multi-view pose stage ({"type": "colmap" | "classical", ...}).
+    pose_conf: the multi-view pose stage ({"type": "colmap", ...}).
     max_candidates: at most this many in-between views, evenly spaced.
     max_side: images are downscaled to this longer side (0: full size).
     """
@@ -74,7 +74,7 @@ def run_oracle(
         started = time.monotonic()
         candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
-        chosen = [sequence.order[candidates[k].index] for k in selection.indices]
+        chosen = [sequence.order[candidates[k].index] for k in sorted(selection.indices)]
         message, covariance, rotation_error = "", None, None
         try:
             pose = pose_model.estimate([a] + [keyframes[k] for k in chosen] + [b], RunContext())

@@ -1,8 +1,10 @@
-"""The classical multi-view pose model: COLMAP (pycolmap) on the project's own matches.
+"""The CPU multi-view pose model: COLMAP (pycolmap) on the project's own matches.
 
 For views {I0, selected frames, IT} with known intrinsics:
 1. every view's features are extracted once with the configured matcher (ORB by default,
-   ALIKED / XFeat through the matcher registry) and every view pair is matched;
+   ALIKED / XFeat through the matcher registry); the views come in sequence order (the
+   pipeline sorts the selected frames by their place between A and B) and each is matched with
+   the next `pair_window` views (every pair with 0);
 2. COLMAP verifies each pair (`estimate_calibrated_two_view_geometry`: essential matrix
    RANSAC with the known cameras); pairs with enough inliers link the views, and I0 and IT must
    be linked through them;
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_COLMAP_CONF: dict[str, Any] = {
     "matcher": {"name": "orb", "num_features": 4000, "fast_threshold": 10},  # as the direct path
+    "pair_window": 3,  # views i, j are matched when |i - j| <= this (0: every pair)
     "min_edge_inliers": 25,  # a verified view pair with fewer inliers does not link its views
     "ransac_max_error_px": 4.0,  # essential-matrix RANSAC threshold (COLMAP's default)
     "ransac_max_trials": 2000,  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
@@ -83,7 +86,8 @@ class ColmapMultiViewPose:
         options.ransac.max_num_trials = int(self.conf["ransac_max_trials"])
         options.min_num_inliers = int(self.conf["min_edge_inliers"])
         n = len(views)
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        window = int(self.conf["pair_window"]) or n
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, min(i + window, n - 1) + 1)]
         verified = {}
         for done, (i, j) in enumerate(pairs, start=1):
             matches = self.matcher.match(feats[i], feats[j]).astype(np.uint32)

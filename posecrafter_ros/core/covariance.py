@@ -45,19 +45,6 @@ def so3_log(R: np.ndarray) -> np.ndarray:
     return theta * w / (2.0 * np.sin(theta))
 
 
-def inverse_pose_covariance(R: np.ndarray, t: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Covariance of the inverse pose (R^T, -R^T t), in the frame of the pose's target.
-
-    cov: [6 x 6] over (translation, rotation) of (R, t) with R <- exp([w]x) R, t <- t + dt.
-    To first order the inverse moves by dt' = -R^T dt - R^T [t]x w and w' = -R^T w.
-    """
-    J = np.zeros((6, 6))
-    J[:3, :3] = -R.T
-    J[:3, 3:] = -R.T @ skew(t)
-    J[3:, 3:] = -R.T
-    return J @ cov @ J.T
-
-
 def tangent_basis(t: np.ndarray) -> np.ndarray:
     """[3 x 2] orthonormal basis of the plane orthogonal to the unit vector t."""
     helper = np.eye(3)[int(np.argmin(np.abs(t)))]

@@ -74,7 +74,6 @@ STAGE_FACTORIES: dict[str, dict[str, str]] = {
     },
     "pose_model": {
         "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rPoseModel.from_config",
-        "classical": "posecrafter_ros.core.multiview:ClassicalMultiViewPose.from_config",
         "colmap": "posecrafter_ros.core.colmap_pose:ColmapMultiViewPose.from_config",
     },
 }
@@ -370,7 +369,8 @@ class Pipeline:
                 Status.INSUFFICIENT_OVERLAP,
                 f"no candidate frame of {len(candidates)} matched both keyframes",
             )
-        views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
+        # In sequence order (capture or trajectory order): the pose model pairs up neighbours.
+        views = [a] + [candidates[i].keyframe for i in sorted(selection.indices)] + [b]
         with self._stage(ctx, diag, "multiview_pose", "pose_model"):
             pose = self.stages["pose_model"].estimate(views, ctx)
         diag.path = "bridge"
