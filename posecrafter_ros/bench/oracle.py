@@ -33,7 +33,8 @@ class OracleRow:
     direct_accepted: bool
     selected: list[int]
     message: str = ""
-    seconds: float = 0.0  # selection + multi-view pose
+    seconds: float = 0.0  # selection + multi-view pose, wall clock
+    cpu_seconds: float = 0.0  # ... CPU time of this process (all threads): load-independent
     covariance: Any = None  # [6 x 6] of the oracle answer, None when it failed
     rotation_error: Any = None  # [3] log(R_est R_true^T) in A's frame (radians), None if failed
 
@@ -71,7 +72,7 @@ def run_oracle(
         errors["direct"] = pose_errors(
             direct.pose.R if direct.pose else None, direct.pose.t if direct.pose else None, pair
         )
-        started = time.monotonic()
+        started, started_cpu = time.monotonic(), time.process_time()
         candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
         chosen = [sequence.order[candidates[k].index] for k in sorted(selection.indices)]
@@ -93,6 +94,7 @@ def run_oracle(
                 chosen,
                 message,
                 time.monotonic() - started,
+                time.process_time() - started_cpu,
                 covariance,
                 rotation_error,
             )

@@ -39,6 +39,8 @@ DEFAULT_COLMAP_CONF: dict[str, Any] = {
     "ransac_max_trials": 2000,  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
     "init_min_inliers": 50,  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
     "num_threads": 2,
+    "ba_max_iterations": 50,  # per bundle adjustment (COLMAP: until converged)
+    "ba_global_refinements": 2,  # global BA rounds after each model growth (COLMAP: 5)
     "covariance_scale": 1.0,  # multiplies the BA covariance (fitted on held-out scenes)
     "scale_variance": 1.0,  # variance along the unit translation (scale is unobservable)
 }
@@ -185,6 +187,10 @@ class ColmapMultiViewPose:
         options.min_num_matches = int(self.conf["min_edge_inliers"])
         options.num_threads = int(self.conf["num_threads"])
         options.random_seed = 0
+        options.ba_global_max_num_iterations = int(self.conf["ba_max_iterations"])
+        options.ba_local_max_num_iterations = int(self.conf["ba_max_iterations"])
+        options.ba_global_max_refinements = int(self.conf["ba_global_refinements"])
+        options.ba_local_max_refinements = 1
         options.mapper.init_min_num_inliers = int(self.conf["init_min_inliers"])
         options.mapper.abs_pose_refine_focal_length = False
         options.mapper.abs_pose_refine_extra_params = False
