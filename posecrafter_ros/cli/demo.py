@@ -98,8 +98,10 @@ def publish_walk(node_namespace: str, views, images, first_stamp: float, client,
                 time.sleep(0.05)
             time.sleep(0.5)
             i, j = a_b
+            # A bridge takes seconds on 2 free cores; the budget leaves room for a busy machine.
             resp = client.call(
-                client.request(stamp_ref(stamps[i]), stamp_ref(stamps[j])), timeout_sec=120.0
+                client.request(stamp_ref(stamps[i]), stamp_ref(stamps[j]), budget_sec=120.0),
+                timeout_sec=180.0,
             )
             if resp is None or STATUS_NAMES[resp.status.code] != "KEYFRAME_NOT_FOUND":
                 return resp
@@ -216,7 +218,7 @@ def walk_mission(args, client, node_namespace: str) -> bool:
     started = time.monotonic()
     resp = publish_walk(node_namespace, views, images, 100.0, client, (i, j))
     if resp is None:
-        print("  no answer within 120 s")
+        print("  no answer within 180 s")
         return False
     answered = report(resp, pair, started)
     if answered:
