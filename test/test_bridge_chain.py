@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 from posecrafter_ros.core.chain import bounded_pairs, chain_selection, widest_path
@@ -102,3 +104,21 @@ def test_sequence_order_detects_the_ring_and_keeps_a_walk():
     walk = sequence_order(shuffled)
     assert not walk.cyclic
     assert walk.order in ([1, 2, 3, 0, *range(4, 16)], [*range(15, 3, -1), 0, 3, 2, 1])
+
+
+def test_fms_inliers_survive_opencv_usac_asserting(monkeypatch):
+    # OpenCV 5's USAC can assert (!model.empty(), seen on templeRing's near-duplicate views)
+    # instead of returning no model; the matches then fit one homography and still count.
+    import cv2
+
+    from posecrafter_ros.core import fms
+
+    def usac_asserts(*args, **kwargs):
+        raise cv2.error("estimator.cpp:418: (-215:Assertion failed) !model.empty()")
+
+    rng = np.random.default_rng(0)
+    pts_a = rng.uniform(0, 600, (60, 2))
+    pts_b = pts_a @ np.array([[1.1, 0.1], [0.0, 1.0]]).T + 3.0  # an affine map: a homography
+    pts_b[:10] = rng.uniform(0, 600, (10, 2))  # 10 outliers
+    monkeypatch.setattr(fms.cv2, "findFundamentalMat", usac_asserts)
+    assert fms.ransac_inliers(pts_a, pts_b, fms.DEFAULT_FMS_CONF) == 50

@@ -40,14 +40,21 @@ def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -
     """Inliers of the best fundamental matrix between matched pixels pts_a, pts_b: [M x 2]."""
     if len(pts_a) < 8:
         return 0
-    F, mask = cv2.findFundamentalMat(
-        pts_a,
-        pts_b,
-        cv2.USAC_FAST,
-        float(conf["ransac_threshold_px"]),
-        float(conf["ransac_confidence"]),
-        int(conf["ransac_max_iterations"]),
-    )
+    try:
+        F, mask = cv2.findFundamentalMat(
+            pts_a,
+            pts_b,
+            cv2.USAC_FAST,
+            float(conf["ransac_threshold_px"]),
+            float(conf["ransac_confidence"]),
+            int(conf["ransac_max_iterations"]),
+        )
+    except cv2.error:
+        # USAC asserts when no fundamental matrix is defined: every match fits one homography
+        # (the same view twice, a pure rotation, a plane). Those matches still say how much
+        # the two frames overlap.
+        H, mask = cv2.findHomography(pts_a, pts_b, cv2.RANSAC, float(conf["ransac_threshold_px"]))
+        return 0 if H is None or mask is None else int(mask.sum())
     return 0 if F is None or mask is None else int(mask.sum())
 
 
