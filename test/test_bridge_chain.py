@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from posecrafter_ros.core.chain import bounded_pairs, chain_selection, widest_path
-from posecrafter_ros.core.fms import FeatureMatchingSelector
+from posecrafter_ros.core.fms import FeatureMatchingSelector, ends_overlap
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import Keyframe, RunContext
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair, sequence_order
@@ -81,12 +81,12 @@ def test_a_loop_is_bridged_the_shorter_way():
     views = load_middlebury(RING)
     ring = sequence_order(views).order  # round the ring: its last view is next to its first
     loop = [Keyframe(read_rgb(views[i].image_path), views[i].K) for i in ring]
-    source = OracleSource(loop, cyclic="auto")
-    assert source.cyclic
+    assert ends_overlap(loop)
+    source = OracleSource(loop, cyclic=True)
     assert [c.index for c in source.candidates_between(2, 44)] == [0, 1, 45, 46]
     # Cut the loop open (keep its first third): the ends no longer meet, the long way it is.
-    open_walk = OracleSource(loop[:16], cyclic="auto")
-    assert not open_walk.cyclic
+    assert not ends_overlap(loop[:16])
+    open_walk = OracleSource(loop[:16], cyclic=False)
     assert [c.index for c in open_walk.candidates_between(1, 14)] == list(range(2, 14))
 
 

@@ -58,6 +58,16 @@ def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -
     return 0 if F is None or mask is None else int(mask.sum())
 
 
+def ends_overlap(views: Sequence[Keyframe], min_inliers: int = 30) -> bool:
+    """Whether the first and the last frame of a sequence see the same scene (a closed loop):
+    at least `min_inliers` F-RANSAC inliers between them (FMS's matcher and RANSAC)."""
+    if len(views) < 3:
+        return False
+    matcher = get_matcher(DEFAULT_FMS_CONF["matcher"])
+    pts_first, pts_last = matcher.match_images(views[0].image, views[-1].image)
+    return ransac_inliers(pts_first, pts_last, DEFAULT_FMS_CONF) >= min_inliers
+
+
 class FeatureMatchingSelector:
     """FrameSelector: score = inliers(candidate, I0) + inliers(candidate, IT), keep the top k."""
 

@@ -3,8 +3,8 @@
 `OracleSource(views).candidates_between(a, b)` offers, with `span="between"` (default), the
 sequence frames strictly between A and B in sequence order when both are found in it (by
 identity, or equal frame_id + stamp, or identical pixels) - the frames a robot recorded while
-moving from A to B; for a closed loop the shorter way round (`cyclic=True`, or `cyclic="auto"`:
-a loop when the sequence's first and last frames match each other). With `span="all"`,
+moving from A to B; for a closed loop (`cyclic=True`, e.g. when `fms.ends_overlap` finds the
+sequence's first and last frames matching) the shorter way round. With `span="all"`,
 or when A or B is not in the sequence, every other frame is a candidate (for posed image sets
 whose order is not the order of capture, e.g. a ring assembled from several sweeps).
 """
@@ -15,8 +15,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .fms import DEFAULT_FMS_CONF, ransac_inliers
-from .matching import get_matcher
 from .types import CandidateFrame, Keyframe
 
 
@@ -28,34 +26,13 @@ def same_keyframe(x: Keyframe, y: Keyframe) -> bool:
     return x.image.shape == y.image.shape and np.array_equal(x.image, y.image)
 
 
-def ends_overlap(views: Sequence[Keyframe], min_inliers: int = 30) -> bool:
-    """Whether the first and the last frame of a sequence see the same scene (a closed loop):
-    at least `min_inliers` fundamental-matrix inliers between them (FMS's matcher and RANSAC)."""
-    if len(views) < 3:
-        return False
-    matcher = get_matcher(DEFAULT_FMS_CONF["matcher"])
-    pts_first, pts_last = matcher.match_images(views[0].image, views[-1].image)
-    return ransac_inliers(pts_first, pts_last, DEFAULT_FMS_CONF) >= min_inliers
-
-
 class OracleSource:
-    def __init__(
-        self, views: Sequence[Keyframe], cyclic: bool | str = False, span: str = "between"
-    ):
+    def __init__(self, views: Sequence[Keyframe], cyclic: bool = False, span: str = "between"):
         if span not in ("between", "all"):
             raise ValueError(f"span must be 'between' or 'all', got {span!r}")
-        if cyclic not in (True, False, "auto"):
-            raise ValueError(f"cyclic must be true, false or 'auto', got {cyclic!r}")
         self.views = list(views)
-        self._cyclic = cyclic
+        self.cyclic = bool(cyclic)
         self.span = span
-
-    @property
-    def cyclic(self) -> bool:
-        """Whether the sequence is a closed loop ("auto" is decided once, on first use)."""
-        if self._cyclic == "auto":
-            self._cyclic = ends_overlap(self.views)
-        return bool(self._cyclic)
 
     def index_of(self, keyframe: Keyframe | int) -> int | None:
         if isinstance(keyframe, (int, np.integer)):

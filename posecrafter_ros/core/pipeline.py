@@ -383,9 +383,17 @@ class Pipeline:
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "oracle_candidates"):
-            from .oracle import OracleSource
+            from .fms import ends_overlap
+            from .oracle import OracleSource, same_keyframe
 
-            source = OracleSource(list(sequence), cyclic=self.bridge_conf.get("cyclic", "auto"))
+            cyclic = self.bridge_conf.get("cyclic", "auto")
+            if cyclic == "auto":  # a loop when the sequence's ends match (needs A, B inside)
+                cyclic = (
+                    ends_overlap(sequence)
+                    if any(same_keyframe(v, k) for v in sequence for k in (a, b))
+                    else False
+                )
+            source = OracleSource(list(sequence), cyclic=bool(cyclic))
             limit = self.bridge_conf.get("max_candidates")
             return source.candidates_between(a, b, int(limit) if limit else None)
 
