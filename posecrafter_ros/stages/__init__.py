@@ -1,0 +1,1 @@
+"""The bridge's stages, one module per slot (placeholder; filled by the next commit)."""
