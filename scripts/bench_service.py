@@ -35,8 +35,8 @@ def main() -> int:
     parser.add_argument("--params", type=Path, default=REPO / "config/cpu.yaml")
     args = parser.parse_args()
 
-    from posecrafter_ros.bench.direct import BASELINE_CONF, opencv_five_point
     from posecrafter_ros.eval.datasets import load_posed_pairs
+    from posecrafter_ros.eval.direct_bench import BASELINE_CONF, opencv_five_point
     from posecrafter_ros.eval.frames import pair_keyframes
     from posecrafter_ros.ros.launcher import NodeProcess, local_ros_env
 

@@ -17,7 +17,7 @@ def keyframes(pair):
 
 @pytest.fixture(scope="module")
 def cpu_pipeline():
-    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.pipeline import Pipeline
 
     return Pipeline.from_profile("cpu").load()
 
@@ -72,7 +72,7 @@ def test_invalid_keyframes_are_rejected(cpu_pipeline, image, K, needle):
 
 
 def test_stage_exception_becomes_internal_error(posed_pairs, monkeypatch):
-    from posecrafter_ros.core import pipeline as pipeline_module
+    from posecrafter_ros import pipeline as pipeline_module
     from posecrafter_ros.core.types import Status
 
     def explode(*_args, **_kwargs):
@@ -100,7 +100,7 @@ def test_budget_and_cancel_become_statuses(cpu_pipeline, posed_pairs):
 
 
 def test_unknown_stage_type_is_reported_not_raised():
-    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.pipeline import Pipeline
 
     pipe = Pipeline.from_profile(
         "cpu", {"bridge": {"enabled": True, "interpolator": {"type": "sora"}}}
@@ -111,7 +111,7 @@ def test_unknown_stage_type_is_reported_not_raised():
 
 
 def test_relay_indices_follow_the_paper():
-    from posecrafter_ros.core.pipeline import relay_indices
+    from posecrafter_ros.pipeline import relay_indices
 
     assert relay_indices(16, 4) == [0, 1, 14, 15]
     assert relay_indices(16, 2) == [0, 15]

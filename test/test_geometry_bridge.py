@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import pose_errors
-from posecrafter_ros.core.fms import FeatureMatchingSelector
-from posecrafter_ros.core.multiview import ClassicalMultiViewPose
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext, Status
+from posecrafter_ros.eval.bench_common import pose_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.stages.pose import ClassicalMultiViewPose
+from posecrafter_ros.stages.select import FeatureMatchingSelector
 
 RING = Path(__file__).parent / "data" / "templering"
 

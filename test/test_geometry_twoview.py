@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import pose_errors
 from posecrafter_ros.core.twoview import estimate_two_view
+from posecrafter_ros.eval.bench_common import pose_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import pair_keyframes
 

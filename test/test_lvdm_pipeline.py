@@ -8,8 +8,8 @@ import pytest
 from posecrafter_ros.core.types import Canceled, Keyframe, RunContext
 from posecrafter_ros.models.checkpoint import CheckpointError
 from posecrafter_ros.models.lvdm.video import CropTransform, resize_center_crop
-from posecrafter_ros.models.lvdm.viewcrafter import ViewCrafterGenerator
-from posecrafter_ros.synthesis.interpolation import DynamiCrafterInterpolator, relay_indices
+from posecrafter_ros.stages.interpolate import DynamiCrafterInterpolator, relay_indices
+from posecrafter_ros.stages.synthesize import ViewCrafterGenerator
 
 TINY = {"tiny": True, "ddim_steps": 2, "num_frames": 6, "height": 128, "width": 256, "seed": 7}
 

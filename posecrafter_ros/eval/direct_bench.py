@@ -19,7 +19,7 @@ from posecrafter_ros.eval.baseline import estimate_five_point
 from posecrafter_ros.eval.datasets import PosedPair
 from posecrafter_ros.eval.frames import pair_keyframes
 
-from .common import pose_errors
+from .bench_common import pose_errors
 
 # The bare OpenCV script: eval/baseline.py's five-point row with the direct path's ORB settings.
 BASELINE_CONF: dict[str, Any] = {

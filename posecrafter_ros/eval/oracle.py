@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from posecrafter_ros.core.fms import FeatureMatchingSelector
-from posecrafter_ros.core.multiview import ClassicalMultiViewPose
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.twoview import estimate_two_view
 from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext
 from posecrafter_ros.eval.datasets import PosedView, make_pair
 from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.stages.pose import ClassicalMultiViewPose
+from posecrafter_ros.stages.select import FeatureMatchingSelector
 
-from .common import pose_errors
-from .direct import opencv_five_point
+from .bench_common import pose_errors
+from .direct_bench import opencv_five_point
 
 
 @dataclass

@@ -45,7 +45,9 @@ class DynamiCrafterInterpolator:
         self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None
     ):
         if not isinstance(conf, RuntimeConfig):
-            conf = RuntimeConfig.from_dict(conf or {}, DYNAMICRAFTER_DEFAULTS)
+            conf = RuntimeConfig.from_dict(
+                conf or {}, DYNAMICRAFTER_DEFAULTS, "bridge.interpolator"
+            )
         if model.config.variant != "dynamicrafter":
             raise ValueError(
                 "DynamiCrafterInterpolator needs a DynamiCrafter (variant 'dynamicrafter') model"
@@ -61,7 +63,7 @@ class DynamiCrafterInterpolator:
 
         Raises CheckpointError when no checkpoint is configured and `tiny` is false.
         """
-        runtime = RuntimeConfig.from_dict(conf, DYNAMICRAFTER_DEFAULTS)
+        runtime = RuntimeConfig.from_dict(conf, DYNAMICRAFTER_DEFAULTS, "bridge.interpolator")
         return cls(build_model(runtime, "dynamicrafter", DYNAMICRAFTER_DEFAULTS["preset"]), runtime)
 
     def to(self, device: str) -> "DynamiCrafterInterpolator":
@@ -107,7 +109,7 @@ class DynamiCrafterInterpolator:
                 z = model.encode_frames(videos, noise, keep=[0, frames - 1])
             concat = torch.zeros_like(z)
             concat[:, :, 0], concat[:, :, -1] = z[:, :, 0], z[:, :, -1]
-            video = condition_sample_decode(model, conf, videos, concat, noise, ctx)
+            video = condition_sample_decode(model, conf, videos, concat, noise, ctx.report)
         images = [resize(image, conf.height, conf.width) for image in tensor_to_images(video)]
         K_mid = (K_a + K_b) / 2
         out = []

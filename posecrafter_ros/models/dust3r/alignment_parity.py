@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..parity_types import ParityResult
+from .fixtures import is_model_fixture
 
 INIT_RTOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -112,11 +113,9 @@ def _model_variant_predictions(folder: Path, pairs: list):
     import torch
     from safetensors.torch import load_file
 
-    from .parity import _is_model_fixture
-
     inputs = load_file(str(folder / "inputs.safetensors"))
     for sibling in sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder):
-        if not _is_model_fixture(sibling) or not (sibling / "outputs.safetensors").is_file():
+        if not is_model_fixture(sibling) or not (sibling / "outputs.safetensors").is_file():
             continue
         outputs = load_file(str(sibling / "outputs.safetensors"))
         if any(f"pair{p}_pred1_pts3d" not in outputs for p in range(len(pairs))):

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core.types import Keyframe
-from .loaders.common import quaternion_wxyz_to_matrix
-from .rows import RowOutcome
+from ..eval.loaders.common import quaternion_wxyz_to_matrix
+from ..eval.rows import RowOutcome
 
 DEFAULT_SERVICE = "/posecrafter/estimate_relative_pose"
 KEYFRAME_NOT_FOUND = 2  # EstimateStatus.KEYFRAME_NOT_FOUND
