@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
+from .core.config import check_keys
 from .core.oracle import OracleSource
 from .core.twoview import estimate_two_view
 from .core.types import (
@@ -41,6 +42,7 @@ from .core.types import (
     Status,
 )
 from .stages import Placement, build_stage
+from .stages.relay_pose import relay_indices
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ STAGE_SPANS = {
 
 HVG_STAGES = ("interpolator", "relay_poser", "synthesizer")
 SELECT_STAGES = ("selector", "pose_model")
+PROFILE_KEYS = ("name", "device", "dtype", "offload_idle", "direct", "bridge", "oracle_sequence")
+BRIDGE_KEYS = ("enabled", "oracle", "num_relay_frames") + HVG_STAGES + SELECT_STAGES
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -121,6 +125,10 @@ class Pipeline:
     """Configured stages plus the flow that uses them. Build with `from_profile`, then `load`."""
 
     def __init__(self, conf: dict):
+        """Raises ValueError for a key the profile's top level or `bridge:` does not have;
+        each stage checks its own section when it is built (see `load`)."""
+        check_keys("the profile", conf, PROFILE_KEYS)
+        check_keys("bridge", conf.get("bridge") or {}, BRIDGE_KEYS)
         self.conf = conf
         self.name = str(conf.get("name", "custom"))
         self.direct_conf: dict = dict(conf.get("direct") or {})
@@ -340,16 +348,3 @@ class Pipeline:
             relay = self.stages["relay_poser"].reconstruct([frames[i] for i in relay_idx], ctx)
         with self._stage(ctx, diag, "synthesize", "synthesizer"):
             return self.stages["synthesizer"].synthesize(relay, ctx)
-
-
-def relay_indices(num_frames: int, num_relay: int) -> list[int]:
-    """Indices of the relay frames: the `num_relay / 2` frames nearest each end.
-
-    The paper keeps {I0, I1, I_{T-1}, I_T} (4 relay frames beat 2, 6, 8 and all 16).
-    """
-    if num_frames < 2:
-        raise ValueError(f"need at least 2 interpolated frames, got {num_frames}")
-    per_end = max(1, min(num_relay // 2, num_frames // 2))
-    head = list(range(per_end))
-    tail = list(range(num_frames - per_end, num_frames))
-    return sorted(set(head + tail))

@@ -26,6 +26,14 @@ class Status(enum.IntEnum):
     INTERNAL_ERROR = 8
 
 
+def status_name(code: int) -> str:
+    """The Status name of a wire code ("SUCCESS", ...), or the number for an unknown code."""
+    try:
+        return Status(code).name
+    except ValueError:
+        return str(code)
+
+
 class EstimationError(Exception):
     """A request that ends with a defined non-success status and a message for the user."""
 

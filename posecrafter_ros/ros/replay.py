@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.rotations import quaternion_wxyz_to_matrix
 from ..core.types import Keyframe
-from ..eval.loaders.common import quaternion_wxyz_to_matrix
 from ..eval.rows import RowOutcome
 
 DEFAULT_SERVICE = "/posecrafter/estimate_relative_pose"

@@ -357,3 +357,16 @@ class Dust3rRelayPoser(Dust3rStage):
             points=np.stack(aligned.points).astype(np.float32),
             confidence=np.stack(aligned.confidence).astype(np.float32),
         )
+
+
+def relay_indices(num_frames: int, num_relay: int) -> list[int]:
+    """Indices of the relay frames: the `num_relay / 2` frames nearest each end.
+
+    The paper keeps {I0, I1, I_{T-1}, I_T} (4 relay frames beat 2, 6, 8 and all 16).
+    """
+    if num_frames < 2:
+        raise ValueError(f"need at least 2 interpolated frames, got {num_frames}")
+    per_end = max(1, min(num_relay // 2, num_frames // 2))
+    head = list(range(per_end))
+    tail = list(range(num_frames - per_end, num_frames))
+    return sorted(set(head + tail))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
+from ..core.config import check_keys
 from ..core.imageops import cover_crop
 from ..core.render import PointSplatRenderer
 from ..core.trajectory import CameraTrajectory, interpolate_trajectory
@@ -76,10 +77,7 @@ class ViewSynthesisConfig:
     @classmethod
     def from_dict(cls, conf: dict[str, Any], section: str = "synthesizer.render"):
         """Raises ValueError naming `section` and the valid keys for an unknown key."""
-        valid = sorted(f.name for f in fields(cls))
-        unknown = sorted(set(conf) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {section}; valid keys: {valid}")
+        check_keys(section, conf, (f.name for f in fields(cls)))
         return cls(**conf)
 
 
@@ -393,12 +391,8 @@ SYNTHESIZER_PARTS = ("generator", "render")
 
 
 def _split_section(section: dict[str, Any], parts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    unknown = sorted(set(section) - set(parts))
-    if unknown:
-        raise ValueError(
-            f"unknown key(s) {unknown} in bridge.synthesizer; valid keys: {sorted(parts)} "
-            "(plus type): generator settings go under `generator:`, rendering under `render:`"
-        )
+    """Generator settings go under `generator:`, rendering under `render:`."""
+    check_keys("bridge.synthesizer", section, parts)
     return {part: dict(section.get(part) or {}) for part in parts}
 
 
