@@ -105,7 +105,7 @@ def main() -> int:
                 f"  {record.name:<18} {record.seconds:8.3f} s   peak {peaks.get(record.name, 0.0):8.0f} MB"
             )
         if result.pose is not None:
-            R_0to1, _ = result.pose.inverse_convention()
+            R_0to1, _ = result.pose.to_epipolar()
             print(
                 f"  rotation error vs ground truth ({pair.rotation_deg:.1f} deg apart): {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg"
             )

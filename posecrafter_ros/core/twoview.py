@@ -113,9 +113,7 @@ def estimate_from_matches(
             info,
             degeneracy="too_few_matches",
         )
-    # Epipolar convention x_b = R_ab x_a + t_ab -> pose of B in A: p_A = R_ab^T p_B - R_ab^T t_ab.
-    R = geometry.R_ab.T
-    t = -geometry.R_ab.T @ geometry.t_ab
+    R, t = RelativePose.from_epipolar(geometry.R_ab, geometry.t_ab)
     p_wrong = probability_wrong(geometry.num_inliers, num_matches, gate_conf)
     cov_conf = resolved["covariance"]
     inl = geometry.inliers

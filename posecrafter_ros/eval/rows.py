@@ -99,7 +99,7 @@ class DirectRow:
         )
         if est.pose is None:
             return RowOutcome(None, None, getattr(est, "reason", "") or "no pose", "direct", info)
-        R, t = est.pose.inverse_convention()
+        R, t = est.pose.to_epipolar()
         return RowOutcome(R, np.ravel(t), summary, "direct", info)
 
 
@@ -117,7 +117,7 @@ def _outcome_of(result) -> RowOutcome:
     path = getattr(result.diagnostics, "path", "")
     if not result.ok or result.pose is None:
         return RowOutcome(None, None, f"{result.status.name}: {result.message}", path)
-    R, t = result.pose.inverse_convention()
+    R, t = result.pose.to_epipolar()
     return RowOutcome(R, np.ravel(t), result.message, path)
 
 

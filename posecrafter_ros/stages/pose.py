@@ -363,7 +363,9 @@ class Dust3rPoseModel(Dust3rStage):
         aligned = self.align_views(
             views, ctx, cached=(prepared, predictions), progress=(0.0, 1 / runs)
         )
-        rotation, t = relative_pose(aligned.cam_to_world[0], aligned.cam_to_world[-1])
+        rotation, t = RelativePose.from_cam_to_world(
+            aligned.cam_to_world[0], aligned.cam_to_world[-1]
+        )
         # The spread of the pose when one middle view is left out measures how much it hinges
         # on any single view (the pairwise predictions are reused; only alignment reruns).
         samples = []
@@ -379,14 +381,10 @@ class Dust3rPoseModel(Dust3rStage):
                 )
             except EstimationError:
                 continue
-            samples.append(relative_pose(sub.cam_to_world[0], sub.cam_to_world[-1]))
+            samples.append(
+                RelativePose.from_cam_to_world(sub.cam_to_world[0], sub.cam_to_world[-1])
+            )
         return pose_with_covariance(rotation, t, samples, self.config)
-
-
-def relative_pose(first_c2w: np.ndarray, last_c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R, t) with p_first = R p_last + t from two camera-to-world matrices."""
-    relative = np.linalg.inv(first_c2w) @ last_c2w
-    return relative[:3, :3], relative[:3, 3]
 
 
 def _rotation_vector(rotation: np.ndarray) -> np.ndarray:

@@ -10,11 +10,5 @@ import numpy as np
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-def world_to_camera(cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R_w2c, t_w2c) of a [4 x 4] (or [3 x 4]) camera-to-world transform."""
-    R_c2w, centre = cam_to_world[:3, :3], cam_to_world[:3, 3]
-    return R_c2w.T, -R_c2w.T @ centre
-
-
 def pinhole(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
