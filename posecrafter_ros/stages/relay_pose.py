@@ -316,11 +316,9 @@ def _pinhole(focal: float, pp: Sequence[float]) -> np.ndarray:
 
 def _view_confidence(predictions, num_views: int) -> list[np.ndarray]:
     """Per view [H x W] float32: the best confidence any edge gives each pixel."""
-    best: list[np.ndarray | None] = [None] * num_views
-    for p in predictions:
-        for view, conf in ((p.i, p.conf_i.numpy()), (p.j, p.conf_j.numpy())):
-            best[view] = conf if best[view] is None else np.maximum(best[view], conf)
-    return [b.astype(np.float32) for b in best]
+    from ..models.dust3r.inference import view_confidence
+
+    return [c.numpy().astype(np.float32) for c in view_confidence(predictions, num_views)]
 
 
 def _check_result(cam_to_world, K, points, masks, loss) -> None:

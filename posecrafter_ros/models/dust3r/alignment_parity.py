@@ -21,6 +21,7 @@ import numpy as np
 
 from ..parity_types import ParityResult
 from .fixtures import is_model_fixture
+from .inference import view_confidence
 
 INIT_RTOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -122,12 +123,7 @@ def _model_variant_predictions(folder: Path, pairs: list):
             continue
         predictions = _predictions(outputs, pairs)
         num_views = 1 + max(max(i, j) for i, j in pairs)
-        im_conf: list[Any] = [None] * num_views
-        for pred in predictions:
-            for view, conf in ((pred.i, pred.conf_i), (pred.j, pred.conf_j)):
-                im_conf[view] = (
-                    conf if im_conf[view] is None else torch.maximum(im_conf[view], conf)
-                )
+        im_conf = view_confidence(predictions, num_views)
         if all(
             f"im_conf{v}" in inputs
             and im_conf[v] is not None
