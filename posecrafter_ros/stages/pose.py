@@ -360,9 +360,8 @@ class Dust3rPoseModel(Dust3rStage):
             step = max(1, len(middle) // self.config.leave_one_out)
             left_out = middle[::step][: self.config.leave_one_out]
         runs = 1 + len(left_out)
-        aligned = self.align_views(
-            views, ctx, cached=(prepared, predictions), progress=(0.0, 1 / runs)
-        )
+        with ctx.subspan(0.0, 1 / runs):
+            aligned = self.align_views(views, ctx, cached=(prepared, predictions))
         rotation, t = RelativePose.from_cam_to_world(
             aligned.cam_to_world[0], aligned.cam_to_world[-1]
         )
@@ -372,13 +371,8 @@ class Dust3rPoseModel(Dust3rStage):
         for run, view in enumerate(left_out, start=1):
             subset = [v for v in range(len(views)) if v != view]
             try:
-                sub = self.align_views(
-                    views,
-                    ctx,
-                    subset,
-                    cached=(prepared, predictions),
-                    progress=(run / runs, (run + 1) / runs),
-                )
+                with ctx.subspan(run / runs, (run + 1) / runs):
+                    sub = self.align_views(views, ctx, subset, cached=(prepared, predictions))
             except EstimationError:
                 continue
             samples.append(

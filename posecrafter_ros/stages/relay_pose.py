@@ -222,11 +222,11 @@ class Dust3rStage:
         ctx: RunContext,
         subset: Sequence[int] | None = None,
         cached: tuple | None = None,
-        progress: tuple[float, float] = (0.0, 1.0),
     ) -> AlignedViews:
         """Inference (or `cached` = (prepared, predictions)) + global alignment of `subset`.
 
-        progress: the part of the stage's [0, 1] progress this alignment reports over.
+        Reports its progress over the whole of `ctx`'s current span (callers that run several
+        alignments give each one a `ctx.subspan`).
         """
         from ..models.dust3r.alignment import (
             AlignmentConfig,
@@ -266,8 +266,7 @@ class Dust3rStage:
                     )
 
                 def report(iteration: int, _loss: float) -> None:
-                    done = (iteration + 1) / self.config.niter
-                    ctx.report(progress[0] + done * (progress[1] - progress[0]))
+                    ctx.report((iteration + 1) / self.config.niter)
 
                 optimizer, loss = global_alignment(
                     selected, config, known, report, self.config.report_every, self.config.device
