@@ -35,13 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from posecrafter_ros.bench.common import pose_errors
-    from posecrafter_ros.core.fms import FeatureMatchingSelector
     from posecrafter_ros.core.oracle import OracleSource
-    from posecrafter_ros.core.pipeline import STAGE_FACTORIES, _resolve
     from posecrafter_ros.core.types import EstimationError, RunContext
+    from posecrafter_ros.eval.bench_common import pair_errors
     from posecrafter_ros.eval.datasets import load_middlebury, make_pair, sequence_order
     from posecrafter_ros.eval.frames import view_keyframe
+    from posecrafter_ros.stages import Placement, build_stage
+    from posecrafter_ros.stages.select import FeatureMatchingSelector
 
     cv2.setNumThreads(args.threads)
     sets = args.sets or [ROOT / "test/data/templering", ROOT / "test/data/strecha_fountain"]
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         conf = {"type": name}
         if name == "colmap":
             conf["num_threads"] = args.threads
-        models[name] = _resolve(STAGE_FACTORIES["pose_model"][name])(conf)
+        models[name] = build_stage("pose_model", conf, Placement())
     results = {name: [] for name in models}
     select_seconds = []
     rng = np.random.default_rng(args.seed)
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 try:
                     pose = model.estimate(bridge, RunContext())
-                    errors = pose_errors(pose.R, pose.t, pair)
+                    errors = pair_errors(pose.to_epipolar(), pair)
                 except EstimationError:
-                    errors = pose_errors(None, None, pair)
+                    errors = pair_errors(None, pair)
                 seconds = time.perf_counter() - started
                 results[name].append((errors[0], errors[1], seconds))
                 print(

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posecrafter_ros.bench.oracle import run_oracle
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.metrics import summarize
+from posecrafter_ros.eval.oracle import run_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 STRECHA = ROOT.parent / "shared" / "data" / "strecha"

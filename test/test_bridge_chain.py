@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from posecrafter_ros.core.chain import bounded_pairs, chain_selection, widest_path
-from posecrafter_ros.core.fms import FeatureMatchingSelector, ends_overlap
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import Keyframe, RunContext
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair, sequence_order
 from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.stages.select import FeatureMatchingSelector, ends_overlap
 
 RING = Path(__file__).parent / "data" / "templering"
 
@@ -110,7 +110,7 @@ def test_fms_inliers_survive_opencv_usac_asserting(monkeypatch):
     # instead of returning no model; the matches then fit one homography and still count.
     import cv2
 
-    from posecrafter_ros.core import fms
+    from posecrafter_ros.stages import select as fms
 
     def usac_asserts(*args, **kwargs):
         raise cv2.error("estimator.cpp:418: (-215:Assertion failed) !model.empty()")

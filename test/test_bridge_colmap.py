@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import pose_errors
-from posecrafter_ros.core.colmap_pose import ColmapMultiViewPose, connected
-from posecrafter_ros.core.pipeline import Pipeline
 from posecrafter_ros.core.types import EstimateOptions, EstimationError, RunContext, Status
+from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import view_keyframe
+from posecrafter_ros.pipeline import Pipeline
+from posecrafter_ros.stages.pose import ColmapMultiViewPose, connected
 
 DATA = Path(__file__).parent / "data"
 
@@ -41,7 +41,7 @@ def test_colmap_bridges_a_ring_pair_in_the_project_conventions(ring):
     pose = ColmapMultiViewPose().estimate(
         [keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext()
     )
-    rot_err, trans_err = pose_errors(pose.R, pose.t, pair)  # pose: B in A, p_A = R p_B + t
+    rot_err, trans_err = pair_errors(pose.to_epipolar(), pair)  # pose: B in A, p_A = R p_B + t
     assert rot_err < 5.0 and trans_err < 10.0  # at 320 px
     assert np.isclose(np.linalg.norm(pose.t), 1.0) and not pose.scale_known
     cov = pose.covariance
@@ -66,7 +66,7 @@ def test_colmap_with_learned_matching(walk):
     pair = make_pair(views[2], views[5])
     model = ColmapMultiViewPose({"matcher": {"name": "xfeat_lighterglue", "top_k": 512}})
     pose = model.estimate([keyframes[i] for i in (2, 3, 4, 5)], RunContext())
-    rot_err, _ = pose_errors(pose.R, pose.t, pair)
+    rot_err, _ = pair_errors(pose.to_epipolar(), pair)
     assert rot_err < 3.0
 
 
@@ -82,5 +82,5 @@ def test_cpu_profile_bridges_an_extreme_walk_pair_through_real_frames(walk):
     assert result.ok, result.message
     assert result.diagnostics.path == "bridge"
     assert result.diagnostics.num_candidate_frames == 6  # views 2..7, between A and B
-    rot_err, trans_err = pose_errors(result.pose.R, result.pose.t, pair)
+    rot_err, trans_err = pair_errors(result.pose.to_epipolar(), pair)
     assert rot_err < 5.0 and trans_err < 10.0

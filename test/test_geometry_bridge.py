@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posecrafter_ros.core.fms import FeatureMatchingSelector
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import Keyframe, RunContext
 from posecrafter_ros.eval.datasets import load_middlebury
 from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.stages.select import FeatureMatchingSelector
 
 RING = Path(__file__).parent / "data" / "templering"
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.types import status_name
 from ..eval.datasets import PosedPair, load_middlebury, load_posed_pairs, make_pair
 from ..eval.frames import read_rgb
 from ..eval.metrics import rotation_error_deg, translation_angle_deg
 from ..ros.launcher import NodeProcess, local_ros_env
-from .query import STATUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def print_pose_msg(msg) -> None:
 def report(resp, pair: PosedPair, started: float) -> bool:
     """Print a response and its errors against the ground truth; True when answered."""
     print(
-        f"  status: {STATUS_NAMES[resp.status.code]} ({time.monotonic() - started:.3f} s round trip)"
+        f"  status: {status_name(resp.status.code)} ({time.monotonic() - started:.3f} s round trip)"
     )
     print(f"  message: {resp.message}")
     stages = ", ".join(
@@ -103,7 +103,7 @@ def publish_walk(node_namespace: str, views, images, first_stamp: float, client,
                 client.request(stamp_ref(stamps[i]), stamp_ref(stamps[j]), budget_sec=120.0),
                 timeout_sec=180.0,
             )
-            if resp is None or STATUS_NAMES[resp.status.code] != "KEYFRAME_NOT_FOUND":
+            if resp is None or status_name(resp.status.code) != "KEYFRAME_NOT_FOUND":
                 return resp
             if time.monotonic() > deadline:
                 return resp

@@ -13,20 +13,20 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from posecrafter_ros.core.covariance import so3_log
-from posecrafter_ros.core.fms import FeatureMatchingSelector
 from posecrafter_ros.core.oracle import OracleSource
-from posecrafter_ros.core.pipeline import STAGE_FACTORIES, _resolve
 from posecrafter_ros.core.twoview import estimate_two_view
 from posecrafter_ros.core.types import EstimationError, RunContext
 from posecrafter_ros.eval.datasets import PosedView, make_pair, sequence_order
 from posecrafter_ros.eval.frames import view_keyframe
+from posecrafter_ros.stages import Placement, build_stage
+from posecrafter_ros.stages.select import FeatureMatchingSelector
 
-from .common import pose_errors
-from .direct import opencv_five_point
+from .bench_common import pair_errors
+from .direct_bench import opencv_five_point
 
 
 @dataclass
-class OracleRow:
+class OracleComparison:
     name: str
     rotation_deg: float
     errors: dict[str, tuple[float, float]]  # row name -> (rotation, translation) error, degrees
@@ -47,7 +47,7 @@ def run_oracle(
     pose_conf: dict[str, Any] | None = None,
     max_candidates: int | None = 24,
     max_side: int = 640,
-) -> list[OracleRow]:
+) -> list[OracleComparison]:
     """Rows 'opencv', 'direct' and 'oracle' for each (i, j) pair of view indices.
 
     pose_conf: the multi-view pose stage ({"type": "colmap", ...}).
@@ -60,18 +60,16 @@ def run_oracle(
     source = OracleSource([keyframes[i] for i in sequence.order], cyclic=sequence.cyclic)
     selector = FeatureMatchingSelector(fms_conf)
     pose_conf = dict(pose_conf or {"type": "colmap"})
-    pose_model = _resolve(STAGE_FACTORIES["pose_model"][pose_conf["type"]])(pose_conf)
+    pose_model = build_stage("pose_model", pose_conf, Placement())
     rows = []
     for i, j in index_pairs:
         pair = make_pair(views[i], views[j])
         a, b = keyframes[i], keyframes[j]
         errors: dict[str, tuple[float, float]] = {}
         base = opencv_five_point(a, b)
-        errors["opencv"] = pose_errors(base[0] if base else None, base[1] if base else None, pair)
+        errors["opencv"] = pair_errors(base, pair)
         direct = estimate_two_view(a, b, direct_conf)
-        errors["direct"] = pose_errors(
-            direct.pose.R if direct.pose else None, direct.pose.t if direct.pose else None, pair
-        )
+        errors["direct"] = pair_errors(direct.pose.to_epipolar() if direct.pose else None, pair)
         started, started_cpu = time.monotonic(), time.process_time()
         candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
@@ -79,14 +77,14 @@ def run_oracle(
         message, covariance, rotation_error = "", None, None
         try:
             pose = pose_model.estimate([a] + [keyframes[k] for k in chosen] + [b], RunContext())
-            errors["oracle"] = pose_errors(pose.R, pose.t, pair)
+            errors["oracle"] = pair_errors(pose.to_epipolar(), pair)
             covariance = pose.covariance
             rotation_error = so3_log(pose.R @ pair.R_0to1)  # true B in A: R_0to1^T
         except EstimationError as err:
-            errors["oracle"] = pose_errors(None, None, pair)
+            errors["oracle"] = pair_errors(None, pair)
             message = err.message
         rows.append(
-            OracleRow(
+            OracleComparison(
                 pair.name,
                 pair.rotation_deg,
                 errors,

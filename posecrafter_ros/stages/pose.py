@@ -1,6 +1,10 @@
-"""The CPU multi-view pose model: COLMAP (pycolmap) on the project's own matches.
+"""Bridge slot "pose_model": the relative pose of the last view in the first from N views.
 
-For views {I0, selected frames, IT} with known intrinsics:
+Two adapters: `ColmapMultiViewPose` (CPU: COLMAP on the project's own matches, below) and
+`Dust3rPoseModel` (DUSt3R pairwise inference + global alignment, sharing
+`relay_pose.Dust3rStage` with the relay poser).
+
+COLMAP, for views {I0, selected frames, IT} with known intrinsics:
 1. every view's features are extracted once with the configured matcher (ORB by default,
    ALIKED / XFeat through the matcher registry); the views come in sequence order (the
    pipeline sorts the selected frames by their place between A and B) and each is matched with
@@ -26,8 +30,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .matching import get_matcher
-from .types import EstimationError, Keyframe, RelativePose, RunContext, Status
+from ..core.matching import get_matcher
+from ..core.types import EstimationError, Keyframe, RelativePose, RunContext, Status
+from .relay_pose import Dust3rStage, Dust3rStageConfig
 
 logger = logging.getLogger(__name__)
 
@@ -279,3 +284,85 @@ def connected(num_views: int, pairs, start: int, goal: int) -> bool:
             seen.add(nxt)
             queue.append(nxt)
     return goal in seen
+
+
+class Dust3rPoseModel(Dust3rStage):
+    """MultiViewPoseModel: pose of the last view in the first view's frame, scale unknown."""
+
+    def estimate(self, views: Sequence[Keyframe], ctx: RunContext | None = None) -> RelativePose:
+        ctx = ctx or RunContext()
+        prepared, predictions = self._predict(views, ctx)
+        middle = list(range(1, len(views) - 1))
+        left_out: list[int] = []
+        if middle and self.config.leave_one_out > 0:
+            step = max(1, len(middle) // self.config.leave_one_out)
+            left_out = middle[::step][: self.config.leave_one_out]
+        runs = 1 + len(left_out)
+        with ctx.subspan(0.0, 1 / runs):
+            aligned = self.align_views(views, ctx, cached=(prepared, predictions))
+        rotation, t = RelativePose.from_cam_to_world(
+            aligned.cam_to_world[0], aligned.cam_to_world[-1]
+        )
+        # The spread of the pose when one middle view is left out measures how much it hinges
+        # on any single view (the pairwise predictions are reused; only alignment reruns).
+        samples = []
+        for run, view in enumerate(left_out, start=1):
+            subset = [v for v in range(len(views)) if v != view]
+            try:
+                with ctx.subspan(run / runs, (run + 1) / runs):
+                    sub = self.align_views(views, ctx, subset, cached=(prepared, predictions))
+            except EstimationError:
+                continue
+            samples.append(
+                RelativePose.from_cam_to_world(sub.cam_to_world[0], sub.cam_to_world[-1])
+            )
+        return pose_with_covariance(rotation, t, samples, self.config)
+
+
+def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))[0].ravel()
+
+
+def pose_with_covariance(
+    rotation: np.ndarray,
+    t: np.ndarray,
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    config: Dust3rStageConfig,
+) -> RelativePose:
+    """Unit-translation RelativePose with a 6x6 covariance (x, y, z, rot x, rot y, rot z).
+
+    Rotation block: prior sigma^2 I plus the spread of the leave-one-out rotations, as
+    small-angle perturbations R_k R^T. Translation block: direction spread (lateral, unit
+    vector) plus `baseline_variance` along t, since DUSt3R's scale is arbitrary.
+    """
+    norm = float(np.linalg.norm(t))
+    if not np.isfinite(norm):
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R returned a non-finite translation"
+        )
+    direction = t / norm if norm > 1e-12 else np.zeros(3)
+    rot_sigma = np.deg2rad(config.rotation_sigma_deg)
+    dir_sigma = np.deg2rad(config.direction_sigma_deg)
+    rot_cov = np.eye(3) * rot_sigma**2
+    dir_cov = (np.eye(3) - np.outer(direction, direction)) * dir_sigma**2
+    if samples:
+        rot_dev = np.array([_rotation_vector(r @ rotation.T) for r, _ in samples])
+        dir_dev = np.array([(tk / max(np.linalg.norm(tk), 1e-12)) - direction for _, tk in samples])
+        rot_cov += rot_dev.T @ rot_dev / len(samples)
+        dir_cov += dir_dev.T @ dir_dev / len(samples)
+    if norm <= 1e-12:
+        # Pure rotation: no direction at all, every translation axis is unknown.
+        dir_cov = np.eye(3) * config.baseline_variance
+    else:
+        dir_cov += np.outer(direction, direction) * config.baseline_variance
+    covariance = np.zeros((6, 6))
+    covariance[:3, :3] = dir_cov
+    covariance[3:, 3:] = rot_cov
+    return RelativePose(
+        R=np.asarray(rotation, dtype=np.float64),
+        t=direction.astype(np.float64),
+        covariance=covariance,
+        scale_known=False,
+    )

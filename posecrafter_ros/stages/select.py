@@ -16,9 +16,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .chain import bounded_pairs, chain_selection
-from .matching import Features, Matcher, get_matcher
-from .types import CandidateFrame, Keyframe, RunContext, Selection
+from ..core.chain import bounded_pairs, chain_selection
+from ..core.matching import Features, Matcher, get_matcher
+from ..core.types import CandidateFrame, Keyframe, RunContext, Selection
 
 SELECTION_MODES = ("paper", "chain")
 
