@@ -116,7 +116,8 @@ class ColmapMultiViewPose:
                 # UNCALIBRATED too: on a planar facade the fundamental matrix explains more
                 # matches than the essential one and COLMAP says so, yet the pair overlaps
                 # (its mapper uses such pairs as well).
-                if geometry.config.name not in UNUSABLE_GEOMETRIES and len(inliers) >= int(
+                verdict = pycolmap.TwoViewGeometryConfiguration(int(geometry.config)).name
+                if verdict not in UNUSABLE_GEOMETRIES and len(inliers) >= int(
                     self.conf["min_edge_inliers"]
                 ):
                     verified[(i, j)] = inliers
