@@ -150,21 +150,12 @@ class PosedDataset:
         return sample_view_pairs(self.views, per_bin, seed, bins)
 
     def between_indices(self, pair: PosedPair) -> list[int]:
-        """Indices of the views between a sampled pair's views (same group), in the order
-        `sequence_order` finds for the group (capture order for a walk; round a ring, the
-        shorter way)."""
+        """Indices of the views captured strictly between a sampled pair's views (same group)."""
         if "index0" not in pair.meta:
             return []
-        i0, i1 = pair.meta["index0"], pair.meta["index1"]
-        members = self.groups()[self.views[i0].group]
-        sequence = sequence_order([self.views[i] for i in members])
-        order = [members[k] for k in sequence.order]
-        p0, p1 = sorted((order.index(i0), order.index(i1)))
-        inside = order[p0 + 1 : p1]
-        outside = order[p1 + 1 :] + order[:p0]
-        if sequence.cyclic and len(outside) < len(inside):
-            return outside[::-1] if order.index(i0) < order.index(i1) else outside
-        return inside if order.index(i0) < order.index(i1) else inside[::-1]
+        lo, hi = sorted((pair.meta["index0"], pair.meta["index1"]))
+        group = self.views[lo].group
+        return [i for i in range(lo + 1, hi) if self.views[i].group == group]
 
 
 def load_posed_pairs(root: str | Path) -> list[PosedPair]:
