@@ -17,7 +17,13 @@ from posecrafter_ros.models.dust3r.alignment import (
     PointCloudOptimizer,
     two_view_alignment,
 )
-from posecrafter_ros.models.dust3r.alignment_parity import _alignment_config, _predictions
+from posecrafter_ros.models.dust3r.alignment_parity import (
+    ALIGNMENT_PARAMS,
+    INIT_LOSS_RTOL,
+    _alignment_config,
+    _predictions,
+    loss_and_gradients_at,
+)
 from posecrafter_ros.models.dust3r.geometry import (
     matrix_to_quaternion,
     quaternion_to_matrix,
@@ -65,7 +71,6 @@ def _variant_predictions(meta, variant):
 # the loss and gradients tightly AT THE FIXTURE'S OWN INITIAL STATE (forward and backward are
 # machine-independent there: loss bit-identical, model gradients within 1.1e-6 of 0.66),
 # the optimisation loosely.
-INIT_LOSS_RTOL = 5e-5  # measured 9.0e-6 across CPUs; a wrong conf transform moves it by > 1e-1
 
 
 @pytest.mark.parametrize("variant", ["synthetic", "model"])
@@ -105,23 +110,15 @@ def test_loss_and_gradients_at_official_init_state(meta, variant):
     prefix = "" if variant == "model" else f"{variant}_"
     init = load_file(str(ALIGNER / f"{prefix}pco_init.safetensors"))
     optimizer = PointCloudOptimizer(_variant_predictions(meta, variant), _alignment_config(meta))
-    params = ("im_depthmaps", "im_poses", "im_focals", "pw_poses")
-    with torch.no_grad():
-        for name in params:
-            getattr(optimizer, name).copy_(init[f"param.{name}"])
-    loss = optimizer()
-    loss.backward()
-    assert float(loss.detach()) == pytest.approx(meta["variants"][variant]["init_loss"], rel=1e-6)
-    if variant == "synthetic":
-        # Its residuals at init are at float32 rounding level, so the L1 (sub)gradient
-        # directions are rounding noise (they differ by 100% between CPUs, also for the
-        # official code); the loss value above is the tight check.
-        return
-    for name in params:
+    loss, grads, spread = loss_and_gradients_at(optimizer, init)
+    assert loss == pytest.approx(meta["variants"][variant]["init_loss"], rel=1e-6)
+    for name in ALIGNMENT_PARAMS:
         ref = init[f"grad_at_init.{name}"]
-        torch.testing.assert_close(
-            getattr(optimizer, name).grad, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max())
-        )
+        # The synthetic residuals are at rounding level at init, so its L1 gradient directions
+        # are rounding noise: bounded by the measured float32-vs-float64 spread (0.024 of 0.17
+        # for poses; the model variant's spread, 6.5e-7, is far below 1e-4 of the maximum).
+        tolerance = max(1e-4 * float(ref.abs().max()), spread[name])
+        torch.testing.assert_close(grads[name], ref, rtol=1e-4, atol=tolerance)
 
 
 def test_synthetic_optimisation_follows_official_loss_curve(meta):
