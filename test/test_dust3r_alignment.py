@@ -19,6 +19,7 @@ from posecrafter_ros.models.dust3r.alignment import (
 )
 from posecrafter_ros.models.dust3r.alignment_parity import (
     ALIGNMENT_PARAMS,
+    CHAOTIC_INIT_CHANGE,
     INIT_LOSS_RTOL,
     _alignment_config,
     _predictions,
@@ -58,9 +59,9 @@ def _variant_predictions(meta, variant):
 
 # The fixture recorded one CPU's float32 rounding. Replaying the official naver/dust3r code
 # (cloud_opt, same pinned packages) on an AVX512 Xeon gives results bit-identical to ours there
-# (init state, init loss, gradients, all 30 losses) but not to the fixture: the reductions in
-# roma's/our Umeyama registrations round differently (init parameters move by <= 2.6e-6), and
-# three steps amplify that noise. (1) The init loss is an L1 sum over residuals that are at
+# (init state, init loss, gradients, all 30 losses) but not to the fixture: float32 torch
+# reductions round differently on that CPU (init parameters move by <= 2.6e-6), and three
+# steps amplify that noise. (1) The init loss is an L1 sum over residuals that are at
 # rounding level right after the MST init (a view's points are the pair's prediction), so it
 # moves by 9.0e-6 relative (0.0139257945 vs 0.0139259202). (2) PnP-RANSAC picks its consensus
 # set chaotically on the noisy model outputs (log-depth of the PnP-posed view moves by 1.32).
@@ -79,8 +80,11 @@ def test_init_state_matches_official(meta, variant):
     init = load_file(str(ALIGNER / f"{prefix}pco_init.safetensors"))
     optimizer = PointCloudOptimizer(_variant_predictions(meta, variant), _alignment_config(meta))
     optimizer.init_minimum_spanning_tree()
-    # The synthetic scene is well conditioned: its PnP-posed views reproduce across CPUs.
-    chaotic = set(optimizer.pnp_views) if variant == "model" else set()
+    # The fixture records how much its init moves under 1e-6 input noise: the synthetic scene
+    # is well conditioned (its PnP-posed views reproduce across CPUs), the model variant not.
+    sensitivity = meta["variants"][variant]["sensitivity_to_1e6_relative_input_noise"]
+    chaotic = sensitivity["init_max_abs_change"] > CHAOTIC_INIT_CHANGE
+    chaotic = set(optimizer.pnp_views) if chaotic else set()
     stable = [v for v in range(optimizer.num_views) if v not in chaotic]
     assert stable, "no view is reproducible across CPUs: nothing tight to compare"
     for name in ("im_depthmaps", "im_poses"):
