@@ -150,8 +150,8 @@ def test_three_concurrent_clients_are_all_answered(start_node, posed_pairs):
 
     def ask(i):
         client = PoseCrafterClient(service=node.service)
-        client.wait(20)
-        answers[i] = client.call(client.request(*_refs(pair)), timeout_sec=60)
+        if client.wait(60):  # otherwise answers[i] stays None and the test fails
+            answers[i] = client.call(client.request(*_refs(pair)), timeout_sec=60)
         client.destroy()
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
