@@ -113,3 +113,28 @@ def test_parity_help_says_where_the_fixtures_are():
     assert code == 0 and "test/data/golden/" in out
     code, out = run_cli("cli.parity", "docs")
     assert_one_line_error(code, out, "test/data/golden/")
+
+
+@requires_ros
+def test_node_help_lists_parameters_and_exits_without_starting():
+    code, out = run_cli("ros.node", "--help", timeout=120)  # a started node would never exit
+    assert code == 0, out
+    assert "max_concurrent_requests (2; 1 .. 1024)" in out
+    assert "requests computed at once; more are answered BUSY" in out
+    assert "ready:" not in out
+
+
+@requires_ros
+@pytest.mark.parametrize(
+    "setting,needles",
+    [
+        ("profile:=bogus", ["profile 'bogus' not found", "known:"]),
+        ("max_concurrent_requests:=-3", ["max_concurrent_requests", "out of range"]),
+        ("request_timeout_sec:=-1.0", ["request_timeout_sec", "out of range"]),
+        ("buffer.max_frames:=0", ["buffer.max_frames", "out of range"]),
+    ],
+)
+def test_node_refuses_bad_settings_at_start(setting, needles):
+    code, out = run_cli("ros.node", "--ros-args", "-p", setting, timeout=120)
+    assert_one_line_error(code, out, "posecrafter_node cannot start", *needles)
+    assert "ready:" not in out

@@ -24,13 +24,14 @@ def cpu_pipeline():
 
 def test_overlapping_pair_is_answered_directly(cpu_pipeline, posed_pairs):
     from posecrafter_ros.core.types import EstimateOptions, Status
-    from posecrafter_ros.eval.metrics import rotation_error_deg
+    from posecrafter_ros.eval.metrics import rotation_error_deg, translation_angle_deg
 
     pair = posed_pairs["templeR0001-templeR0003"]
     result = cpu_pipeline.estimate(*keyframes(pair))
     assert result.status == Status.SUCCESS, result.message
-    R_0to1, _ = result.pose.inverse_convention()
+    R_0to1, t_0to1 = result.pose.inverse_convention()
     assert rotation_error_deg(R_0to1, pair.R_0to1) < 2.0
+    assert translation_angle_deg(t_0to1, pair.t_0to1) < 5.0  # direction, not just the axis
     assert result.diagnostics.path == "direct"
     assert [s.name for s in result.diagnostics.stages] == ["validate", "direct"]
     forced = cpu_pipeline.estimate(*keyframes(pair), EstimateOptions(force_bridge=True))
@@ -156,3 +157,21 @@ def test_run_context_subspans_map_progress_into_the_stage():
     assert seen[1] == pytest.approx(("synthesize", 0.75, 0.5))
     assert seen[2] == pytest.approx(("synthesize", 0.75, 0.5))
     assert seen[3] == pytest.approx(("synthesize", 0.1, 0.24))
+
+
+def test_gpu_profile_has_the_paper_settings():
+    """PoseCrafter's settings (paper section 4): 16-frame DynamiCrafter interpolation at
+    512x320, 4 relay frames, 25-frame ViewCrafter clips, FMS with ORB 2000 keeping k = 6."""
+    from posecrafter_ros.core.fms import FeatureMatchingSelector
+    from posecrafter_ros.core.pipeline import load_profile
+
+    bridge = load_profile("gpu")["bridge"]
+    assert bridge["num_relay_frames"] == 4
+    interpolator, synthesizer = bridge["interpolator"], bridge["synthesizer"]
+    assert interpolator["num_frames"] == 16
+    assert (interpolator["height"], interpolator["width"]) == (320, 512)
+    assert synthesizer["num_frames"] == 25
+    for conf in (bridge["selector"], {}):  # the profile's selector and the FMS defaults
+        fms = FeatureMatchingSelector.from_config(conf).conf
+        assert fms["top_k"] == 6, conf
+        assert (fms["matcher"]["name"], fms["matcher"]["num_features"]) == ("orb", 2000), conf

@@ -216,3 +216,6 @@ def test_bad_checkpoints_leave_the_direct_path_serving(start_node, posed_pairs, 
     assert expected in bridge.message, bridge.message
     direct = client.call(pair_request(client, pair, force_bridge=False), timeout_sec=30)
     assert direct.status.code == SUCCESS and node.alive()
+    # Each stage that cannot load is reported once, as a warning.
+    reports = [line for line in node.log().splitlines() if "stage interpolator" in line]
+    assert len(reports) == 1 and reports[0].startswith("[WARN]"), node.log()

@@ -215,6 +215,7 @@ class Pipeline:
                 self.unavailable[slot] = (
                     f"unknown {slot} type {kind!r} (known: {sorted(factories)} or module:factory)"
                 )
+                logger.warning("stage %s unavailable: %s", slot, self.unavailable[slot])
                 continue
             try:
                 self.stages[slot] = _resolve(target)(stage_conf)
