@@ -9,6 +9,7 @@ request must succeed.
 
 from __future__ import annotations
 
+import collections
 import math
 import types
 
@@ -85,16 +86,17 @@ def usable(ref) -> bool:
     )
 
 
-def expected_statuses(a, b) -> set[int]:
+def expected_statuses(a, b, budget: float) -> set[int]:
     """A is resolved before B and the first failure answers; the buffer of the fuzzed node is
-    empty (nothing publishes to it), so every stamp or id is unknown."""
+    empty (nothing publishes to it), so every stamp or id is unknown. Once both are decoded the
+    pipeline runs under the budget: one of a few milliseconds may run out before validation."""
     for ref in (a, b):
         if ref.source in (1, 2):
             return {KEYFRAME_NOT_FOUND}
         if ref.source != 0 or not decodable(ref):
             return {INVALID_REQUEST}
     if not (usable(a) and usable(b)):
-        return {INVALID_REQUEST}
+        return {INVALID_REQUEST, TIMEOUT} if 0 < budget < 0.1 else {INVALID_REQUEST}
     # Well-formed noise images: answered, refused for lack of overlap, out of a tiny budget,
     # or (forced bridge) without one; never a validation or internal error.
     return {SUCCESS, INSUFFICIENT_OVERLAP, MODEL_UNAVAILABLE, TIMEOUT}
@@ -147,13 +149,18 @@ FLAWS = (
 )
 
 
+FLAWS_DRAWN: collections.Counter[str] = collections.Counter()
+
+
 @st.composite
 def flawed_image_and_info(draw):
     """A well-formed keyframe with none, one or two flaws: each flaw alone must make the
     request INVALID_REQUEST, a keyframe without one must pass validation."""
     from sensor_msgs.msg import CameraInfo, Image
 
-    flaws = draw(st.sets(st.sampled_from(FLAWS), max_size=2))
+    flaws = set(draw(st.sampled_from([*([f] for f in FLAWS), []])))
+    if draw(st.integers(0, 3)) == 0:  # sometimes a second flaw
+        flaws.add(draw(st.sampled_from(FLAWS)))
     encoding = draw(st.sampled_from(sorted(SUPPORTED)))
     channels, depth = SUPPORTED[encoding]
     w, h = draw(st.integers(MIN_SIDE, 80)), draw(st.integers(MIN_SIDE, 80))
@@ -200,6 +207,7 @@ def image_and_info(draw):
     ref = types.SimpleNamespace(image=img, camera_info=info)
     # The test's own model must agree with how the keyframe was built.
     assert (decodable(ref) and usable(ref)) == (not flaws), flaws
+    FLAWS_DRAWN.update(flaws)
     return img, info
 
 
@@ -250,7 +258,7 @@ def test_fuzzed_requests_always_get_a_defined_status(fuzz_target, posed_pairs):
         request = client.request(a, b, force, budget)
         response = client.call(request, timeout_sec=30)
         assert response is not None, "no answer"
-        expected = expected_statuses(a, b)
+        expected = expected_statuses(a, b, budget)
         assert response.status.code in expected, (response.status.code, expected, response.message)
         assert response.message
         assert all(math.isfinite(v) for v in response.pose.pose.covariance)
@@ -260,7 +268,8 @@ def test_fuzzed_requests_always_get_a_defined_status(fuzz_target, posed_pairs):
     check()
     assert sum(seen.values()) >= 1000
     assert seen.get(1, 0) > 500, seen  # most generated requests are malformed
-    assert decoded[0] > 200, decoded  # ... but many only by their size, K or image content
+    assert decoded[0] > 50, decoded  # ... but many only by their size, K or image content
+    assert all(FLAWS_DRAWN[flaw] >= 10 for flaw in FLAWS), FLAWS_DRAWN
     assert node.proc.poll() is None, node.log()
     pair = posed_pairs["templeR0001-templeR0003"]
     valid = client.request(
