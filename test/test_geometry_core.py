@@ -106,13 +106,23 @@ def test_covariance_layout_scale_direction_and_pure_rotation():
 
 
 def test_gate_decisions():
-    conf = GateConf()
-    assert probability_wrong(500, 600, conf) < probability_wrong(40, 600, conf) <= 1.0
-    assert probability_wrong(0, 100, conf) == 1.0
-    assert decide(0.01, 0.5, 400, "none", conf).accepted
-    assert not decide(0.01, 0.5, 400, "too_few_inliers", conf).accepted
-    assert not decide(0.5, 0.5, 400, "none", conf).accepted
-    assert not decide(0.01, 10.0, 400, "none", conf).accepted
-    assert not decide(0.01, 0.5, 10, "none", conf).accepted
+    fitted = GateConf(bias=10.0, weights={"log_inliers": -2.0, "coverage": -4.0})
+    strong = {"log_inliers": math.log(500), "coverage": 0.8}
+    weak = {"log_inliers": math.log(40), "coverage": 0.1}
+    assert probability_wrong(strong, fitted) < probability_wrong(weak, fitted) <= 1.0
+    assert decide(0.01, 0.5, 400, "none", 1.0, fitted).accepted
+    assert not decide(0.01, 0.5, 400, "too_few_inliers", 1.0, fitted).accepted
+    assert not decide(0.5, 0.5, 400, "none", 1.0, fitted).accepted
+    assert not decide(0.01, 10.0, 400, "none", 1.0, fitted).accepted
+    assert not decide(0.01, 0.5, 10, "none", 1.0, fitted).accepted
+    wrong_k = decide(0.01, 0.5, 400, "none", 0.3, fitted)
+    assert not wrong_k.accepted and "intrinsics" in wrong_k.reason
+    # A matcher without fitted numbers is never accepted, whatever its support.
+    unfitted = GateConf(source="core/matching/trust/x.json does not exist")
+    assert probability_wrong(strong, unfitted) == 1.0
+    refused = decide(0.0, 0.5, 400, "none", 1.0, unfitted)
+    assert not refused.accepted and "calibrate_trust" in refused.reason
     with pytest.raises(ValueError, match="unknown gate conf"):
         GateConf.from_dict({"max_pwrong": 0.1})
+    with pytest.raises(ValueError, match="unknown support features"):
+        GateConf.from_dict({"weights": {"inlier_ratio": 1.0}})

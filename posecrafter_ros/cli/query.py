@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +37,52 @@ STATUS_NAMES = {
 }
 
 
-def read_camera_info(path: Path) -> np.ndarray:
-    """K from a ROS camera_info YAML (camera_matrix.data / k) or a JSON/YAML with "K"."""
+@dataclass
+class CameraFile:
+    """A camera read from a YAML file: K, the image size it was calibrated for (None if the
+    file does not say) and its lens distortion (ROS camera_info conventions)."""
+
+    K: np.ndarray
+    size: tuple[int, int] | None = None
+    D: np.ndarray | None = None
+    distortion_model: str = "plumb_bob"
+
+    def check_image(self, image: np.ndarray, path: Path, image_path: Path) -> None:
+        """ValueError when the image is not the size the calibration describes (as the node
+        checks CameraInfo.width / height): K of another resolution gives wrong geometry."""
+        height, width = image.shape[:2]
+        if self.size is not None and self.size != (width, height):
+            raise ValueError(
+                f"{path}: calibrated for {self.size[0]}x{self.size[1]} images but {image_path} "
+                f"is {width}x{height}; use the calibration of this resolution or scale K"
+            )
+
+
+def read_camera_info(path: Path) -> CameraFile:
+    """A ROS camera_info YAML (camera_matrix.data / k, image_width / image_height,
+    distortion_model, distortion_coefficients.data / d) or a JSON/YAML with "K"."""
     import yaml
 
     data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a camera_info mapping")
+    K = None
     for key in ("camera_matrix", "K", "k"):
         if key in data:
             value = data[key]
             value = value["data"] if isinstance(value, dict) else value
             K = np.asarray(value, dtype=np.float64).reshape(3, 3)
-            return K
-    raise ValueError(f"{path}: no camera_matrix / K / k entry")
+            break
+    if K is None:
+        raise ValueError(f"{path}: no camera_matrix / K / k entry")
+    width = data.get("image_width", data.get("width"))
+    height = data.get("image_height", data.get("height"))
+    size = (int(width), int(height)) if width and height else None
+    coeffs = data.get("distortion_coefficients", data.get("d", data.get("D")))
+    coeffs = coeffs["data"] if isinstance(coeffs, dict) else coeffs
+    D = np.asarray(coeffs, dtype=np.float64).ravel() if coeffs else None
+    model = str(data.get("distortion_model", "plumb_bob"))
+    return CameraFile(K, size, D if D is not None and np.any(D) else None, model)
 
 
 def format_response(resp) -> dict:
@@ -149,14 +184,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("give exactly two images")
             images = [read_rgb(p) for p in args.images]
             if args.camera_info:
-                Ks = [read_camera_info(p) for p in args.camera_info]
-                Ks = Ks * 2 if len(Ks) == 1 else Ks
+                paths = list(args.camera_info) * (2 if len(args.camera_info) == 1 else 1)
+                cameras = [read_camera_info(p) for p in paths]
+                for camera, path, image, image_path in zip(cameras, paths, images, args.images):
+                    camera.check_image(image, path, image_path)
             elif args.K:
                 fx, fy, cx, cy = args.K
-                Ks = [np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])] * 2
+                cameras = [CameraFile(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))] * 2
             else:
                 raise ValueError("inline images need --camera-info or --K")
-            refs = [inline_ref(img, K, args.frame_id) for img, K in zip(images, Ks, strict=False)]
+            refs = [
+                inline_ref(img, cam.K, args.frame_id, None, cam.D, cam.distortion_model)
+                for img, cam in zip(images, cameras, strict=False)
+            ]
         elif args.stamps:
             refs = [stamp_ref(t) for t in args.stamps]
         else:

@@ -22,9 +22,8 @@ import cv2
 import numpy as np
 
 from .covariance import so3_exp
-from .gate import GateConf
 from .matching import get_matcher
-from .twoview import TwoViewEstimate, estimate_from_matches, resolve_conf
+from .twoview import TwoViewEstimate, judge, match_keyframes, measure, resolve_conf
 from .types import EstimationError, Keyframe, RelativePose, RunContext, Status
 
 DEFAULT_MULTIVIEW_CONF: dict[str, Any] = {
@@ -51,7 +50,6 @@ class ClassicalMultiViewPose:
             )
         self.conf = {**DEFAULT_MULTIVIEW_CONF, **conf}
         self.direct = resolve_conf(self.conf["direct"])
-        self.gate = GateConf.from_dict(self.direct["gate"])
         self.matcher = get_matcher(self.direct["matcher"])
 
     @classmethod
@@ -70,15 +68,8 @@ class ClassicalMultiViewPose:
         done = 0
         for i in range(n):
             for j in range(i + 1, n):
-                idx = self.matcher.match(feats[i], feats[j])
-                est = estimate_from_matches(
-                    feats[i].keypoints[idx[:, 0]],
-                    feats[j].keypoints[idx[:, 1]],
-                    views[i].K,
-                    views[j].K,
-                    self.direct,
-                    self.gate,
-                )
+                corr, idx = match_keyframes(self.matcher, views[i], views[j], feats[i], feats[j])
+                est = judge(measure(corr, self.direct["geometry"]), self.direct)
                 done += 1
                 if ctx is not None:
                     ctx.report(0.5 * done / pairs_total)

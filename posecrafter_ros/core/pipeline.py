@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
+from .camera import undistort_keyframe
 from .twoview import estimate_two_view
 from .types import (
     BudgetExceeded,
@@ -317,9 +318,12 @@ class Pipeline:
             diag.path = "direct"
             return EstimateResult(
                 Status.SUCCESS,
-                f"direct two-view estimate: {direct.num_inliers} inliers of {direct.num_matches} matches",
+                f"direct two-view estimate: {direct.num_inliers} inliers of "
+                f"{direct.num_matches} matches ({direct.reason})",
                 direct.pose,
             )
+        # The bridge's stages work on pixels: give them pinhole images.
+        a, b = undistort_keyframe(a), undistort_keyframe(b)
         why_direct = (
             f"direct estimate not confident ({direct.num_inliers} inliers, confidence "
             f"{direct.confidence:.2f}{': ' + direct.reason if direct.reason else ''})"
@@ -384,7 +388,8 @@ class Pipeline:
         with self._stage(ctx, diag, "oracle_candidates"):
             from .oracle import OracleSource
 
-            return OracleSource(list(sequence)).candidates_between(a, b)
+            pinhole = [undistort_keyframe(keyframe) for keyframe in sequence]
+            return OracleSource(pinhole).candidates_between(a, b)
 
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "interpolate", "interpolator"):

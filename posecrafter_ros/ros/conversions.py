@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..core.camera import check_distortion
 from ..core.types import Diagnostics, EstimationError, Keyframe, RelativePose, Status
 
 # encoding -> (channels, numpy dtype, conversion to RGB / grey uint8)
@@ -107,10 +108,24 @@ def stamp_to_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def camera_info_distortion(info, label: str = "camera_info") -> tuple[np.ndarray | None, str]:
+    """(CameraInfo.d, distortion_model), checked; (None, "") for a pinhole (all-zero d)."""
+    model = str(info.distortion_model or "")
+    try:
+        D = check_distortion(model, info.d)
+    except ValueError as err:
+        raise invalid(f"{label}: {err}") from None
+    return (D, model) if np.any(D) else (None, "")
+
+
 def keyframe_from_msgs(image, info, label: str) -> Keyframe:
+    """A keyframe of an image and its CameraInfo, lens distortion included (core.camera
+    undistorts the keypoints, so `image_raw` with its distortion works as well as a rectified
+    image with zero d)."""
     arr = image_to_array(image, f"{label} image")
     K = camera_info_to_K(info, arr.shape[1], arr.shape[0], f"{label} camera_info")
-    return Keyframe(arr, K, image.header.frame_id, stamp_to_ns(image.header.stamp))
+    D, model = camera_info_distortion(info, f"{label} camera_info")
+    return Keyframe(arr, K, image.header.frame_id, stamp_to_ns(image.header.stamp), D, model)
 
 
 def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
