@@ -19,13 +19,13 @@ import json
 import sys
 from pathlib import Path
 
-from posecrafter_ros.core.gate import GateConf
 from posecrafter_ros.core.matching import matcher_class
 from posecrafter_ros.core.twoview import TRUST_DIR
 from posecrafter_ros.eval.trust import (
     TrustReport,
     evaluate,
     fit_trust,
+    fixed_gate_settings,
     leave_one_scene_out,
     load_corpus,
     measure_corpus,
@@ -40,17 +40,6 @@ def format_row(label: str, report: TrustReport) -> str:
     row = report.row()
     cells = [f"{row[c]:>8d}" if isinstance(row[c], int) else f"{row[c]:8.3f}" for c in COLUMNS]
     return f"{label:>18s} " + " ".join(cells)
-
-
-def gate_defaults() -> dict:
-    """The gate's fixed (not fitted) settings, stored with the fitted ones."""
-    conf = GateConf()
-    return {
-        "max_rotation_sigma_deg": conf.max_rotation_sigma_deg,
-        "min_inliers": conf.min_inliers,
-        "min_model_support": conf.min_model_support,
-        "reject_degeneracies": list(conf.reject_degeneracies),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         samples = measure_corpus(corpus, {"name": name}, args.run_dir / f"{tag}.pkl")
         print(f"\n== {name} (max_side {matcher_conf['max_side']}), held-out scene rows")
         print(f"{'held-out scene':>18s} " + " ".join(f"{c:>8s}" for c in COLUMNS))
-        held_out = leave_one_scene_out(samples, gate_defaults=gate_defaults())
+        held_out = leave_one_scene_out(samples, gate_defaults=fixed_gate_settings())
         pooled = None
         for scene, (report, _) in held_out.items():
             print(format_row(scene, report))
             pooled = report if pooled is None else pooled + report
         print(format_row("all held-out", pooled))
-        trust = fit_trust(samples, gate_defaults=gate_defaults())
+        trust = fit_trust(samples, gate_defaults=fixed_gate_settings())
         print(f"fitted on all scenes: {json.dumps(trust)}")
         print(format_row("in-sample (info)", evaluate(samples, trust)))
         if args.write:

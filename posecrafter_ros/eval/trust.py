@@ -29,7 +29,7 @@ from ..core.covariance import (
     rotation_sigma_deg,
     translation_direction_mahalanobis2,
 )
-from ..core.gate import SUPPORT_FEATURES
+from ..core.gate import SUPPORT_FEATURES, GateConf
 from ..core.matching import get_matcher
 from ..core.twoview import (
     DEFAULT_COVARIANCE_CONF,
@@ -160,6 +160,18 @@ def _write_cache(cache: Path, cached: dict[str, Measurement]) -> None:
 
 
 # -- fitting --------------------------------------------------------------------------------
+
+
+def fixed_gate_settings() -> dict[str, Any]:
+    """The gate's settings that are not fitted (core.gate.GateConf defaults), stored with the
+    fitted ones so a trust file is complete on its own."""
+    conf = GateConf()
+    return {
+        "max_rotation_sigma_deg": conf.max_rotation_sigma_deg,
+        "min_inliers": conf.min_inliers,
+        "min_model_support": conf.min_model_support,
+        "reject_degeneracies": list(conf.reject_degeneracies),
+    }
 
 
 def resolved_conf(trust: dict[str, Any]) -> dict[str, dict[str, Any]]:

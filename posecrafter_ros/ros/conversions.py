@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -118,14 +119,25 @@ def camera_info_distortion(info, label: str = "camera_info") -> tuple[np.ndarray
     return (D, model) if np.any(D) else (None, "")
 
 
-def keyframe_from_msgs(image, info, label: str) -> Keyframe:
-    """A keyframe of an image and its CameraInfo, lens distortion included (core.camera
-    undistorts the keypoints, so `image_raw` with its distortion works as well as a rectified
-    image with zero d)."""
+def keyframe_from_msgs(image, info, label: str, rectified: bool = False) -> Keyframe:
+    """A keyframe of an image and its CameraInfo.
+
+    rectified False (image_raw): K = CameraInfo.k with the lens distortion d (core.camera
+    undistorts the keypoints). rectified True (image_rect from image_proc, which shares the raw
+    camera_info): the image is already undistorted, its camera is K = P[:3, :3] and d is ignored.
+    """
     arr = image_to_array(image, f"{label} image")
+    stamp = stamp_to_ns(image.header.stamp)
+    if rectified:
+        projection = copy.copy(info)
+        projection.k = [
+            float(v) for v in np.asarray(info.p, np.float64).reshape(3, 4)[:, :3].ravel()
+        ]
+        K = camera_info_to_K(projection, arr.shape[1], arr.shape[0], f"{label} camera_info.p")
+        return Keyframe(arr, K, image.header.frame_id, stamp)
     K = camera_info_to_K(info, arr.shape[1], arr.shape[0], f"{label} camera_info")
     D, model = camera_info_distortion(info, f"{label} camera_info")
-    return Keyframe(arr, K, image.header.frame_id, stamp_to_ns(image.header.stamp), D, model)
+    return Keyframe(arr, K, image.header.frame_id, stamp, D, model)
 
 
 def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
