@@ -13,7 +13,14 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["posecrafter_ros", "posecrafter_ros.*"]),
-    package_data={"posecrafter_ros": ["py.typed", "profiles/*.yaml", "models/lvdm/assets/*"]},
+    package_data={
+        "posecrafter_ros": [
+            "py.typed",
+            "profiles/*.yaml",
+            "models/lvdm/assets/*",
+            "core/matching/trust/*.json",
+        ]
+    },
     install_requires=["numpy", "scipy", "opencv-python-headless", "poselib", "pyyaml", "pillow"],
     extras_require={
         "learned": ["torch", "kornia>=0.9", "safetensors"],

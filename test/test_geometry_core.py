@@ -113,7 +113,7 @@ def test_gate_decisions():
     assert decide(0.01, 0.5, 400, "none", 1.0, fitted).accepted
     assert not decide(0.01, 0.5, 400, "too_few_inliers", 1.0, fitted).accepted
     assert not decide(0.5, 0.5, 400, "none", 1.0, fitted).accepted
-    assert not decide(0.01, 10.0, 400, "none", 1.0, fitted).accepted
+    assert not decide(0.01, 12.0, 400, "none", 1.0, fitted).accepted
     assert not decide(0.01, 0.5, 10, "none", 1.0, fitted).accepted
     wrong_k = decide(0.01, 0.5, 400, "none", 0.3, fitted)
     assert not wrong_k.accepted and "intrinsics" in wrong_k.reason

@@ -119,7 +119,7 @@ def test_wrong_intrinsics_are_caught_and_named(wide_pair):
     est = estimate_two_view(Keyframe(kf_a.image, K_wrong), Keyframe(kf_b.image, K_wrong))
     assert not est.accepted
     assert "intrinsics" in est.reason and "likely wrong" in est.reason
-    assert est.info["feature_model_support"] < 0.6
+    assert est.info["feature_model_support"] < 0.5
     right = estimate_two_view(kf_a, kf_b)
     assert right.accepted and right.info["feature_model_support"] > 0.9
 

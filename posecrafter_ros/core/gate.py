@@ -38,9 +38,9 @@ class GateConf:
     bias: float = 0.0  # support model: logistic bias
     weights: dict[str, float] | None = None  # support model: feature name -> weight
     max_p_wrong: float = 0.1  # accept when P(rotation error >= 5 deg) is at most this
-    max_rotation_sigma_deg: float = 3.0  # ... and the returned rotation std is at most this
+    max_rotation_sigma_deg: float = 10.0  # ... and the returned rotation std is at most this
     min_inliers: int = 20  # ... and at least this many inliers
-    min_model_support: float = 0.6  # below: the intrinsics contradict the matches (never accept)
+    min_model_support: float = 0.5  # below: the intrinsics contradict the matches (never accept)
     reject_degeneracies: tuple[str, ...] = ("too_few_matches", "too_few_inliers")
     source: str = ""  # where the fitted numbers come from (shown when refusing)
 

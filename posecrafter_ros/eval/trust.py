@@ -24,12 +24,11 @@ import numpy as np
 from ..core.covariance import (
     CHI2_95_2DOF,
     CHI2_95_3DOF,
-    assemble_covariance,
     rotation_mahalanobis2,
-    rotation_sigma_deg,
+    so3_log,
     translation_direction_mahalanobis2,
 )
-from ..core.gate import SUPPORT_FEATURES, GateConf
+from ..core.gate import SUPPORT_FEATURES, GateConf, probability_wrong
 from ..core.matching import get_matcher
 from ..core.twoview import (
     DEFAULT_COVARIANCE_CONF,
@@ -238,28 +237,28 @@ def fit_trust(
     rot_err = np.array([_errors_of(s)[0] for s in posed])
     bias, weights = fit_support_model(posed, rot_err)
     gate = {**(gate_defaults or {}), "bias": bias, "weights": weights}
-    base_cov = {"inflation": 1.0, "rotation_floor_deg": 0.0, "translation_floor_deg": 0.0}
+    # Every criterion but the rotation std, which waits for the calibrated covariance.
+    conf = GateConf.from_dict({**gate, "max_p_wrong": 1.0})
+    p_wrong = np.array([probability_wrong(s.measurement.features, conf) for s in posed])
+    supported = np.array(
+        [
+            s.measurement.degeneracy not in conf.reject_degeneracies
+            and s.measurement.features["model_support"] >= conf.min_model_support
+            and s.measurement.num_inliers >= conf.min_inliers
+            for s in posed
+        ]
+    )
     sample_weights = _scene_weights(posed)
-    max_p = P_WRONG_THRESHOLDS[0]
+    gate["max_p_wrong"] = P_WRONG_THRESHOLDS[0]
     for threshold in P_WRONG_THRESHOLDS:
-        # A huge sigma bound: the rotation-std criterion waits for the calibrated covariance.
-        trial = {"gate": {**gate, "max_p_wrong": threshold, "max_rotation_sigma_deg": 1e9}}
-        accepted = np.array(
-            [e.accepted for e in _judge_all(posed, {**trial, "covariance": base_cov})]
-        )
-        if not accepted.any():
-            continue
-        wrong = rot_err[accepted] >= WRONG_DEG
-        if np.average(wrong, weights=sample_weights[accepted]) <= max_false_share:
-            max_p = threshold
-    gate["max_p_wrong"] = max_p
-    loose = {**gate, "max_rotation_sigma_deg": 1e9}
-    accepted_samples = [
-        s
-        for s, e in zip(posed, _judge_all(posed, {"gate": loose, "covariance": base_cov}))
-        if e.accepted
-    ]
-    covariance = fit_covariance(accepted_samples, target_coverage)
+        accepted = supported & (p_wrong <= threshold)
+        wrong = rot_err >= WRONG_DEG
+        if accepted.any() and np.average(wrong[accepted], weights=sample_weights[accepted]) <= (
+            max_false_share
+        ):
+            gate["max_p_wrong"] = threshold
+    accepted = supported & (p_wrong <= gate["max_p_wrong"])
+    covariance = fit_covariance([s for s, a in zip(posed, accepted) if a], target_coverage)
     return {"gate": gate, "covariance": covariance}
 
 
@@ -272,59 +271,80 @@ def _errors_of(sample: Sample) -> tuple[float, float]:
     )
 
 
-def fit_covariance(samples: Sequence[Sample], target_coverage: float = 0.95) -> dict[str, float]:
-    """Inflation and floors (see fit_trust, step 3); the defaults when there is nothing to fit."""
+def _error_vectors(samples: Sequence[Sample]):
+    """Per sample: rotation error vector w (R_true = exp([w]x) R_est) with the rotation block
+    of the Gauss-Newton covariance, and, where the translation is observable, the direction
+    error in the tangent basis of t with its [2 x 2] block (core.covariance conventions)."""
+    rot_w, rot_cov, trans_d, trans_cov = [], [], [], []
+    for s in samples:
+        m = s.measurement
+        rot_w.append(so3_log(s.pair.R_0to1.T @ m.R.T))
+        rot_cov.append(m.cov_gn if m.basis is None else m.cov_gn[2:, 2:])
+        if m.basis is not None:
+            t_true = _true_t_b_in_a(s)
+            t_true = t_true / np.linalg.norm(t_true)
+            angle = math.acos(float(np.clip(m.t @ t_true, -1.0, 1.0)))
+            tangent = t_true - (m.t @ t_true) * m.t
+            norm = float(np.linalg.norm(tangent))
+            trans_d.append(m.basis.T @ (tangent * (angle / norm if norm > 1e-12 else 0.0)))
+            trans_cov.append(m.cov_gn[:2, :2])
+    return (
+        np.array(rot_w),
+        np.array(rot_cov),
+        np.array(trans_d).reshape(-1, 2),
+        np.array(trans_cov).reshape(-1, 2, 2),
+    )
+
+
+def _inside(errors: np.ndarray, blocks: np.ndarray, bound: float) -> np.ndarray:
+    """[N] bool: e_i^T blocks_i^-1 e_i < bound."""
+    solved = np.linalg.solve(blocks, errors[..., None])[..., 0]
+    return np.sum(errors * solved, axis=1) < bound
+
+
+def _worst_scene_coverage(inside: np.ndarray, scenes: np.ndarray, min_answers: int) -> float:
+    """The smallest per-scene share inside (scenes with at least `min_answers` answers; all
+    answers pooled when no scene has that many)."""
+    shares = [
+        inside[scenes == s].mean() for s in np.unique(scenes) if (scenes == s).sum() >= min_answers
+    ]
+    return float(min(shares)) if shares else float(inside.mean())
+
+
+def fit_covariance(
+    samples: Sequence[Sample], target_coverage: float = 0.95, min_answers: int = 10
+) -> dict[str, float]:
+    """Inflation and floors (see fit_trust, step 3): the coverage that must reach the target is
+    the worst training scene's, so the calibration holds on each scene rather than on average;
+    the defaults when there is nothing to fit."""
     fitted = {"inflation": 1.0, "rotation_floor_deg": 0.0, "translation_floor_deg": 0.0}
     if not samples:
         return fitted
-    weights = _scene_weights(samples)
-    truths = [s.pair.R_0to1.T for s in samples]  # ground-truth rotation of B in A
+    rot_w, rot_cov, trans_d, trans_cov = _error_vectors(samples)
+    scenes = np.array([s.scene for s in samples])
+    eye3 = np.eye(3)
     best = None
     for inflation in INFLATIONS:
         for floor in ROTATION_FLOORS_DEG:
-            cov = {**fitted, "inflation": inflation, "rotation_floor_deg": floor}
-            inside, sigmas = [], []
-            for s, R_true in zip(samples, truths):
-                pose_cov = _covariance(s.measurement, cov)
-                inside.append(
-                    rotation_mahalanobis2(pose_cov, s.measurement.R, R_true) < CHI2_95_3DOF
-                )
-                sigmas.append(rotation_sigma_deg(pose_cov))
-            coverage = float(np.average(inside, weights=weights))
-            score = (
-                coverage < target_coverage,
-                float(np.median(sigmas)) if coverage >= target_coverage else -coverage,
+            blocks = inflation * rot_cov + math.radians(floor) ** 2 * eye3
+            coverage = _worst_scene_coverage(
+                _inside(rot_w, blocks, CHI2_95_3DOF), scenes, min_answers
             )
+            sigma = float(np.median(np.sqrt(np.linalg.eigvalsh(blocks)[:, -1])))
+            # Calibrated candidates first (smallest spread wins), then the best-covering one.
+            score = (0, sigma) if coverage >= target_coverage else (1, -coverage)
             if best is None or score < best[0]:
                 best = (score, inflation, floor)
     fitted["inflation"], fitted["rotation_floor_deg"] = best[1], best[2]
-    observable = [s for s in samples if s.measurement.basis is not None]
-    if observable:
-        obs_weights = _scene_weights(observable)
+    observable = np.array([s.measurement.basis is not None for s in samples])
+    if observable.any():
         for floor in TRANSLATION_FLOORS_DEG:
-            cov = {**fitted, "translation_floor_deg": floor}
-            inside = [
-                translation_direction_mahalanobis2(
-                    _covariance(s.measurement, cov), s.measurement.t, _true_t_b_in_a(s)
-                )
-                < CHI2_95_2DOF
-                for s in observable
-            ]
+            blocks = fitted["inflation"] * trans_cov + math.radians(floor) ** 2 * np.eye(2)
+            inside = _inside(trans_d, blocks, CHI2_95_2DOF)
             fitted["translation_floor_deg"] = floor
-            if np.average(inside, weights=obs_weights) >= target_coverage:
+            if _worst_scene_coverage(inside, scenes[observable], min_answers) >= target_coverage:
                 break
     return fitted
-
-
-def _covariance(m: Measurement, cov_conf: dict[str, float]) -> np.ndarray:
-    return assemble_covariance(
-        m.cov_gn,
-        m.basis,
-        m.t,
-        inflation=cov_conf["inflation"],
-        rotation_floor_rad=math.radians(cov_conf["rotation_floor_deg"]),
-        translation_floor_rad=math.radians(cov_conf["translation_floor_deg"]),
-    )
 
 
 def _true_t_b_in_a(sample: Sample) -> np.ndarray:
