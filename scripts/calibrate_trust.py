@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 "corpus": {scene: len(pairs) for scene, pairs in corpus.items()},
                 "held_out": {scene: report.row() for scene, (report, _) in held_out.items()},
                 "held_out_all": pooled.row(),
-                "command": "python scripts/calibrate_trust.py --write --matchers " + name,
+                "command": "python scripts/calibrate_trust.py " + " ".join(argv or sys.argv[1:]),
             }
             TRUST_DIR.mkdir(parents=True, exist_ok=True)
             path = TRUST_DIR / f"{name}.json"
