@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from posecrafter_ros.bench.common import pose_errors
 from posecrafter_ros.core.camera import check_distortion, undistort_keyframe, undistort_points
 from posecrafter_ros.core.covariance import so3_exp, translation_direction_mahalanobis2
 from posecrafter_ros.core.matching import MATCHERS, get_matcher
@@ -24,6 +23,7 @@ from posecrafter_ros.core.twoview import (
     resolve_conf,
 )
 from posecrafter_ros.core.types import Keyframe
+from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import pair_keyframes
 
@@ -98,11 +98,11 @@ def test_distorted_real_pair_is_answered_like_the_pinhole_one(wide_pair, model):
     D = DISTORTIONS[model] * 3.0  # strong: about 30 px at the image corners
     dist_a, dist_b = distorted_keyframe(kf_a, model, D), distorted_keyframe(kf_b, model, D)
     honoured = estimate_two_view(dist_a, dist_b)
-    rot_err, _ = pose_errors(honoured.pose.R, honoured.pose.t, wide_pair)
+    rot_err, _ = pair_errors(honoured.pose.to_epipolar(), wide_pair)
     assert honoured.accepted and rot_err < 1.0, (rot_err, honoured.reason)
     # The same images read as pinhole ones: fewer matches fit, the answer is worse.
     ignored = estimate_two_view(Keyframe(dist_a.image, kf_a.K), Keyframe(dist_b.image, kf_b.K))
-    ignored_err, _ = pose_errors(ignored.pose.R, ignored.pose.t, wide_pair)
+    ignored_err, _ = pair_errors(ignored.pose.to_epipolar(), wide_pair)
     assert ignored.num_inliers < honoured.num_inliers and ignored_err > rot_err
     # The image the bridge stages get back is the pinhole one (up to resampling).
     restored = undistort_keyframe(dist_a)
@@ -139,7 +139,7 @@ def test_large_images_are_matched_at_the_working_resolution(pair):
     small = estimate_two_view(kf_a, kf_b)
     large = estimate_two_view(upscaled(kf_a), upscaled(kf_b))
     assert small.accepted and large.accepted, large.reason
-    errors = [pose_errors(e.pose.R, e.pose.t, pair)[0] for e in (small, large)]
+    errors = [pair_errors(e.pose.to_epipolar(), pair)[0] for e in (small, large)]
     assert max(errors) < 3.0
     assert large.num_inliers > 0.5 * small.num_inliers
 

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .config import check_keys
+
 # name -> what it measures (all scale-free, so they transfer between scenes and resolutions).
 SUPPORT_FEATURES: dict[str, str] = {
     "log_inliers": "ln(number of essential-matrix inliers)",
@@ -47,10 +49,7 @@ class GateConf:
     @classmethod
     def from_dict(cls, conf: dict[str, Any] | None) -> "GateConf":
         conf = dict(conf or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(conf) - names)
-        if unknown:
-            raise ValueError(f"unknown gate conf keys {unknown}; valid keys: {sorted(names)}")
+        check_keys("direct.gate", conf, (f.name for f in fields(cls)))
         if "reject_degeneracies" in conf:
             conf["reject_degeneracies"] = tuple(conf["reject_degeneracies"])
         if conf.get("weights") is not None:

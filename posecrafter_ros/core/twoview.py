@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .camera import undistort_points
+from .config import check_keys
 from .covariance import (
     assemble_covariance,
     gauss_newton_covariance,
@@ -139,6 +140,8 @@ def resolve_conf(conf: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     name = str(matcher.get("name", DEFAULT_MATCHER_CONF["name"]))
     trust = load_trust(name) or {}
     source = f"core/matching/trust/{name}.json" + ("" if trust else " does not exist")
+    check_keys("direct.geometry", conf.get("geometry") or {}, DEFAULT_GEOMETRY_CONF)
+    check_keys("direct.covariance", conf.get("covariance") or {}, DEFAULT_COVARIANCE_CONF)
     return {
         "matcher": matcher,
         "geometry": {**DEFAULT_GEOMETRY_CONF, **(conf.get("geometry") or {})},
@@ -207,14 +210,12 @@ def measure(
         return Measurement(num_matches, info=info)
     inl = geometry.inliers
     xa, xb = calibrate(corr.pts_a[inl], corr.K_a), calibrate(corr.pts_b[inl], corr.K_b)
-    # Epipolar convention x_b = R_ab x_a + t_ab -> pose of B in A: p_A = R_ab^T p_B - R_ab^T t_ab.
-    R = geometry.R_ab.T
+    R, t = RelativePose.from_epipolar(geometry.R_ab, geometry.t_ab)
     if geometry.degeneracy == "pure_rotation":
         t = np.zeros(3)
         cov_gn, basis = rotation_only_covariance(R, xa, xb), None
         gn_rotation = cov_gn
     else:
-        t = -geometry.R_ab.T @ geometry.t_ab
         cov_gn, basis = gauss_newton_covariance(R, t, xa, xb)
         gn_rotation = cov_gn[2:, 2:]
     gn_sigma_deg = math.degrees(math.sqrt(max(float(np.linalg.eigvalsh(gn_rotation)[-1]), 1e-18)))
