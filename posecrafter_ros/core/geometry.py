@@ -176,7 +176,8 @@ def fundamental_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, An
         "min_iterations": min(100, int(conf["max_iterations"])),
         "seed": int(conf["seed"]),
     }
-    _, info = poselib.estimate_fundamental(pts_a, pts_b, ransac, {})
+    # Only the inlier count is needed: no refinement of F.
+    _, info = poselib.estimate_fundamental(pts_a, pts_b, ransac, {"max_iterations": 0})
     return int(np.sum(np.asarray(info.get("inliers", []), bool)))
 
 
