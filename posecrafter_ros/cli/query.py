@@ -36,42 +36,69 @@ class CameraFile:
     D: np.ndarray | None = None
     distortion_model: str = "plumb_bob"
 
-    def check_image(self, image: np.ndarray, path: Path, image_path: Path) -> None:
-        """ValueError when the image is not the size the calibration describes (as the node
-        checks CameraInfo.width / height): K of another resolution gives wrong geometry."""
-        height, width = image.shape[:2]
-        if self.size is not None and self.size != (width, height):
-            raise ValueError(
-                f"{path}: calibrated for {self.size[0]}x{self.size[1]} images but {image_path} "
-                f"is {width}x{height}; use the calibration of this resolution or scale K"
-            )
-
 
 def read_camera_info(path: Path) -> CameraFile:
-    """A ROS camera_info YAML (camera_matrix.data / k, image_width / image_height,
-    distortion_model, distortion_coefficients.data / d) or a JSON/YAML with "K"."""
+    """K, (width, height) or None, and the distortion (distortion_model,
+    distortion_coefficients.data / d) from a ROS camera_info YAML (camera_matrix.data / k,
+    image_width / image_height) or a JSON/YAML with "K". Errors name the file."""
     import yaml
 
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{where}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a camera_info mapping")
-    K = None
-    for key in ("camera_matrix", "K", "k"):
-        if key in data:
-            value = data[key]
-            value = value["data"] if isinstance(value, dict) else value
-            K = np.asarray(value, dtype=np.float64).reshape(3, 3)
-            break
-    if K is None:
+        raise ValueError(f"{path}: expected a mapping with camera_matrix / K / k")
+    key = next((k for k in ("camera_matrix", "K", "k") if k in data), None)
+    if key is None:
         raise ValueError(f"{path}: no camera_matrix / K / k entry")
-    width = data.get("image_width", data.get("width"))
-    height = data.get("image_height", data.get("height"))
+    value = data[key]
+    value = value.get("data") if isinstance(value, dict) else value
+    try:
+        K = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: {key} is not a list of numbers") from None
+    if K.size != 9:
+        raise ValueError(f"{path}: {key} has {K.size} values, a 3x3 K needs 9")
+    width, height = data.get("image_width"), data.get("image_height")
     size = (int(width), int(height)) if width and height else None
     coeffs = data.get("distortion_coefficients", data.get("d", data.get("D")))
-    coeffs = coeffs["data"] if isinstance(coeffs, dict) else coeffs
-    D = np.asarray(coeffs, dtype=np.float64).ravel() if coeffs else None
+    coeffs = coeffs.get("data") if isinstance(coeffs, dict) else coeffs
+    try:
+        D = np.asarray(coeffs if coeffs else [], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: distortion coefficients are not a list of numbers") from None
     model = str(data.get("distortion_model", "plumb_bob"))
-    return CameraFile(K, size, D if D is not None and np.any(D) else None, model)
+    return CameraFile(K.reshape(3, 3), size, D if np.any(D) else None, model)
+
+
+def inline_intrinsics(args, images: list[np.ndarray]) -> list[CameraFile]:
+    """The camera of each inline image from --camera-info (one for both, or one each) or --K."""
+    if args.camera_info and args.K:
+        raise ValueError("give --camera-info or --K, not both")
+    if args.K:
+        fx, fy, cx, cy = args.K
+        return [CameraFile(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))] * 2
+    if not args.camera_info:
+        raise ValueError("inline images need --camera-info or --K")
+    if len(args.camera_info) > 2:
+        raise ValueError(
+            f"--camera-info takes one YAML (both images) or two (A, B), got {len(args.camera_info)}"
+        )
+    paths = args.camera_info * 2 if len(args.camera_info) == 1 else args.camera_info
+    cameras = []
+    for path, image, label in zip(paths, images, "AB", strict=True):
+        camera = read_camera_info(path)
+        size, image_size = camera.size, (image.shape[1], image.shape[0])
+        if size is not None and size != image_size:
+            raise ValueError(
+                f"{path}: calibrated for {size[0]}x{size[1]}, image {label} is "
+                f"{image_size[0]}x{image_size[1]} (give a camera_info for this size)"
+            )
+        cameras.append(camera)
+    return cameras
 
 
 def format_response(resp) -> dict:
@@ -103,6 +130,17 @@ def format_response(resp) -> dict:
     }
 
 
+def finished_how(response) -> str:
+    """The last progress line: the stages after the one that answered never run."""
+    status = status_name(response.status.code)
+    path = response.diagnostics.path
+    if path == "direct":
+        return f"{status}: answered directly (matched pair), the bridge was not needed"
+    if path == "bridge":
+        return f"{status}: answered through the generative bridge"
+    return f"{status}: no pose ({response.message})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posecrafter-query",
@@ -112,14 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", type=Path, help="image A and image B (inline request)")
     parser.add_argument(
-        "--camera-info", nargs="+", type=Path, metavar="YAML", help="camera_info YAML for A (and B)"
+        "--camera-info",
+        nargs="+",
+        type=Path,
+        metavar="YAML",
+        help="camera_info YAML for both images, or one for A and one for B",
     )
     parser.add_argument(
         "--K",
         nargs=4,
         type=float,
         metavar=("FX", "FY", "CX", "CY"),
-        help="pinhole intrinsics for both images",
+        help="pinhole intrinsics for both images (instead of --camera-info)",
     )
     parser.add_argument(
         "--frame-id", default="camera_optical_frame", help="frame id of inline images"
@@ -172,16 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.images) != 2:
                 raise ValueError("give exactly two images")
             images = [read_rgb(p) for p in args.images]
-            if args.camera_info:
-                paths = list(args.camera_info) * (2 if len(args.camera_info) == 1 else 1)
-                cameras = [read_camera_info(p) for p in paths]
-                for camera, path, image, image_path in zip(cameras, paths, images, args.images):
-                    camera.check_image(image, path, image_path)
-            elif args.K:
-                fx, fy, cx, cy = args.K
-                cameras = [CameraFile(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))] * 2
-            else:
-                raise ValueError("inline images need --camera-info or --K")
+            cameras = inline_intrinsics(args, images)
             refs = [
                 inline_ref(img, cam.K, args.frame_id, None, cam.D, cam.distortion_model)
                 for img, cam in zip(images, cameras, strict=False)
@@ -213,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             response, _ = client.call_action(request, feedback=show, timeout_sec=args.timeout)
+            if response is not None:
+                print(f"  [100.0%] {finished_how(response)}", file=sys.stderr)
         else:
             response = client.call(request, timeout_sec=args.timeout)
         if response is None:
