@@ -17,7 +17,14 @@ setup(
     # editable install is a plain .pth to the root, the generated interfaces in site-packages
     # stay importable beside it (posecrafter_ros/__init__.py extends __path__).
     package_dir={"": "."},
-    package_data={"posecrafter_ros": ["py.typed", "profiles/*.yaml", "models/lvdm/assets/*"]},
+    package_data={
+        "posecrafter_ros": [
+            "py.typed",
+            "profiles/*.yaml",
+            "models/lvdm/assets/*",
+            "core/matching/trust/*.json",
+        ]
+    },
     install_requires=["numpy", "scipy", "opencv-python-headless", "poselib", "pyyaml", "pillow"],
     extras_require={
         "learned": ["torch", "kornia>=0.9", "safetensors"],

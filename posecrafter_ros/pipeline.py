@@ -25,6 +25,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
+from .core.camera import undistort_keyframe
 from .core.config import check_keys
 from .core.oracle import OracleSource, same_keyframe
 from .core.twoview import estimate_two_view
@@ -279,9 +280,12 @@ class Pipeline:
             diag.path = "direct"
             return EstimateResult(
                 Status.SUCCESS,
-                f"direct two-view estimate: {direct.num_inliers} inliers of {direct.num_matches} matches",
+                f"direct two-view estimate: {direct.num_inliers} inliers of "
+                f"{direct.num_matches} matches ({direct.reason})",
                 direct.pose,
             )
+        # The bridge's stages work on pixels: give them pinhole images.
+        a, b = undistort_keyframe(a), undistort_keyframe(b)
         why_direct = (
             f"direct estimate not confident ({direct.num_inliers} inliers, confidence "
             f"{direct.confidence:.2f}{': ' + direct.reason if direct.reason else ''})"
@@ -345,14 +349,15 @@ class Pipeline:
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "oracle_candidates"):
+            pinhole = [undistort_keyframe(keyframe) for keyframe in sequence]
             cyclic = self.bridge_conf.get("cyclic", "auto")
             if cyclic == "auto":  # a loop when the sequence's ends match (needs A, B inside)
                 cyclic = (
-                    ends_overlap(sequence)
-                    if any(same_keyframe(v, k) for v in sequence for k in (a, b))
+                    ends_overlap(pinhole)
+                    if any(same_keyframe(v, k) for v in pinhole for k in (a, b))
                     else False
                 )
-            source = OracleSource(list(sequence), cyclic=bool(cyclic))
+            source = OracleSource(pinhole, cyclic=bool(cyclic))
             limit = self.bridge_conf.get("max_candidates")
             return source.candidates_between(a, b, int(limit) if limit else None)
 

@@ -2,6 +2,7 @@
 """Direct path through the real service vs. a bare OpenCV script, on one 640x480 pair.
 
   python scripts/bench_service.py [--pair templeR0001-templeR0003] [--requests 30]
+      [--matcher xfeat_lighterglue]
 
 Starts posecrafter_node (CPU profile), sends the pair inline N times and prints the round-trip
 p50/p90, the node's own direct-stage time, and the same figures for a bare OpenCV script
@@ -33,6 +34,9 @@ def main() -> int:
     parser.add_argument("--pair", default="templeR0001-templeR0003")
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--params", type=Path, default=REPO / "config/cpu.yaml")
+    parser.add_argument(
+        "--matcher", default="", help="direct-path matcher (a cpu profile copy using it)"
+    )
     args = parser.parse_args()
 
     from posecrafter_ros.eval.datasets import load_posed_pairs
@@ -53,7 +57,18 @@ def main() -> int:
 
     from posecrafter_ros.ros.client import PoseCrafterClient, inline_ref
 
-    node = NodeProcess(["--params-file", str(args.params)])
+    ros_args = ["--params-file", str(args.params)]
+    if args.matcher:
+        import tempfile
+
+        import yaml
+
+        profile = yaml.safe_load((REPO / "posecrafter_ros/profiles/cpu.yaml").read_text())
+        profile["direct"] = {"matcher": {"name": args.matcher}}
+        profile_path = Path(tempfile.mkdtemp()) / f"cpu_{args.matcher}.yaml"
+        profile_path.write_text(yaml.safe_dump(profile))
+        ros_args += ["-p", f"profile:={profile_path}"]
+    node = NodeProcess(ros_args)
     rclpy.init()
     client = PoseCrafterClient(service=node.service)
     round_trip, direct_stage, statuses = [], [], []
@@ -76,7 +91,9 @@ def main() -> int:
         node.stop()
     h, w = a.image.shape[:2]
     print(
-        f"pair {pair.name} ({w}x{h}, {pair.rotation_deg:.1f} deg), {args.requests} requests, statuses {set(statuses)}"
+        f"matcher {args.matcher or 'profile default'}, pair {pair.name} ({w}x{h}, "
+        f"{pair.rotation_deg:.1f} deg), {args.requests} requests, statuses {set(statuses)}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
         f"service round trip   p50 {statistics.median(round_trip) * 1000:7.1f} ms   p90 {percentile(round_trip, 0.9) * 1000:7.1f} ms"

@@ -34,6 +34,7 @@ METRICS = {
     "T@30",
     "AUC@30",
     "sec_per_pair",
+    "inside95",
 }
 
 
@@ -89,8 +90,21 @@ def test_cli_module_runs_baseline_and_direct_and_writes_every_report_file(tmp_pa
     for line in lines:
         if line["success"] == "False":
             assert float(line["rotation_error_deg"]) == FAILED_DEG
+    # Trust columns: the direct row returns a covariance with every pose, the baseline none.
+    for line in lines:
+        if line["row"] == "baseline" or line["success"] == "False":
+            assert line["rotation_sigma_deg"] == line["rotation_mahalanobis2"] == ""
+        else:
+            assert float(line["rotation_sigma_deg"]) > 0.0
+            assert float(line["rotation_mahalanobis2"]) >= 0.0
+    direct_all = summary["rows"]["direct"]["bins"]["all"]
+    answered = [ln for ln in lines if ln["row"] == "direct" and ln["rotation_mahalanobis2"]]
+    inside = [float(ln["rotation_mahalanobis2"]) < 7.8147 for ln in answered]
+    assert direct_all["inside95"] == pytest.approx(sum(inside) / len(inside))
+    assert summary["rows"]["baseline"]["bins"]["all"]["inside95"] is None
     assert (out / "error_cdf.png").stat().st_size > 10_000
-    assert "| baseline | all |" in (out / "results.md").read_text()
+    results_md = (out / "results.md").read_text()
+    assert "| baseline | all |" in results_md and "in 95%" in results_md
     assert "row,bin,n,MRE" in (out / "summary.csv").read_text()
 
 

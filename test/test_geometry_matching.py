@@ -103,7 +103,7 @@ def test_learned_matchers_load_every_parameter_offline(name, no_network):
 
 
 def test_xfeat_lighterglue_matches_a_real_pair():
-    matcher = build_matcher({"name": "xfeat_lighterglue", "top_k": 512, "max_edge": 320})
+    matcher = build_matcher({"name": "xfeat_lighterglue", "top_k": 512, "max_side": 320})
     pts_a, pts_b = matcher.match_images(
         read_rgb(RING / "templeR0001.png"), read_rgb(RING / "templeR0002.png")
     )

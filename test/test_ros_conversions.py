@@ -131,3 +131,40 @@ def test_pose_roundtrip_and_quaternion_convention():
     np.testing.assert_allclose(t, pose.t)
     np.testing.assert_allclose(cov_back, cov)  # row-major layout preserved
     assert msg.pose.covariance[3 * 6 + 4] == 5e-5
+
+
+def test_camera_info_distortion_reaches_the_keyframe():
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from posecrafter_ros.core.types import EstimationError
+    from posecrafter_ros.ros.conversions import keyframe_from_msgs
+
+    image = Image(height=4, width=6, encoding="mono8", step=6, data=bytes(24))
+    k = [50.0, 0.0, 3.0, 0.0, 50.0, 2.0, 0.0, 0.0, 1.0]
+    d = [-0.2, 0.05, 0.001, 0.0, 0.0]
+    kf = keyframe_from_msgs(image, CameraInfo(k=k, d=d, distortion_model="plumb_bob"), "A")
+    assert kf.is_distorted and kf.distortion_model == "plumb_bob"
+    np.testing.assert_allclose(kf.D, d)
+    pinhole = keyframe_from_msgs(image, CameraInfo(k=k, d=[0.0] * 5), "A")
+    assert not pinhole.is_distorted
+    with pytest.raises(EstimationError, match="takes 4 coefficients"):
+        keyframe_from_msgs(image, CameraInfo(k=k, d=d, distortion_model="equidistant"), "A")
+    with pytest.raises(EstimationError, match="unsupported distortion_model"):
+        keyframe_from_msgs(image, CameraInfo(k=k, d=[0.1], distortion_model="fov"), "A")
+
+
+def test_rectified_image_topic_uses_the_projection_and_ignores_d():
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from posecrafter_ros.ros.conversions import keyframe_from_msgs
+
+    image = Image(height=4, width=6, encoding="mono8", step=6, data=bytes(24))
+    info = CameraInfo(
+        k=[50.0, 0.0, 3.0, 0.0, 50.0, 2.0, 0.0, 0.0, 1.0],
+        d=[-0.2, 0.05, 0.0, 0.0, 0.0],
+        distortion_model="plumb_bob",
+        p=[45.0, 0.0, 2.5, 0.0, 0.0, 45.0, 1.5, 0.0, 0.0, 0.0, 1.0, 0.0],
+    )
+    kf = keyframe_from_msgs(image, info, "buffered", rectified=True)
+    assert not kf.is_distorted
+    np.testing.assert_allclose(kf.K, [[45.0, 0, 2.5], [0, 45.0, 1.5], [0, 0, 1]])

@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,20 @@ from ..eval.datasets import DatasetError
 from ..eval.frames import read_rgb
 
 
-def read_camera_info(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """(K, (width, height) or None) from a ROS camera_info YAML (camera_matrix.data / k,
+@dataclass
+class CameraFile:
+    """A camera read from a YAML file: K, the image size it was calibrated for (None if the
+    file does not say) and its lens distortion (ROS camera_info conventions)."""
+
+    K: np.ndarray
+    size: tuple[int, int] | None = None
+    D: np.ndarray | None = None
+    distortion_model: str = "plumb_bob"
+
+
+def read_camera_info(path: Path) -> CameraFile:
+    """K, (width, height) or None, and the distortion (distortion_model,
+    distortion_coefficients.data / d) from a ROS camera_info YAML (camera_matrix.data / k,
     image_width / image_height) or a JSON/YAML with "K". Errors name the file."""
     import yaml
 
@@ -51,16 +64,23 @@ def read_camera_info(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
         raise ValueError(f"{path}: {key} has {K.size} values, a 3x3 K needs 9")
     width, height = data.get("image_width"), data.get("image_height")
     size = (int(width), int(height)) if width and height else None
-    return K.reshape(3, 3), size
+    coeffs = data.get("distortion_coefficients", data.get("d", data.get("D")))
+    coeffs = coeffs.get("data") if isinstance(coeffs, dict) else coeffs
+    try:
+        D = np.asarray(coeffs if coeffs else [], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: distortion coefficients are not a list of numbers") from None
+    model = str(data.get("distortion_model", "plumb_bob"))
+    return CameraFile(K.reshape(3, 3), size, D if np.any(D) else None, model)
 
 
-def inline_intrinsics(args, images: list[np.ndarray]) -> list[np.ndarray]:
-    """K of each inline image from --camera-info (one for both, or one each) or --K."""
+def inline_intrinsics(args, images: list[np.ndarray]) -> list[CameraFile]:
+    """The camera of each inline image from --camera-info (one for both, or one each) or --K."""
     if args.camera_info and args.K:
         raise ValueError("give --camera-info or --K, not both")
     if args.K:
         fx, fy, cx, cy = args.K
-        return [np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])] * 2
+        return [CameraFile(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]))] * 2
     if not args.camera_info:
         raise ValueError("inline images need --camera-info or --K")
     if len(args.camera_info) > 2:
@@ -68,17 +88,17 @@ def inline_intrinsics(args, images: list[np.ndarray]) -> list[np.ndarray]:
             f"--camera-info takes one YAML (both images) or two (A, B), got {len(args.camera_info)}"
         )
     paths = args.camera_info * 2 if len(args.camera_info) == 1 else args.camera_info
-    Ks = []
+    cameras = []
     for path, image, label in zip(paths, images, "AB", strict=True):
-        K, size = read_camera_info(path)
-        image_size = (image.shape[1], image.shape[0])
+        camera = read_camera_info(path)
+        size, image_size = camera.size, (image.shape[1], image.shape[0])
         if size is not None and size != image_size:
             raise ValueError(
                 f"{path}: calibrated for {size[0]}x{size[1]}, image {label} is "
                 f"{image_size[0]}x{image_size[1]} (give a camera_info for this size)"
             )
-        Ks.append(K)
-    return Ks
+        cameras.append(camera)
+    return cameras
 
 
 def format_response(resp) -> dict:
@@ -194,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.images) != 2:
                 raise ValueError("give exactly two images")
             images = [read_rgb(p) for p in args.images]
-            Ks = inline_intrinsics(args, images)
-            refs = [inline_ref(img, K, args.frame_id) for img, K in zip(images, Ks, strict=False)]
+            cameras = inline_intrinsics(args, images)
+            refs = [
+                inline_ref(img, cam.K, args.frame_id, None, cam.D, cam.distortion_model)
+                for img, cam in zip(images, cameras, strict=False)
+            ]
         elif args.stamps:
             refs = [stamp_ref(t) for t in args.stamps]
         else:

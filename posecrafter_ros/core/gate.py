@@ -2,16 +2,17 @@
 
 The direct estimate can be wrong in a way its residuals do not show: with little overlap,
 RANSAC finds a consistent-looking pose among false matches (repeated structure, textureless
-background). The gate therefore models the probability that the estimate is wrong (rotation
-error >= 5 degrees) from the support RANSAC found, a logistic function of the inlier count n
-and the inlier ratio r = n / matches:
+background). The gate models the probability that the estimate is wrong (rotation error >= 5
+degrees) with a logistic function of support features chosen to mean the same thing on any
+scene (`SUPPORT_FEATURES`, computed by core.twoview):
 
-    p_wrong = sigmoid(bias + w_log_inliers * ln(n) + w_inlier_ratio * r)
+    p_wrong = sigmoid(bias + sum_k weights[k] * feature_k)
 
-The default weights were fitted (maximum likelihood) on every templeRing pair within 90 degrees
-with the default ORB matcher and are a property of that matcher: refit them for another
-matcher with `scripts/gate_report.py --fit`. The estimate is accepted when p_wrong, the
-rotation uncertainty and the degeneracy flags all pass their thresholds.
+The weights, the acceptance threshold and the covariance calibration are properties of a
+matcher: they are fitted per matcher, leaving one scene out at a time, by
+`scripts/calibrate_trust.py`, which writes them to `core/matching/trust/<matcher>.json`.
+A matcher without fitted numbers is never gated with another matcher's: the gate refuses to
+accept (the direct answer goes to the bridge, and the reason says how to fit them).
 """
 
 from __future__ import annotations
@@ -22,16 +23,28 @@ from typing import Any
 
 from .config import check_keys
 
+# name -> what it measures (all scale-free, so they transfer between scenes and resolutions).
+SUPPORT_FEATURES: dict[str, str] = {
+    "log_inliers": "ln(number of essential-matrix inliers)",
+    "log_rotation_sigma": "ln(rotation std in degrees of the uninflated Gauss-Newton covariance)",
+    "coverage": "share of a 6 x 6 grid over each image holding an inlier (smaller image)",
+    "log_parallax": "ln(median inlier parallax in degrees, at least 0.1)",
+    "model_support": "essential inliers under K / fundamental inliers without K",
+}
+
 
 @dataclass
 class GateConf:
-    bias: float = 22.91  # support model: logistic bias
-    w_log_inliers: float = -5.93  # support model: weight of ln(inliers)
-    w_inlier_ratio: float = 10.87  # support model: weight of inliers / matches
-    max_p_wrong: float = 0.1  # accept when P(rotation error >= 5 deg) is below this
-    max_rotation_sigma_deg: float = 3.0  # ... and the rotation std (covariance) is below this
-    min_inliers: int = 30  # ... and at least this many inliers
+    """Gate settings. `weights` None: no support model fitted for this matcher (never accept)."""
+
+    bias: float = 0.0  # support model: logistic bias
+    weights: dict[str, float] | None = None  # support model: feature name -> weight
+    max_p_wrong: float = 0.1  # accept when P(rotation error >= 5 deg) is at most this
+    max_rotation_sigma_deg: float = 10.0  # ... and the returned rotation std is at most this
+    min_inliers: int = 20  # ... and at least this many inliers
+    min_model_support: float = 0.5  # below: the intrinsics contradict the matches (never accept)
     reject_degeneracies: tuple[str, ...] = ("too_few_matches", "too_few_inliers")
+    source: str = ""  # where the fitted numbers come from (shown when refusing)
 
     @classmethod
     def from_dict(cls, conf: dict[str, Any] | None) -> "GateConf":
@@ -39,19 +52,27 @@ class GateConf:
         check_keys("direct.gate", conf, (f.name for f in fields(cls)))
         if "reject_degeneracies" in conf:
             conf["reject_degeneracies"] = tuple(conf["reject_degeneracies"])
+        if conf.get("weights") is not None:
+            bad = sorted(set(conf["weights"]) - set(SUPPORT_FEATURES))
+            if bad:
+                raise ValueError(
+                    f"unknown support features {bad}; valid: {sorted(SUPPORT_FEATURES)}"
+                )
         return cls(**conf)
 
+    @property
+    def fitted(self) -> bool:
+        return self.weights is not None
 
-def probability_wrong(num_inliers: int, num_matches: int, conf: GateConf) -> float:
-    """P(rotation error >= 5 deg) of a RANSAC estimate with this support (1 without inliers)."""
-    if num_inliers <= 0 or num_matches <= 0:
+
+def probability_wrong(features: dict[str, float], conf: GateConf) -> float:
+    """P(rotation error >= 5 deg) of an estimate with these support features (1 if unfitted)."""
+    if conf.weights is None:
         return 1.0
-    z = (
-        conf.bias
-        + conf.w_log_inliers * math.log(num_inliers)
-        + conf.w_inlier_ratio * (num_inliers / num_matches)
-    )
-    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+    z = conf.bias + sum(w * features[name] for name, w in conf.weights.items())
+    if z < -700:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-z)) if z < 700 else 1.0
 
 
 @dataclass
@@ -61,12 +82,31 @@ class GateDecision:
 
 
 def decide(
-    p_wrong: float, rotation_sigma_deg: float, num_inliers: int, degeneracy: str, conf: GateConf
+    p_wrong: float,
+    rotation_sigma_deg: float,
+    num_inliers: int,
+    degeneracy: str,
+    model_support: float,
+    conf: GateConf,
 ) -> GateDecision:
     """Accept the direct estimate only when every criterion passes; the reason names the first
     that failed (or summarises the pass)."""
     if degeneracy in conf.reject_degeneracies:
         return GateDecision(False, f"degenerate geometry: {degeneracy}")
+    if model_support < conf.min_model_support:
+        return GateDecision(
+            False,
+            f"the matches fit a fundamental matrix much better than an essential matrix under "
+            f"the given intrinsics (support ratio {model_support:.2f} < "
+            f"{conf.min_model_support:.2f}): the camera intrinsics (focal length, principal "
+            "point, image size) or the lens distortion model are likely wrong",
+        )
+    if not conf.fitted:
+        return GateDecision(
+            False,
+            f"no gate fitted for this matcher{' (' + conf.source + ')' if conf.source else ''}: "
+            "run scripts/calibrate_trust.py for it, or set direct.gate weights",
+        )
     if num_inliers < conf.min_inliers:
         return GateDecision(False, f"{num_inliers} inliers < {conf.min_inliers}")
     if p_wrong > conf.max_p_wrong:

@@ -32,6 +32,7 @@ DEFAULT_GEOMETRY_CONF: dict[str, Any] = {
     "min_inliers": 15,  # fewer inliers: degeneracy "too_few_inliers"
     "min_parallax_deg": 1.0,  # median inlier parallax below this: "pure_rotation"
     "planar_ratio": 0.9,  # homography inliers / essential inliers above this: "planar"
+    "check_intrinsics": True,  # also fit F without K: model_support = E inliers / F inliers
 }
 
 DEGENERACIES = ("none", "too_few_matches", "too_few_inliers", "pure_rotation", "planar")
@@ -44,6 +45,11 @@ class TwoViewGeometry:
     t_ab: unit vector. inliers: [M] bool over the input matches.
     parallax_deg: median angle between the inlier rays of B and the derotated rays of A.
     homography_ratio: homography inliers / essential inliers at the same threshold.
+    model_support: essential inliers under the given K / fundamental-matrix inliers without K
+        (at most 1): near 1 when K is right, clearly lower when the intrinsics or the lens
+        model contradict the images (an F has two more degrees of freedom and needs no K).
+    For a pure rotation (degeneracy "pure_rotation") R_ab is refitted as a rotation of the
+    bearings and t_ab is meaningless.
     """
 
     R_ab: np.ndarray
@@ -52,6 +58,7 @@ class TwoViewGeometry:
     degeneracy: str = "none"
     parallax_deg: float = 0.0
     homography_ratio: float = 0.0
+    model_support: float = 1.0
     info: dict = field(default_factory=dict)
 
     @property
@@ -155,6 +162,37 @@ def inlier_parallax_deg(R_ab: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> flo
     return float(np.degrees(np.median(np.arccos(np.clip(cos, -1.0, 1.0)))))
 
 
+def fundamental_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -> int:
+    """Inliers of the best fundamental matrix of pixels pts_a, pts_b: [M x 2] (no intrinsics),
+    with PoseLib's LO-RANSAC at the essential matrix's threshold (same Sampson error)."""
+    import poselib
+
+    if len(pts_a) < 8:
+        return 0
+    ransac = {
+        "max_epipolar_error": float(conf["threshold_px"]),
+        "success_prob": float(conf["confidence"]),
+        "max_iterations": int(conf["max_iterations"]),
+        "min_iterations": min(100, int(conf["max_iterations"])),
+        "seed": int(conf["seed"]),
+    }
+    # Only the inlier count is needed: no refinement of F.
+    _, info = poselib.estimate_fundamental(pts_a, pts_b, ransac, {"max_iterations": 0})
+    return int(np.sum(np.asarray(info.get("inliers", []), bool)))
+
+
+def rotation_from_bearings(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
+    """R_ab minimising sum |b_i - R_ab a_i|^2 over unit bearings of xa, xb: [N x 2] (Kabsch):
+    the relative rotation of a camera that only rotated."""
+    a = np.concatenate([xa, np.ones((len(xa), 1))], axis=1)
+    b = np.concatenate([xb, np.ones((len(xb), 1))], axis=1)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    u, _, vt = np.linalg.svd(b.T @ a)
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt
+
+
 def homography_inliers(xa: np.ndarray, xb: np.ndarray, threshold: float) -> int:
     """Inliers of the best homography between calibrated points (same threshold units)."""
     if len(xa) < 4:
@@ -197,8 +235,12 @@ def estimate_relative_geometry(
         degeneracy = "too_few_inliers"
     elif parallax < float(conf["min_parallax_deg"]):
         degeneracy = "pure_rotation"
+        R_ab = rotation_from_bearings(xa, xb)
     elif h_ratio > float(conf["planar_ratio"]):
         degeneracy = "planar"
     else:
         degeneracy = "none"
-    return TwoViewGeometry(R_ab, t_ab, inliers, degeneracy, parallax, h_ratio)
+    support = 1.0
+    if conf["check_intrinsics"]:
+        support = min(1.0, int(inliers.sum()) / max(fundamental_inliers(pts_a, pts_b, conf), 1))
+    return TwoViewGeometry(R_ab, t_ab, inliers, degeneracy, parallax, h_ratio, support)

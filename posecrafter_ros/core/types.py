@@ -45,16 +45,25 @@ class EstimationError(Exception):
 
 @dataclass(frozen=True)
 class Keyframe:
-    """One image with its pinhole intrinsics.
+    """One image with its camera model.
 
     image: [H x W] uint8 (grey) or [H x W x 3] uint8 RGB.
     K: [3 x 3] float64 intrinsics of `image` (pixels, OpenCV convention).
+    D: lens distortion coefficients of `distortion_model` (sensor_msgs/CameraInfo.d), None or
+        all zero for a pinhole image; core.camera undistorts keypoints (and images) with them.
+    distortion_model: "plumb_bob", "rational_polynomial" or "equidistant" (core.camera).
     """
 
     image: np.ndarray
     K: np.ndarray
     frame_id: str = ""
     stamp_ns: int = 0
+    D: np.ndarray | None = None
+    distortion_model: str = ""
+
+    @property
+    def is_distorted(self) -> bool:
+        return self.D is not None and bool(np.any(np.asarray(self.D) != 0.0))
 
     @property
     def height(self) -> int:

@@ -2,10 +2,13 @@
 
 summary.json:
   {"rows": {ROW: {"bins": {BIN: {"n", "MRE", "MTE", "R@5", "R@15", "R@30",
-                                 "T@5", "T@15", "T@30", "AUC@30", "sec_per_pair"}}}},
+                                 "T@5", "T@15", "T@30", "AUC@30", "sec_per_pair",
+                                 "inside95"}}}},
    "skipped": {ROW: reason}, "meta": {...}}
 ROW: baseline, direct, oracle, pipeline:<profile>; BIN: all, 0-50, 50-65, 65-90, 90-180
-(a bin without pairs is absent). Errors in degrees, recalls and AUC in [0, 1].
+(a bin without pairs is absent). Errors in degrees, recalls and AUC in [0, 1]. inside95: share
+of the answers that came with a covariance whose rotation error lies inside its 95% region
+(chi-square, 3 dof), null when none did (pairs.csv: rotation_sigma_deg, rotation_mahalanobis2).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ METRIC_KEYS = (
     "T@30",
     "AUC@30",
     "sec_per_pair",
+    "inside95",
 )
 FILES = {
     "summary": "summary.json",
@@ -42,13 +46,15 @@ FILES = {
 }
 
 
-def _format(key: str, value: float) -> str:
+def _format(key: str, value: float | None) -> str:
     if key == "n":
         return str(int(value))
     if key in ("MRE", "MTE"):
         return f"{value:.2f}"
     if key == "sec_per_pair":
         return f"{value:.3f}"
+    if value is None:  # inside95 when no answer carried a covariance
+        return "–"
     return f"{100.0 * value:.1f}"  # recalls and AUC as percentages
 
 
@@ -68,6 +74,7 @@ def markdown_table(rows: dict[str, dict]) -> str:
         "T@30",
         "AUC@30",
         "s/pair",
+        "in 95%",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, body in rows.items():
@@ -144,7 +151,8 @@ def write_report(
     paths["table_md"].write_text(
         f"# {title}\n\nMRE/MTE: mean rotation / translation-direction error (degrees); "
         "R@k/T@k: share of pairs under k degrees (%); AUC@30: min of the rotation and "
-        "translation AUCs (%); failures count as 180°.\n\n"
+        "translation AUCs (%); failures count as 180°; in 95%: share of the answers with a "
+        "covariance whose rotation error lies inside its 95% region (%).\n\n"
         + markdown_table(rows)
         + ("\n" + notes if notes else "")
     )

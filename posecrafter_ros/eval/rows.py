@@ -27,13 +27,18 @@ ORACLE_PROFILE = "cpu"
 
 @dataclass
 class RowOutcome:
-    """An estimate in the pair convention, or R/t None with the reason in `message`."""
+    """An estimate in the pair convention, or R/t None with the reason in `message`.
+
+    covariance: the [6 x 6] covariance the row returned with its pose (core.types.RelativePose
+    layout: pose of B in A, rotation block last), None when the row gives none.
+    """
 
     R_0to1: np.ndarray | None
     t_0to1: np.ndarray | None
     message: str = ""
     path: str = ""
     info: dict = field(default_factory=dict)
+    covariance: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,7 +105,7 @@ class DirectRow:
         if est.pose is None:
             return RowOutcome(None, None, getattr(est, "reason", "") or "no pose", "direct", info)
         R, t = est.pose.to_epipolar()
-        return RowOutcome(R, np.ravel(t), summary, "direct", info)
+        return RowOutcome(R, np.ravel(t), summary, "direct", info, est.pose.covariance)
 
 
 def _pipeline_class():
@@ -118,7 +123,7 @@ def _outcome_of(result) -> RowOutcome:
     if not result.ok or result.pose is None:
         return RowOutcome(None, None, f"{result.status.name}: {result.message}", path)
     R, t = result.pose.to_epipolar()
-    return RowOutcome(R, np.ravel(t), result.message, path)
+    return RowOutcome(R, np.ravel(t), result.message, path, covariance=result.pose.covariance)
 
 
 class PipelineRow:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..core.covariance import CHI2_95_3DOF, rotation_mahalanobis2, rotation_sigma_deg
 from ..core.types import Keyframe
 from .datasets import ROTATION_BINS, PosedDataset, PosedPair, rotation_bin
 from .frames import pair_keyframes, view_keyframe
@@ -50,6 +51,11 @@ class PairResult:
     seconds: float
     path: str
     message: str
+    # Trust of the returned covariance (None -> empty in pairs.csv when no pose came back):
+    # sqrt of the largest eigenvalue of its rotation block (deg), and the squared Mahalanobis
+    # distance of the rotation error under that block (chi-square, 3 dof, if calibrated).
+    rotation_sigma_deg: float | None = None
+    rotation_mahalanobis2: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,19 +104,32 @@ def _errors(outcome, pair: PosedPair) -> tuple[float, float]:
     return pose_errors(outcome.R_0to1, outcome.t_0to1, pair.R_0to1, pair.t_0to1)
 
 
-def _answer(row: Row, pair: PosedPair, frames) -> tuple[bool, float, float, str, str]:
-    """(success, rotation error, translation error, path, message) of one row on one pair.
+def _trust(outcome, pair: PosedPair) -> tuple[float | None, float | None]:
+    """(rotation_sigma_deg, rotation_mahalanobis2) of an outcome's covariance, or Nones."""
+    cov = None if outcome.covariance is None else np.asarray(outcome.covariance, float)
+    if not outcome.ok or cov is None or cov.shape != (6, 6) or not np.all(np.isfinite(cov)):
+        return None, None
+    R_b_in_a = np.asarray(outcome.R_0to1, float).T
+    try:
+        return rotation_sigma_deg(cov), rotation_mahalanobis2(cov, R_b_in_a, pair.R_0to1.T)
+    except np.linalg.LinAlgError:
+        return rotation_sigma_deg(cov), None
+
+
+def _answer(row: Row, pair: PosedPair, frames) -> tuple:
+    """(success, rotation error, translation error, path, message, rotation sigma, rotation
+    Mahalanobis^2) of one row on one pair.
 
     frames: (A, B, between) keyframes, or the reason the pair's images could not be read.
     """
     if isinstance(frames, str):
-        return False, FAILED_DEG, FAILED_DEG, "", frames
+        return False, FAILED_DEG, FAILED_DEG, "", frames, None, None
     try:
         outcome = row.estimate(*frames)
     except Exception as err:  # a row's bug must not end the evaluation
-        return False, FAILED_DEG, FAILED_DEG, "", f"{type(err).__name__}: {err}"
+        return False, FAILED_DEG, FAILED_DEG, "", f"{type(err).__name__}: {err}", None, None
     rot, trans = _errors(outcome, pair)
-    return outcome.ok, rot, trans, outcome.path, outcome.message
+    return (outcome.ok, rot, trans, outcome.path, outcome.message, *_trust(outcome, pair))
 
 
 def evaluate(
@@ -135,7 +154,7 @@ def evaluate(
             for row in rows:
                 bar.set_postfix_str(f"{row.name} {pair.name}"[:40])
                 start = time.perf_counter()
-                ok, rot, trans, path, message = _answer(row, pair, frames)
+                ok, rot, trans, path, message, sigma, mahalanobis2 = _answer(row, pair, frames)
                 seconds = time.perf_counter() - start
                 results.append(
                     PairResult(
@@ -149,10 +168,19 @@ def evaluate(
                         seconds,
                         path,
                         message,
+                        sigma,
+                        mahalanobis2,
                     )
                 )
                 bar.update(1)
     return results
+
+
+def share_inside_95(results: Sequence[PairResult]) -> float | None:
+    """Share of the answers with a covariance whose rotation error lies inside its 95% region
+    (chi-square, 3 dof); None when no answer carried a covariance."""
+    values = [r.rotation_mahalanobis2 for r in results if r.rotation_mahalanobis2 is not None]
+    return float(np.mean(np.asarray(values) < CHI2_95_3DOF)) if values else None
 
 
 def summarize_results(results: Sequence[PairResult]) -> dict[str, dict]:
@@ -172,6 +200,7 @@ def summarize_results(results: Sequence[PairResult]) -> dict[str, dict]:
                 [r.rotation_error_deg for r in members], [r.translation_error_deg for r in members]
             )
             stats["sec_per_pair"] = float(np.mean([r.seconds for r in members]))
+            stats["inside95"] = share_inside_95(members)
             bins[bin_name] = stats
         rows[row] = {"bins": bins}
     return rows

@@ -36,7 +36,13 @@ def stamp_msg(seconds: float | tuple[int, int]) -> Time:
 
 
 def camera_info_msg(
-    K: np.ndarray, width: int, height: int, frame_id: str = "", stamp: Time | None = None
+    K: np.ndarray,
+    width: int,
+    height: int,
+    frame_id: str = "",
+    stamp: Time | None = None,
+    D: np.ndarray | None = None,
+    distortion_model: str = "plumb_bob",
 ) -> CameraInfo:
     info = CameraInfo()
     info.header.frame_id = frame_id
@@ -44,8 +50,8 @@ def camera_info_msg(
         info.header.stamp = stamp
     info.width, info.height = int(width), int(height)
     info.k = [float(v) for v in np.asarray(K, dtype=np.float64).ravel()]
-    info.distortion_model = "plumb_bob"
-    info.d = [0.0] * 5
+    info.distortion_model = distortion_model if D is not None else "plumb_bob"
+    info.d = [float(v) for v in np.ravel(D)] if D is not None else [0.0] * 5
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     P = np.zeros((3, 4))
     P[:, :3] = np.asarray(K, dtype=np.float64)
@@ -58,10 +64,14 @@ def inline_ref(
     K: np.ndarray,
     frame_id: str = "camera_optical_frame",
     stamp: Time | None = None,
+    D: np.ndarray | None = None,
+    distortion_model: str = "plumb_bob",
 ) -> KeyframeRef:
     ref = KeyframeRef(source=KeyframeRef.SOURCE_INLINE)
     ref.image = conv.array_to_image(image, Image, frame_id, stamp)
-    ref.camera_info = camera_info_msg(K, image.shape[1], image.shape[0], frame_id, stamp)
+    ref.camera_info = camera_info_msg(
+        K, image.shape[1], image.shape[0], frame_id, stamp, D, distortion_model
+    )
     return ref
 
 

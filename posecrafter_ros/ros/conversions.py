@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
+from ..core.camera import check_distortion
 from ..core.rotations import matrix_to_quaternion_wxyz, quaternion_wxyz_to_matrix
 from ..core.types import Diagnostics, EstimationError, Keyframe, RelativePose, Status
 
@@ -106,10 +109,35 @@ def stamp_to_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-def keyframe_from_msgs(image, info, label: str) -> Keyframe:
+def camera_info_distortion(info, label: str = "camera_info") -> tuple[np.ndarray | None, str]:
+    """(CameraInfo.d, distortion_model), checked; (None, "") for a pinhole (all-zero d)."""
+    model = str(info.distortion_model or "")
+    try:
+        D = check_distortion(model, info.d)
+    except ValueError as err:
+        raise invalid(f"{label}: {err}") from None
+    return (D, model) if np.any(D) else (None, "")
+
+
+def keyframe_from_msgs(image, info, label: str, rectified: bool = False) -> Keyframe:
+    """A keyframe of an image and its CameraInfo.
+
+    rectified False (image_raw): K = CameraInfo.k with the lens distortion d (core.camera
+    undistorts the keypoints). rectified True (image_rect from image_proc, which shares the raw
+    camera_info): the image is already undistorted, its camera is K = P[:3, :3] and d is ignored.
+    """
     arr = image_to_array(image, f"{label} image")
+    stamp = stamp_to_ns(image.header.stamp)
+    if rectified:
+        projection = copy.copy(info)
+        projection.k = [
+            float(v) for v in np.asarray(info.p, np.float64).reshape(3, 4)[:, :3].ravel()
+        ]
+        K = camera_info_to_K(projection, arr.shape[1], arr.shape[0], f"{label} camera_info.p")
+        return Keyframe(arr, K, image.header.frame_id, stamp)
     K = camera_info_to_K(info, arr.shape[1], arr.shape[0], f"{label} camera_info")
-    return Keyframe(arr, K, image.header.frame_id, stamp_to_ns(image.header.stamp))
+    D, model = camera_info_distortion(info, f"{label} camera_info")
+    return Keyframe(arr, K, image.header.frame_id, stamp, D, model)
 
 
 def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:

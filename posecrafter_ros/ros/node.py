@@ -110,6 +110,12 @@ PARAMETERS = {
         "subscribe images reliably (bag replay); default best effort, like camera drivers",
         None,
     ),
+    "image_is_rectified": (
+        False,
+        "the image topic is rectified (image_rect): its K is CameraInfo.p, its d is ignored; "
+        "false (image_raw): keypoints are undistorted with CameraInfo.d",
+        None,
+    ),
     "default_frame_id": (
         "camera_optical_frame",
         "frame used when a keyframe's header has none",
@@ -189,6 +195,7 @@ class PoseCrafterNode(Node):
         )
         self._slots = threading.BoundedSemaphore(p("max_concurrent_requests"))
         self._infos: dict[str, CameraInfo] = {}
+        self._image_is_rectified = bool(p("image_is_rectified"))
         self._counts: collections.Counter[str] = collections.Counter()
         self._last_latency = 0.0
         self._lock = threading.Lock()
@@ -261,7 +268,9 @@ class PoseCrafterNode(Node):
             )
             return
         try:
-            self.buffer.add(conv.keyframe_from_msgs(msg, info, "buffered"))
+            self.buffer.add(
+                conv.keyframe_from_msgs(msg, info, "buffered", self._image_is_rectified)
+            )
         except EstimationError as err:
             self.get_logger().warn(f"image not buffered: {err.message}", throttle_duration_sec=5.0)
 

@@ -16,12 +16,15 @@ class Features:
     descriptors: [N x D] backend-specific (uint8 for ORB, float32 numpy or torch otherwise).
     image_size: (width, height) of that image.
     extra: backend data the matcher needs (e.g. SIFT scales), never required by callers.
+    scale: working resolution / image resolution (<= 1): keypoints were detected on the image
+        resized by this factor, so their localisation noise is about 1 / scale pixels here.
     """
 
     keypoints: np.ndarray
     descriptors: Any
     image_size: tuple[int, int]
     extra: dict = field(default_factory=dict)
+    scale: float = 1.0
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -30,9 +33,13 @@ class Features:
 class Matcher:
     """Extract features per image and match two feature sets.
 
-    Subclasses set `default_conf` (every key commented) and implement `_init`, `extract` and
-    `match`. The user's conf overrides the defaults key by key; unknown keys are an error so a
-    typo in a YAML profile does not silently fall back to a default.
+    Subclasses set `default_conf` (every key commented, `max_side` included) and implement
+    `_init`, `_extract` and `match`. The user's conf overrides the defaults key by key; unknown
+    keys are an error so a typo in a YAML profile does not silently fall back to a default.
+
+    Working resolution: `extract` downscales an image whose longest side exceeds the conf's
+    `max_side` (0: never) before `_extract` and maps the keypoints back, so a 6000 x 4000 image
+    is matched like its 1024-pixel version and callers keep the image's own intrinsics.
     """
 
     default_conf: ClassVar[dict[str, Any]] = {}
@@ -53,7 +60,26 @@ class Matcher:
         """Build detectors / networks from self.conf."""
 
     def extract(self, image: np.ndarray) -> Features:
-        """Features of one image: [H x W] uint8 grey or [H x W x 3] uint8 RGB."""
+        """Features of one image ([H x W] uint8 grey or [H x W x 3] uint8 RGB) at the working
+        resolution, keypoints in the pixel frame of `image`."""
+        import cv2
+
+        height, width = image.shape[:2]
+        max_side = int(self.conf.get("max_side") or 0)
+        scale = min(1.0, max_side / max(height, width)) if max_side > 0 else 1.0
+        if scale == 1.0:
+            return self._extract(image)
+        size = (max(round(width * scale), 1), max(round(height * scale), 1))
+        feats = self._extract(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+        # Pixel-centre convention: x_original = (x_resized + 0.5) / scale - 0.5 per axis.
+        factors = np.array([size[0] / width, size[1] / height])
+        feats.keypoints = (feats.keypoints + 0.5) / factors - 0.5
+        feats.image_size = (width, height)
+        feats.scale = scale
+        return feats
+
+    def _extract(self, image: np.ndarray) -> Features:
+        """Features of an image already at the working resolution."""
         raise NotImplementedError
 
     def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from posecrafter_ros.models.checkpoint import read_state_dict
 
 from .base import Features, Matcher
-from .lightglue import build_lightglue, image_tensor, lightglue_match, to_original_pixels
+from .lightglue import build_lightglue, image_tensor, lightglue_match
 from .weights import load_weights, package_file
 
 
@@ -17,7 +17,7 @@ class DiskLightGlueMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
         "max_num_keypoints": 2048,  # strongest keypoints per image
         "nms_window": 5,  # non-maximum suppression window (pixels)
-        "max_edge": 640,  # images are downscaled to this longest side before extraction
+        "max_side": 640,  # working resolution: longest image side features are extracted at
         "filter_threshold": 0.1,  # LightGlue match confidence threshold
         "depth_confidence": 0.95,  # LightGlue early stopping, -1 disables
         "width_confidence": 0.99,  # LightGlue point pruning, -1 disables
@@ -36,10 +36,10 @@ class DiskLightGlueMatcher(Matcher):
             {k: self.conf[k] for k in ("filter_threshold", "depth_confidence", "width_confidence")},
         )
 
-    def extract(self, image: np.ndarray) -> Features:
+    def _extract(self, image: np.ndarray) -> Features:
         import torch
 
-        tensor, scale = image_tensor(image, int(self.conf["max_edge"]))
+        tensor = image_tensor(image)
         with torch.inference_mode():
             feats = self.extractor(
                 tensor,
@@ -47,7 +47,7 @@ class DiskLightGlueMatcher(Matcher):
                 window_size=int(self.conf["nms_window"]),
                 pad_if_not_divisible=True,
             )[0]
-        keypoints = to_original_pixels(feats.keypoints.double().numpy(), scale)
+        keypoints = feats.keypoints.double().numpy()
         return Features(keypoints, feats.descriptors.float(), (image.shape[1], image.shape[0]))
 
     def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:

@@ -74,25 +74,11 @@ def lightglue_match(model: "LightGlue", feats_a: Features, feats_b: Features) ->
     return out["matches"][0].cpu().numpy().astype(np.int64).reshape(-1, 2)
 
 
-def image_tensor(image: np.ndarray, max_edge: int) -> tuple["torch.Tensor", float]:
-    """[1 x 3 x h x w] float RGB in [0, 1], downscaled so max(h, w) <= max_edge, and the scale.
-
-    Map keypoints back with `to_original_pixels`.
-    """
-    import cv2
+def image_tensor(image: np.ndarray) -> "torch.Tensor":
+    """[1 x 3 x H x W] float RGB in [0, 1] of an [H x W (x 3)] uint8 image."""
     import torch
 
     from .base import to_rgb
 
-    rgb = to_rgb(image)
-    scale = min(1.0, max_edge / max(rgb.shape[:2])) if max_edge > 0 else 1.0
-    if scale < 1.0:
-        size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
-    return tensor, scale
-
-
-def to_original_pixels(keypoints: np.ndarray, scale: float) -> np.ndarray:
-    """[N x 2] pixel coordinates in the resized image -> the original image (pixel centres)."""
-    return (keypoints + 0.5) / scale - 0.5 if scale != 1.0 else keypoints
+    rgb = np.ascontiguousarray(to_rgb(image))
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0

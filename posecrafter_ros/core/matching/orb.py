@@ -12,6 +12,7 @@ from .base import Features, Matcher, to_gray
 
 class OrbMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
+        "max_side": 1024,  # working resolution: longest image side features are extracted at
         "num_features": 4000,  # keypoints per image (FMS uses the paper's 2000)
         "scale_factor": 1.2,  # pyramid decimation ratio
         "num_levels": 8,  # pyramid levels
@@ -31,7 +32,7 @@ class OrbMatcher(Matcher):
             fastThreshold=int(c["fast_threshold"]),
         )
 
-    def extract(self, image: np.ndarray) -> Features:
+    def _extract(self, image: np.ndarray) -> Features:
         gray = to_gray(image)
         kps, desc = self.orb.detectAndCompute(gray, None)
         pts = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)

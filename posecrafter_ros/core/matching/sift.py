@@ -12,6 +12,7 @@ from .base import Features, Matcher, to_gray
 
 class SiftMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
+        "max_side": 1024,  # working resolution: longest image side features are extracted at
         "num_features": 4000,  # keypoints per image, 0 = all
         "contrast_threshold": 0.02,  # lower than OpenCV's 0.04: more keypoints on weak texture
         "ratio": 0.85,  # Lowe ratio, None to disable
@@ -25,7 +26,7 @@ class SiftMatcher(Matcher):
         )
         self.bf = cv2.BFMatcher(cv2.NORM_L2)
 
-    def extract(self, image: np.ndarray) -> Features:
+    def _extract(self, image: np.ndarray) -> Features:
         gray = to_gray(image)
         kps, desc = self.sift.detectAndCompute(gray, None)
         pts = np.array([k.pt for k in kps], np.float64).reshape(-1, 2)

@@ -65,6 +65,7 @@ def build_superpoint_net() -> "torch.nn.Module":
 
 class SuperPointLightGlueMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
+        "max_side": 1024,  # working resolution: longest image side features are extracted at
         "weights": None,  # path to the official superpoint_v1.pth (required)
         "lightglue_weights": None,  # path to superpoint_lightglue.pth (required)
         "max_num_keypoints": 2048,  # strongest keypoints per image
@@ -89,7 +90,7 @@ class SuperPointLightGlueMatcher(Matcher):
             {k: c[k] for k in ("filter_threshold", "depth_confidence", "width_confidence")},
         )
 
-    def extract(self, image: np.ndarray) -> Features:
+    def _extract(self, image: np.ndarray) -> Features:
         import torch
 
         gray = to_gray(image)

@@ -14,7 +14,7 @@ import numpy as np
 from posecrafter_ros.models.checkpoint import read_state_dict
 
 from .base import Features, Matcher
-from .lightglue import build_lightglue, image_tensor, lightglue_match, to_original_pixels
+from .lightglue import build_lightglue, image_tensor, lightglue_match
 from .weights import load_weights, package_file
 
 
@@ -22,7 +22,7 @@ class XFeatLighterGlueMatcher(Matcher):
     default_conf: ClassVar[dict[str, Any]] = {
         "top_k": 2048,  # keypoints per image
         "detection_threshold": 0.05,  # keypoint heatmap value a keypoint must exceed
-        "max_edge": 640,  # images are downscaled to this longest side before extraction
+        "max_side": 640,  # working resolution: longest image side features are extracted at
         "filter_threshold": 0.1,  # LighterGlue match confidence threshold
         "width_confidence": 0.95,  # point pruning, -1 disables
     }
@@ -44,10 +44,10 @@ class XFeatLighterGlueMatcher(Matcher):
             prefix="matcher.",
         )
 
-    def extract(self, image: np.ndarray) -> Features:
-        tensor, scale = image_tensor(image, int(self.conf["max_edge"]))
+    def _extract(self, image: np.ndarray) -> Features:
+        tensor = image_tensor(image)
         feats = self.extractor.detectAndCompute(tensor)[0]
-        keypoints = to_original_pixels(feats["keypoints"].double().numpy(), scale)
+        keypoints = feats["keypoints"].double().numpy()
         return Features(keypoints, feats["descriptors"].float(), (image.shape[1], image.shape[0]))
 
     def match(self, feats_a: Features, feats_b: Features) -> np.ndarray:

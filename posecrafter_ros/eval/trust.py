@@ -1,0 +1,414 @@
+"""Fitting a matcher's gate and covariance out of sample (leave one scene out).
+
+    corpus = load_corpus(...)                          # scenes of posed pairs
+    samples = measure_corpus(corpus, matcher_conf)     # matching + geometry once (cacheable)
+    for scene in scenes: trust = fit_trust(train); evaluate(test, trust)
+    fit_trust(all samples) -> the numbers that ship in core/matching/trust/<matcher>.json
+
+A `Sample` is one pair's `Measurement` (core.twoview: what the images say, before any fitted
+number) with its ground truth, so refitting runs only `judge` (milliseconds per pair).
+Every fitted number goes through the same `judge` the node runs.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.covariance import (
+    CHI2_95_2DOF,
+    CHI2_95_3DOF,
+    rotation_mahalanobis2,
+    so3_log,
+    translation_direction_mahalanobis2,
+)
+from ..core.gate import SUPPORT_FEATURES, GateConf, probability_wrong
+from ..core.matching import get_matcher
+from ..core.twoview import (
+    DEFAULT_COVARIANCE_CONF,
+    DEFAULT_GEOMETRY_CONF,
+    Measurement,
+    TwoViewEstimate,
+    judge,
+    match_keyframes,
+    measure,
+)
+from ..core.types import Keyframe
+from .datasets import PosedPair, all_pairs, load_middlebury, load_posed_pairs
+from .frames import read_rgb
+from .metrics import rotation_error_deg
+
+WRONG_DEG = 5.0  # "wrong" for the support model: rotation error at least this
+INFLATIONS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
+ROTATION_FLOORS_DEG = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+TRANSLATION_FLOORS_DEG = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
+P_WRONG_THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+
+
+@dataclass
+class Sample:
+    """One posed pair measured with one matcher."""
+
+    scene: str
+    pair: PosedPair
+    measurement: Measurement
+
+    @property
+    def rotation_deg(self) -> float:
+        return self.pair.rotation_deg
+
+    @property
+    def rotation_error_deg(self) -> float:
+        """Rotation error of the measured pose (judge keeps it) against the ground truth."""
+        return rotation_error_deg(self.measurement.R.T, self.pair.R_0to1)
+
+
+# -- corpus ---------------------------------------------------------------------------------
+
+
+def load_corpus(
+    strecha: Path | None,
+    templering: Path | None,
+    posed_pairs: Path | None,
+    max_rotation_deg: float = 120.0,
+    max_pairs_per_scene: int = 250,
+    seed: int = 0,
+) -> dict[str, list[PosedPair]]:
+    """Scene name -> posed pairs: each Strecha walk, templeRing, and the fixture's robovision
+    pairs (its templeRing pairs are already in the ring). Pairs of a scene beyond
+    `max_pairs_per_scene` are subsampled (seeded) to bound the matching time."""
+    scenes: dict[str, list[PosedPair]] = {}
+    if strecha is not None:
+        for folder in sorted(p for p in Path(strecha).iterdir() if p.is_dir()):
+            scenes[folder.name] = all_pairs(load_middlebury(folder), max_rotation_deg)
+    if templering is not None:
+        scenes["templeRing"] = all_pairs(load_middlebury(templering), max_rotation_deg)
+    if posed_pairs is not None:
+        robovision = [p for p in load_posed_pairs(posed_pairs) if "robovision" in str(p.image0)]
+        if robovision:
+            scenes["robovision"] = robovision
+    rng = np.random.default_rng(seed)
+    for name, pairs in scenes.items():
+        if len(pairs) > max_pairs_per_scene:
+            keep = np.sort(rng.choice(len(pairs), max_pairs_per_scene, replace=False))
+            scenes[name] = [pairs[i] for i in keep]
+    return scenes
+
+
+def measure_corpus(
+    corpus: dict[str, list[PosedPair]],
+    matcher_conf: dict[str, Any],
+    cache: Path | None = None,
+    geometry_conf: dict[str, Any] | None = None,
+    log=print,
+) -> list[Sample]:
+    """Match and measure every pair once per image set (features extracted once per image);
+    with `cache`, measurements are read from / written to that pickle (a run folder's file,
+    never committed)."""
+    cached: dict[str, Measurement] = {}
+    if cache is not None and cache.is_file():
+        cached = pickle.loads(cache.read_bytes())
+    matcher = get_matcher(matcher_conf)
+    geometry_conf = {**DEFAULT_GEOMETRY_CONF, **(geometry_conf or {})}
+    keyframes: dict[Path, Keyframe] = {}
+    features: dict[Path, Any] = {}
+
+    def prepared(path: Path, K: np.ndarray):
+        if path not in features:
+            keyframes[path] = Keyframe(read_rgb(path), np.asarray(K, float))
+            features[path] = matcher.extract(keyframes[path].image)
+        return keyframes[path], features[path]
+
+    samples, started, fresh = [], time.perf_counter(), 0
+    total = sum(len(p) for p in corpus.values())
+    for scene, pairs in corpus.items():
+        for pair in pairs:
+            key = f"{scene}/{pair.name}"
+            if key not in cached:
+                kf_a, feats_a = prepared(pair.image0, pair.K0)
+                kf_b, feats_b = prepared(pair.image1, pair.K1)
+                corr, _ = match_keyframes(matcher, kf_a, kf_b, feats_a, feats_b)
+                cached[key] = measure(corr, geometry_conf)
+                fresh += 1
+                if fresh % 50 == 0:
+                    log(
+                        f"  measured {fresh} new pairs ({len(samples) + 1}/{total}), "
+                        f"{time.perf_counter() - started:.0f} s"
+                    )
+                    if cache is not None:
+                        _write_cache(cache, cached)
+            samples.append(Sample(scene, pair, cached[key]))
+    if cache is not None and fresh:
+        _write_cache(cache, cached)
+    return samples
+
+
+def _write_cache(cache: Path, cached: dict[str, Measurement]) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(cached))
+
+
+# -- fitting --------------------------------------------------------------------------------
+
+
+def fixed_gate_settings() -> dict[str, Any]:
+    """The gate's settings that are not fitted (core.gate.GateConf defaults), stored with the
+    fitted ones so a trust file is complete on its own."""
+    conf = GateConf()
+    return {
+        "max_rotation_sigma_deg": conf.max_rotation_sigma_deg,
+        "min_inliers": conf.min_inliers,
+        "min_model_support": conf.min_model_support,
+        "reject_degeneracies": list(conf.reject_degeneracies),
+    }
+
+
+def resolved_conf(trust: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `judge` conf of a trust record (as core.twoview.resolve_conf would build it)."""
+    return {
+        "gate": dict(trust["gate"]),
+        "covariance": {**DEFAULT_COVARIANCE_CONF, **trust["covariance"]},
+    }
+
+
+def _scene_weights(samples: Sequence[Sample]) -> np.ndarray:
+    """Weights giving every scene the same total (a 1000-pair scene must not decide alone)."""
+    scenes = [s.scene for s in samples]
+    counts = {name: scenes.count(name) for name in set(scenes)}
+    weights = np.array([1.0 / counts[name] for name in scenes])
+    return weights * len(samples) / weights.sum()
+
+
+def fit_support_model(
+    samples: Sequence[Sample], rotation_errors: np.ndarray, l2: float = 1.0
+) -> tuple[float, dict[str, float]]:
+    """(bias, weights) of P(rotation error >= WRONG_DEG): L2-regularised logistic regression on
+    standardised features, scenes weighted equally."""
+    from scipy.optimize import minimize
+
+    names = list(SUPPORT_FEATURES)
+    X = np.array([[s.measurement.features[n] for n in names] for s in samples])
+    y = (rotation_errors >= WRONG_DEG).astype(float)
+    weights = _scene_weights(samples)
+    mean, std = X.mean(axis=0), np.maximum(X.std(axis=0), 1e-6)
+    Z = (X - mean) / std
+
+    def loss(w: np.ndarray) -> float:
+        z = w[0] + Z @ w[1:]
+        return float(np.sum(weights * (np.logaddexp(0.0, z) - y * z)) + l2 * w[1:] @ w[1:])
+
+    w = minimize(loss, np.zeros(len(names) + 1), method="BFGS").x
+    raw = w[1:] / std
+    bias = float(w[0] - raw @ mean)
+    return bias, {n: float(v) for n, v in zip(names, raw)}
+
+
+def _judge_all(samples: Sequence[Sample], trust: dict[str, Any]) -> list[TwoViewEstimate]:
+    conf = resolved_conf(trust)
+    return [judge(s.measurement, conf) for s in samples]
+
+
+def fit_trust(
+    samples: Sequence[Sample],
+    max_false_share: float = 0.02,
+    target_coverage: float = 0.95,
+    gate_defaults: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Gate weights, acceptance threshold and covariance calibration fitted on `samples`.
+
+    1. support model on every pair with a pose (label: rotation error >= 5 deg);
+    2. the largest P(wrong) threshold whose accepted training answers have at most
+       `max_false_share` (scene-weighted) off by >= 5 deg;
+    3. the covariance inflation and rotation floor with the smallest median rotation std among
+       those putting >= `target_coverage` of the accepted answers' rotation errors inside the
+       95% region; then the translation-direction floor likewise (2 dof, observable only).
+    """
+    posed = [s for s in samples if s.measurement.R is not None]
+    rot_err = np.array([s.rotation_error_deg for s in posed])
+    bias, weights = fit_support_model(posed, rot_err)
+    gate = {**(gate_defaults or {}), "bias": bias, "weights": weights}
+    # Every criterion but the rotation std, which waits for the calibrated covariance.
+    conf = GateConf.from_dict({**gate, "max_p_wrong": 1.0})
+    p_wrong = np.array([probability_wrong(s.measurement.features, conf) for s in posed])
+    supported = np.array(
+        [
+            s.measurement.degeneracy not in conf.reject_degeneracies
+            and s.measurement.features["model_support"] >= conf.min_model_support
+            and s.measurement.num_inliers >= conf.min_inliers
+            for s in posed
+        ]
+    )
+    sample_weights = _scene_weights(posed)
+    gate["max_p_wrong"] = P_WRONG_THRESHOLDS[0]
+    for threshold in P_WRONG_THRESHOLDS:
+        accepted = supported & (p_wrong <= threshold)
+        wrong = rot_err >= WRONG_DEG
+        if accepted.any() and np.average(wrong[accepted], weights=sample_weights[accepted]) <= (
+            max_false_share
+        ):
+            gate["max_p_wrong"] = threshold
+    accepted = supported & (p_wrong <= gate["max_p_wrong"])
+    covariance = fit_covariance([s for s, a in zip(posed, accepted) if a], target_coverage)
+    return {"gate": gate, "covariance": covariance}
+
+
+def _error_vectors(samples: Sequence[Sample]):
+    """Per sample: rotation error vector w (R_true = exp([w]x) R_est) with the rotation block
+    of the Gauss-Newton covariance, and, where the translation is observable, the direction
+    error in the tangent basis of t with its [2 x 2] block (core.covariance conventions)."""
+    rot_w, rot_cov, trans_d, trans_cov = [], [], [], []
+    for s in samples:
+        m = s.measurement
+        rot_w.append(so3_log(s.pair.R_0to1.T @ m.R.T))
+        rot_cov.append(m.cov_gn if m.basis is None else m.cov_gn[2:, 2:])
+        if m.basis is not None:
+            t_true = _true_t_b_in_a(s)
+            t_true = t_true / np.linalg.norm(t_true)
+            angle = math.acos(float(np.clip(m.t @ t_true, -1.0, 1.0)))
+            tangent = t_true - (m.t @ t_true) * m.t
+            norm = float(np.linalg.norm(tangent))
+            trans_d.append(m.basis.T @ (tangent * (angle / norm if norm > 1e-12 else 0.0)))
+            trans_cov.append(m.cov_gn[:2, :2])
+    return (
+        np.array(rot_w),
+        np.array(rot_cov),
+        np.array(trans_d).reshape(-1, 2),
+        np.array(trans_cov).reshape(-1, 2, 2),
+    )
+
+
+def _inside(errors: np.ndarray, blocks: np.ndarray, bound: float) -> np.ndarray:
+    """[N] bool: e_i^T blocks_i^-1 e_i < bound."""
+    solved = np.linalg.solve(blocks, errors[..., None])[..., 0]
+    return np.sum(errors * solved, axis=1) < bound
+
+
+def _worst_scene_coverage(inside: np.ndarray, scenes: np.ndarray, min_answers: int) -> float:
+    """The smallest per-scene share inside (scenes with at least `min_answers` answers; all
+    answers pooled when no scene has that many)."""
+    shares = [
+        inside[scenes == s].mean() for s in np.unique(scenes) if (scenes == s).sum() >= min_answers
+    ]
+    return float(min(shares)) if shares else float(inside.mean())
+
+
+def fit_covariance(
+    samples: Sequence[Sample], target_coverage: float = 0.95, min_answers: int = 10
+) -> dict[str, float]:
+    """Inflation and floors (see fit_trust, step 3): the coverage that must reach the target is
+    the worst training scene's, so the calibration holds on each scene rather than on average;
+    the defaults when there is nothing to fit."""
+    fitted = {"inflation": 1.0, "rotation_floor_deg": 0.0, "translation_floor_deg": 0.0}
+    if not samples:
+        return fitted
+    rot_w, rot_cov, trans_d, trans_cov = _error_vectors(samples)
+    scenes = np.array([s.scene for s in samples])
+    eye3 = np.eye(3)
+    best = None
+    for inflation in INFLATIONS:
+        for floor in ROTATION_FLOORS_DEG:
+            blocks = inflation * rot_cov + math.radians(floor) ** 2 * eye3
+            coverage = _worst_scene_coverage(
+                _inside(rot_w, blocks, CHI2_95_3DOF), scenes, min_answers
+            )
+            sigma = float(np.median(np.sqrt(np.linalg.eigvalsh(blocks)[:, -1])))
+            # Calibrated candidates first (smallest spread wins), then the best-covering one.
+            score = (0, sigma) if coverage >= target_coverage else (1, -coverage)
+            if best is None or score < best[0]:
+                best = (score, inflation, floor)
+    fitted["inflation"], fitted["rotation_floor_deg"] = best[1], best[2]
+    observable = np.array([s.measurement.basis is not None for s in samples])
+    if observable.any():
+        for floor in TRANSLATION_FLOORS_DEG:
+            blocks = fitted["inflation"] * trans_cov + math.radians(floor) ** 2 * np.eye(2)
+            inside = _inside(trans_d, blocks, CHI2_95_2DOF)
+            fitted["translation_floor_deg"] = floor
+            if _worst_scene_coverage(inside, scenes[observable], min_answers) >= target_coverage:
+                break
+    return fitted
+
+
+def _true_t_b_in_a(sample: Sample) -> np.ndarray:
+    """Ground-truth translation of B in A (p_A = R p_B + t) of a pair x_1 = R_0to1 x_0 + t_0to1."""
+    return -sample.pair.R_0to1.T @ sample.pair.t_0to1
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+
+@dataclass
+class TrustReport:
+    """What a SLAM back end would see on a set of pairs."""
+
+    pairs: int
+    pairs_under_50: int
+    accepted_under_50: int
+    success: int
+    off_5: int
+    off_15: int
+    inside_rotation: int
+    translation_observable: int
+    inside_translation: int
+
+    def row(self) -> dict[str, Any]:
+        def share(a: int, b: int) -> float:
+            return a / b if b else float("nan")
+
+        return {
+            "pairs": self.pairs,
+            "accept<50": share(self.accepted_under_50, self.pairs_under_50),
+            "success": self.success,
+            ">5deg": share(self.off_5, self.success),
+            ">15deg": share(self.off_15, self.success),
+            "in95%R": share(self.inside_rotation, self.success),
+            "in95%t": share(self.inside_translation, self.translation_observable),
+        }
+
+    def __add__(self, other: "TrustReport") -> "TrustReport":
+        return TrustReport(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
+
+
+def evaluate(samples: Sequence[Sample], trust: dict[str, Any]) -> TrustReport:
+    """Acceptance, errors of the SUCCESS answers and covariance coverage under `trust`."""
+    counts = dict.fromkeys(TrustReport.__dataclass_fields__, 0)
+    counts["pairs"] = len(samples)
+    for sample, estimate in zip(samples, _judge_all(samples, trust)):
+        under_50 = sample.rotation_deg < 50.0
+        counts["pairs_under_50"] += under_50
+        if not estimate.accepted:
+            continue
+        counts["accepted_under_50"] += under_50
+        rot_err = sample.rotation_error_deg
+        counts["success"] += 1
+        counts["off_5"] += rot_err > 5.0
+        counts["off_15"] += rot_err > 15.0
+        pose = estimate.pose
+        counts["inside_rotation"] += (
+            rotation_mahalanobis2(pose.covariance, pose.R, sample.pair.R_0to1.T) < CHI2_95_3DOF
+        )
+        if estimate.translation_observable:
+            counts["translation_observable"] += 1
+            counts["inside_translation"] += (
+                translation_direction_mahalanobis2(pose.covariance, pose.t, _true_t_b_in_a(sample))
+                < CHI2_95_2DOF
+            )
+    return TrustReport(**{k: int(v) for k, v in counts.items()})
+
+
+def leave_one_scene_out(
+    samples: Sequence[Sample], **fit_options
+) -> dict[str, tuple[TrustReport, dict[str, Any]]]:
+    """Held-out scene -> (report on it, numbers fitted on all other scenes)."""
+    out = {}
+    for scene in dict.fromkeys(s.scene for s in samples):
+        train = [s for s in samples if s.scene != scene]
+        test = [s for s in samples if s.scene == scene]
+        trust = fit_trust(train, **fit_options)
+        out[scene] = (evaluate(test, trust), trust)
+    return out

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Fit each matcher's gate and covariance, leaving one scene out, and ship the numbers.
+
+For every matcher: match and measure every corpus pair once (cached in the run folder, never
+committed), then for each scene fit on all the other scenes and report on it (acceptance of
+pairs under 50 deg, share of SUCCESS answers off by > 5 and > 15 deg, share of rotation and
+translation-direction errors inside the 95% region of the returned covariance). Finally fit on
+all scenes and, with --write, store the numbers in posecrafter_ros/core/matching/trust/<name>.json.
+
+    python scripts/calibrate_trust.py [--matchers orb xfeat_lighterglue ...] [--write]
+        [--strecha ../shared/data/strecha] [--templering ../shared/data/templering_sequence]
+        [--posed-pairs ../shared/data/posed_pairs_fixture] [--run-dir runs/trust]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from posecrafter_ros.core.matching import matcher_class
+from posecrafter_ros.core.twoview import TRUST_DIR
+from posecrafter_ros.eval.trust import (
+    TrustReport,
+    evaluate,
+    fit_trust,
+    fixed_gate_settings,
+    leave_one_scene_out,
+    load_corpus,
+    measure_corpus,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent.parent / "shared" / "data"
+COLUMNS = ("pairs", "accept<50", "success", ">5deg", ">15deg", "in95%R", "in95%t")
+
+
+def format_row(label: str, report: TrustReport) -> str:
+    row = report.row()
+    cells = [f"{row[c]:>8d}" if isinstance(row[c], int) else f"{row[c]:8.3f}" for c in COLUMNS]
+    return f"{label:>18s} " + " ".join(cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--matchers", nargs="+", default=["orb"])
+    parser.add_argument("--strecha", type=Path, default=SHARED / "strecha")
+    parser.add_argument("--templering", type=Path, default=SHARED / "templering_sequence")
+    parser.add_argument("--posed-pairs", type=Path, default=SHARED / "posed_pairs_fixture")
+    parser.add_argument("--max-rotation", type=float, default=120.0)
+    parser.add_argument("--max-pairs-per-scene", type=int, default=250)
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "trust")
+    parser.add_argument("--write", action="store_true", help="write the all-scene fit")
+    args = parser.parse_args(argv)
+
+    def existing(path: Path) -> Path | None:
+        return path if path.exists() else None
+
+    corpus = load_corpus(
+        existing(args.strecha),
+        existing(args.templering),
+        existing(args.posed_pairs),
+        args.max_rotation,
+        args.max_pairs_per_scene,
+    )
+    print("corpus: " + ", ".join(f"{name} {len(pairs)} pairs" for name, pairs in corpus.items()))
+    for name in args.matchers:
+        matcher_conf = {"name": name, **matcher_class(name).default_conf}
+        tag = f"{name}-side{matcher_conf['max_side']}-rot{args.max_rotation:g}"
+        samples = measure_corpus(corpus, {"name": name}, args.run_dir / f"{tag}.pkl")
+        print(f"\n== {name} (max_side {matcher_conf['max_side']}), held-out scene rows")
+        print(f"{'held-out scene':>18s} " + " ".join(f"{c:>8s}" for c in COLUMNS))
+        held_out = leave_one_scene_out(samples, gate_defaults=fixed_gate_settings())
+        pooled = None
+        for scene, (report, _) in held_out.items():
+            print(format_row(scene, report))
+            pooled = report if pooled is None else pooled + report
+        print(format_row("all held-out", pooled))
+        trust = fit_trust(samples, gate_defaults=fixed_gate_settings())
+        print(f"fitted on all scenes: {json.dumps(trust)}")
+        print(format_row("in-sample (info)", evaluate(samples, trust)))
+        if args.write:
+            record = {
+                "matcher": matcher_conf,
+                **trust,
+                "corpus": {scene: len(pairs) for scene, pairs in corpus.items()},
+                "held_out": {scene: report.row() for scene, (report, _) in held_out.items()},
+                "held_out_all": pooled.row(),
+                "command": "python scripts/calibrate_trust.py " + " ".join(argv or sys.argv[1:]),
+            }
+            TRUST_DIR.mkdir(parents=True, exist_ok=True)
+            path = TRUST_DIR / f"{name}.json"
+            path.write_text(json.dumps(record, indent=1) + "\n")
+            print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
