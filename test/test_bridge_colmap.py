@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +59,11 @@ def test_colmap_reports_views_that_do_not_connect(ring):
     with pytest.raises(EstimationError) as info:
         ColmapMultiViewPose().estimate([keyframes[0], keyframes[12]], RunContext())
     assert info.value.status == Status.INSUFFICIENT_OVERLAP
-    assert "do not connect" in info.value.message
+    # Either the verified view graph is split, or (when a weak pair does verify) the mapper
+    # cannot put both ends into one model: both are the same refusal, said with its reason.
+    assert re.search(
+        r"do not connect|could not register the first and the last view", info.value.message
+    )
 
 
 def test_colmap_with_learned_matching(walk):
