@@ -20,20 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.types import Status
 from ..eval.datasets import DatasetError
 from ..eval.frames import read_rgb
 
-STATUS_NAMES = {
-    0: "SUCCESS",
-    1: "INVALID_REQUEST",
-    2: "KEYFRAME_NOT_FOUND",
-    3: "INSUFFICIENT_OVERLAP",
-    4: "MODEL_UNAVAILABLE",
-    5: "BUSY",
-    6: "TIMEOUT",
-    7: "CANCELED",
-    8: "INTERNAL_ERROR",
-}
+STATUS_NAMES = {status.value: status.name for status in Status}
 
 
 def read_camera_info(path: Path) -> np.ndarray:

@@ -15,6 +15,8 @@ Every callback turns every failure into a status; no exception escapes to the ex
 from __future__ import annotations
 
 import collections
+import gc
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,7 +30,9 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..action import EstimateRelativePose as EstimateRelativePoseAction
@@ -76,6 +80,21 @@ PARAMETERS = {
         "child frame = B's frame + this suffix (avoids TF conflicts)",
     ),
     "diagnostics_period_sec": (1.0, "period of the /diagnostics publication"),
+    "bridge.executor": (
+        "local",
+        "local: the bridge runs in this node; ray: on a pool of Ray actors (shared GPU pool)",
+    ),
+    "bridge.ray_address": (
+        "",
+        "Ray cluster head HOST:PORT, or auto ('' = a private local Ray instance)",
+    ),
+    "bridge.ray_namespace": ("posecrafter", "Ray namespace of the pool's named actors"),
+    "bridge.pool_size": (1, "bridge actors in the pool (each holds the generative models)"),
+    "bridge.gpus_per_worker": (0.0, "GPUs each bridge actor reserves"),
+    "bridge.startup_timeout_sec": (
+        600.0,
+        "how long start-up waits for the pool's actors to load their models",
+    ),
 }
 CHECKPOINT_SLOTS = {  # parameter -> profile stage slots it fills
     "checkpoints.dynamicrafter": ("interpolator",),
@@ -84,17 +103,52 @@ CHECKPOINT_SLOTS = {  # parameter -> profile stage slots it fills
 }
 
 
-class PoseCrafterNode(Node):
-    def __init__(self, **kwargs):
-        super().__init__("posecrafter", **kwargs)
+class PoseCrafterServer:
+    """The service, action, topics and diagnostics of a posecrafter node, over an rclpy Node
+    (posecrafter_node) or LifecycleNode (posecrafter_lifecycle_node).
+
+    The node class calls, in order: `declare_parameters_from_table` (construction), `load` (the pipeline
+    and its models), `open_interfaces` and `open_subscriptions` (serving); and the reverse
+    `close_subscriptions`, `close_interfaces`, `unload`. Requests that arrive while
+    `accepting` is False are answered INACTIVE.
+    """
+
+    pipeline: Pipeline | None = None
+    accepting = True
+
+    def declare_parameters_from_table(self) -> None:
         for name, (default, description) in PARAMETERS.items():
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self._interfaces: list = []
+        self._subscriptions_open: list = []
+        self._remote_bridge = None
+
+    def load(self) -> None:
+        """Build the pipeline (models, checkpoints; or connect to the Ray bridge pool)."""
         p = self.param
         if p("torch_num_threads") > 0:
             import torch
 
             torch.set_num_threads(p("torch_num_threads"))
-        self.pipeline = Pipeline.from_profile(p("profile"), self._profile_overrides()).load()
+        overrides = self._profile_overrides()
+        pipeline = Pipeline.from_profile(p("profile"), overrides)
+        executor = p("bridge.executor")
+        if executor == "ray":
+            from ..remote_bridge import RayBridgePool
+
+            self._remote_bridge = RayBridgePool(
+                p("profile"),
+                overrides,
+                pool_size=p("bridge.pool_size"),
+                address=p("bridge.ray_address"),
+                namespace=p("bridge.ray_namespace"),
+                gpus_per_worker=p("bridge.gpus_per_worker"),
+            )
+            pipeline.remote_bridge = self._remote_bridge
+            self._remote_bridge.wait_ready(p("bridge.startup_timeout_sec"))
+        elif executor != "local":
+            raise ValueError(f"bridge.executor must be 'local' or 'ray', got {executor!r}")
+        self.pipeline = pipeline.load()
         for stage, state in self.pipeline.describe().items():
             self.get_logger().info(f"stage {stage}: {state}")
         self.buffer = KeyframeBuffer(
@@ -108,12 +162,32 @@ class PoseCrafterNode(Node):
         self._last_latency = 0.0
         self._lock = threading.Lock()
 
+    def unload(self) -> None:
+        """Free the models (and their GPU memory) and the buffer."""
+        self.pipeline = None
+        self.buffer = None
+        if self._remote_bridge is not None:
+            self._remote_bridge.close()
+            self._remote_bridge = None
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def destroy_node(self) -> None:
+        if self._remote_bridge is not None:  # disconnect from Ray (the pool's actors stay)
+            self._remote_bridge.close()
+        super().destroy_node()
+
+    def open_interfaces(self) -> None:
+        """The service, the action, the publishers and the diagnostics timer."""
+        p = self.param
         work = ReentrantCallbackGroup()
-        topics = MutuallyExclusiveCallbackGroup()
-        self.create_service(
+        self._topics_group = MutuallyExclusiveCallbackGroup()
+        service = self.create_service(
             EstimateRelativePose, "~/estimate_relative_pose", self._on_service, callback_group=work
         )
-        self._action = ActionServer(
+        action = ActionServer(
             self,
             EstimateRelativePoseAction,
             "~/estimate_relative_pose",
@@ -122,15 +196,6 @@ class PoseCrafterNode(Node):
             cancel_callback=lambda _: CancelResponse.ACCEPT,
             callback_group=work,
         )
-        # Best effort matches every publisher; reliable (for replay) only reliable ones but loses nothing.
-        image_qos = QoSProfile(depth=20) if p("buffer.reliable") else qos_profile_sensor_data
-        self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=topics
-        )
-        self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=topics)
-        self.create_subscription(
-            KeyframeMsg, "keyframes", self._on_keyframe, QoSProfile(depth=50), callback_group=topics
-        )
         self._result_pub = self.create_publisher(PoseWithCovarianceStamped, "~/result", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf_pub = None
@@ -138,11 +203,56 @@ class PoseCrafterNode(Node):
             from tf2_msgs.msg import TFMessage
 
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
-        self.create_timer(
-            max(0.05, p("diagnostics_period_sec")), self._publish_diagnostics, callback_group=topics
+        timer = self.create_timer(
+            max(0.05, p("diagnostics_period_sec")),
+            self._publish_diagnostics,
+            callback_group=self._topics_group,
         )
-        service = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
-        self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {service}")
+        self._interfaces = [service, action, self._result_pub, self._diag_pub, timer]
+        if self._tf_pub is not None:
+            self._interfaces.append(self._tf_pub)
+        name = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
+        self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {name}")
+
+    def close_interfaces(self) -> None:
+        for entity in self._interfaces:
+            if isinstance(entity, ActionServer):
+                entity.destroy()
+            elif isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            elif isinstance(entity, Publisher):
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_service(entity)
+        self._interfaces = []
+
+    def open_subscriptions(self) -> None:
+        """The image, camera_info and keyframes topics that fill the keyframe buffer."""
+        # Best effort matches every publisher; reliable (for replay) only reliable ones but loses nothing.
+        image_qos = (
+            QoSProfile(depth=20) if self.param("buffer.reliable") else qos_profile_sensor_data
+        )
+        group = self._topics_group
+        self._subscriptions_open = [
+            self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=group
+            ),
+            self.create_subscription(
+                Image, "image", self._on_image, image_qos, callback_group=group
+            ),
+            self.create_subscription(
+                KeyframeMsg,
+                "keyframes",
+                self._on_keyframe,
+                QoSProfile(depth=50),
+                callback_group=group,
+            ),
+        ]
+
+    def close_subscriptions(self) -> None:
+        for subscription in self._subscriptions_open:
+            self.destroy_subscription(subscription)
+        self._subscriptions_open = []
 
     def param(self, name: str):
         return self.get_parameter(name).value
@@ -242,7 +352,12 @@ class PoseCrafterNode(Node):
         """Shared body of the service and the action: fills `response`, never raises."""
         started = time.monotonic()
         a = None
-        if not self._slots.acquire(blocking=False):
+        if not self.accepting:
+            result = EstimateResult(
+                Status.INACTIVE,
+                "the node is inactive (lifecycle state 'inactive'): it serves once activated",
+            )
+        elif not self._slots.acquire(blocking=False):
             result = EstimateResult(
                 Status.BUSY,
                 f"all {self.param('max_concurrent_requests')} request slots are busy; retry later",
@@ -366,11 +481,23 @@ class PoseCrafterNode(Node):
         self._diag_pub.publish(array)
 
 
-def main(args: list[str] | None = None) -> None:
+class PoseCrafterNode(PoseCrafterServer, Node):
+    """posecrafter_node: loads its models at start and serves until it is stopped."""
+
+    def __init__(self, **kwargs):
+        super().__init__("posecrafter", **kwargs)
+        self.declare_parameters_from_table()
+        self.load()
+        self.open_interfaces()
+        self.open_subscriptions()
+
+
+def spin(node_class: type, args: list[str] | None = None) -> None:
+    """Run a posecrafter node class until Ctrl-C or an external shutdown."""
     rclpy.init(args=args)
     node = None
     try:
-        node = PoseCrafterNode()
+        node = node_class()
         executor = MultiThreadedExecutor(
             num_threads=max(4, node.param("max_concurrent_requests") + 3)
         )
@@ -383,6 +510,10 @@ def main(args: list[str] | None = None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def main(args: list[str] | None = None) -> None:
+    spin(PoseCrafterNode, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""A real Ray cluster of separate processes on loopback, for the tests: a head node and one
+worker node, each a `ray start --block` in its own process group, every port chosen free and
+the session files in a private temp dir (other Ray users on this machine are not touched).
+Stopped by process group; `stop` then checks that none of its processes is left."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+RAY = Path(sys.executable).parent / "ray"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class LocalRayCluster:
+    def __init__(self, head_cpus: int = 1, worker_cpus: int = 1):
+        self.head_cpus, self.worker_cpus = head_cpus, worker_cpus
+        self.temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # socket paths must be short
+        self.procs: list[subprocess.Popen] = []
+        self.address = ""
+
+    def _node_args(self, cpus: int) -> list[str]:
+        node_manager, object_manager, agent_grpc, agent_http, metrics, runtime_env, lo = free_ports(
+            7
+        )
+        return [
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={cpus}",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+            f"--node-manager-port={node_manager}",
+            f"--object-manager-port={object_manager}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--dashboard-agent-listen-port={agent_http}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env}",
+            f"--min-worker-port={lo}",
+            f"--max-worker-port={lo + 40}",
+        ]
+
+    def _spawn(self, args: list[str], log_name: str) -> None:
+        log = open(Path(self.temp_dir) / log_name, "w")
+        self.procs.append(
+            subprocess.Popen(
+                [str(RAY), "start", *args], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )  # fmt: skip
+
+    def start(self, timeout: float = 120.0) -> str:
+        (port,) = free_ports(1)
+        self.address = f"127.0.0.1:{port}"
+        head = [
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--temp-dir={self.temp_dir}",
+            *self._node_args(self.head_cpus),
+        ]
+        self._spawn(head, "head.log")
+        self._wait_started("head.log", timeout)
+        self._spawn([f"--address={self.address}", *self._node_args(self.worker_cpus)], "worker.log")
+        self._wait_started("worker.log", timeout)
+        return self.address
+
+    def _wait_started(self, log_name: str, timeout: float) -> None:
+        """Until `ray start` reports its node up (it prints this once the node is registered)."""
+        log = Path(self.temp_dir) / log_name
+        deadline = time.monotonic() + timeout
+        while "Ray runtime started" not in log.read_text():
+            if any(proc.poll() is not None for proc in self.procs):
+                raise RuntimeError(f"ray start exited early:\n{self.logs()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Ray node not up within {timeout} s:\n{self.logs()}")
+            time.sleep(0.2)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(Path(self.temp_dir).glob("*.log")))
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this cluster (by its session dir or its process group)."""
+        groups = {p.pid for p in self.procs}
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            try:
+                cmdline = " ".join(proc.info["cmdline"] or [])
+                if self.temp_dir in cmdline or os.getpgid(proc.pid) in groups:
+                    found.append(proc)
+            except (psutil.Error, ProcessLookupError):
+                continue
+        return found
+
+    def stop(self) -> list[str]:
+        """Stop every process of the cluster; returns the command lines of any that had to be
+        killed after the process groups were gone (none, when `ray start` cleans up)."""
+        # SIGTERM to every process of a node, then SIGKILL to what is left of the group
+        # (some of Ray's agents take ~30 s to honour SIGTERM).
+        for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+            for proc in reversed(self.procs):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while any(proc.poll() is None for proc in self.procs) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if all(proc.poll() is not None for proc in self.procs) and not self.processes():
+                break
+        deadline = time.monotonic() + 15
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        leftovers = []
+        for proc in self.processes():
+            try:
+                leftovers.append(" ".join(proc.cmdline()))
+                proc.kill()
+            except psutil.Error:
+                pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        return leftovers
