@@ -22,6 +22,8 @@ import hashlib
 import itertools
 import json
 import logging
+import os
+import socket
 import threading
 import uuid
 from collections.abc import Sequence
@@ -37,8 +39,6 @@ from .core.types import (
     Status,
 )
 
-logger = logging.getLogger(__name__)
-
 DEFAULT_NAMESPACE = "posecrafter"
 # Calls an actor serves at once: its one bridge, plus refusals, progress and cancel calls.
 ACTOR_CONCURRENCY = 16
@@ -52,6 +52,7 @@ class BridgeWorker:
 
     def __init__(self, profile: str, overrides: dict):
         self.pipeline = Pipeline.from_profile(profile, overrides).load()
+        self.where = f"Ray worker {socket.gethostname()} pid {os.getpid()}"  # in its answers
         self._slot = threading.Lock()
         self._running: dict[str, RunContext] = {}
         self._progress: dict[str, tuple[str, float]] = {}
@@ -82,6 +83,7 @@ class BridgeWorker:
                 result = self.pipeline.run_bridge(a, b, ctx, diag, sequence)
             except Exception as err:  # Canceled, BudgetExceeded or a stage's failure
                 result = failure_result(err, ctx.stage)
+            result.message += f" [{self.where}]"
             result.diagnostics = diag
             return result
         finally:
@@ -233,7 +235,14 @@ class RayBridgePool:
                         ctx.begin_stage(stage, *STAGE_SPANS[stage])
                     ctx.report(stage_progress)
                 ctx.check()
-            except (Canceled, BudgetExceeded):
+            except (Canceled, BudgetExceeded) as err:
                 actor.cancel.remote(request_id)
-                ray.wait([ref], timeout=CANCEL_GRACE_SEC)
-                raise
+                if not ray.wait([ref], timeout=CANCEL_GRACE_SEC)[0]:
+                    outcome = f"the remote work did not stop within {CANCEL_GRACE_SEC:g} s"
+                else:
+                    try:
+                        remote = ray.get(ref)
+                        outcome = f"the remote work ended {remote.status.name}: {remote.message}"
+                    except ray.exceptions.RayError as failed:
+                        outcome = f"the remote work failed: {type(failed).__name__}"
+                raise type(err)(f"{err} ({outcome})") from None

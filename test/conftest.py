@@ -64,7 +64,7 @@ def start_node(tmp_path_factory, rclpy_context):
 
     started = []
 
-    def _start(ros_args: list[str] | None = None, namespace: str = ""):
+    def _start(ros_args: list[str] | None = None, namespace: str = "", timeout: float = 60.0):
         log = tmp_path_factory.mktemp("node") / "node.log"
         args = (
             ros_args
@@ -74,7 +74,7 @@ def start_node(tmp_path_factory, rclpy_context):
         node = NodeProcess(args, namespace or f"/t{len(started)}", log)
         client = PoseCrafterClient(service=node.service)
         started.append((node, client))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while not client.wait(1.0):
             if node.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"node did not come up:\n{node.log()}")

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""What Ray costs and gives: evaluation throughput, scheduling overhead, remote-bridge round trip.
+
+  python scripts/bench_ray.py                        # a local Ray instance, started and stopped
+  python scripts/bench_ray.py --ray-address HEAD:6379  # a running cluster
+
+1. Evaluation throughput (pairs/s) of the same pairs and rows run locally and with the ray
+   executor with 1 and 2 workers (worker start-up, which builds the rows, timed apart).
+2. Scheduling overhead per pair: a row that does nothing, so a pair costs only its image
+   reads; ray executor seconds per pair minus local seconds per pair.
+3. Remote-bridge round trip: the same bridge (`--profile`, default `cpu`: the oracle bridge,
+   FMS + multi-view pose over real in-between frames) run in-process by `Pipeline.run_bridge`
+   and through a one-actor RayBridgePool; the difference of the medians is the overhead
+   (serialising the keyframes, the call, progress polling, the answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLE = REPO / "test" / "data" / "eval" / "templering"
+
+
+class NoopRow:
+    """Answers nothing at once: what is left of a pair's time is reading it and scheduling."""
+
+    name = "noop"
+    needs_between = False
+    skip_reason = None
+
+    def estimate(self, a, b, between=None):
+        from posecrafter_ros.eval.rows import RowOutcome
+
+        return RowOutcome(None, None, "noop", "noop")
+
+
+def noop_rows():
+    return [NoopRow()], {}
+
+
+def timed_evaluation(executor) -> tuple[float, float, int]:
+    """(start-up seconds, run seconds, pairs) of one executor over all its items."""
+    from posecrafter_ros.eval.executors import run_evaluation
+
+    started = time.perf_counter()
+    with executor:
+        ready = time.perf_counter()
+        with _scratch_csv() as path:
+            run_evaluation(executor, path, progress=False)
+        done = time.perf_counter()
+    return ready - started, done - ready, len(executor.items)
+
+
+class _scratch_csv:
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory()
+        return Path(self._dir.name) / "pairs.csv"
+
+    def __exit__(self, *exc) -> None:
+        self._dir.cleanup()
+
+
+def bench_evaluation(items, make_rows, address: str | None) -> dict[str, float]:
+    from posecrafter_ros.eval.executors import LocalExecutor, RayExecutor
+
+    per_pair = {}
+    startup, seconds, n = timed_evaluation(LocalExecutor(make_rows, items))
+    per_pair["local"] = seconds / n
+    print(f"  local       start-up {startup:6.2f} s, {n} pairs in {seconds:6.2f} s: "
+          f"{n / seconds:6.2f} pairs/s")  # fmt: skip
+    for workers in (1, 2):
+        executor = RayExecutor(make_rows, items, workers=workers, address=address)
+        startup, seconds, n = timed_evaluation(executor)
+        per_pair[f"ray{workers}"] = seconds / n
+        print(f"  ray x{workers}      start-up {startup:6.2f} s, {n} pairs in {seconds:6.2f} s: "
+              f"{n / seconds:6.2f} pairs/s")  # fmt: skip
+    return per_pair
+
+
+def bench_bridge(profile: str, address: str | None, runs: int) -> None:
+    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.core.types import Diagnostics, RunContext
+    from posecrafter_ros.eval.datasets import load_dataset, make_pair
+    from posecrafter_ros.eval.runner import dataset_items
+    from posecrafter_ros.remote_bridge import RayBridgePool
+
+    dataset = load_dataset(REPO / "test" / "data" / "templering")
+    # Consecutive views along the ring, 6 apart: a pair the direct path alone does not trust.
+    pair = make_pair(dataset.views[20], dataset.views[26], index0=20, index1=26)
+    item = dataset_items(dataset, [pair], max_side=320, max_between=16)[0]
+    a, b = item.load()
+    between = item.load_between()
+    print(f"  pair: views 20-26, {len(between)} frames between, profile {profile!r}")
+
+    def run(bridge) -> float:
+        started = time.perf_counter()
+        result = bridge.run_bridge(a, b, RunContext(), Diagnostics(), between)
+        elapsed = time.perf_counter() - started
+        assert result.status.name in ("SUCCESS", "INSUFFICIENT_OVERLAP"), result.message
+        return elapsed
+
+    local = Pipeline.from_profile(profile).load()
+    run(local)  # warm-up (lazy imports, first allocations)
+    here = [run(local) for _ in range(runs)]
+    pool = RayBridgePool(profile, {}, pool_size=1, address=address or "")
+    try:
+        pool.wait_ready(600)
+        run(pool)
+        remote = [run(pool) for _ in range(runs)]
+    finally:
+        pool.close()
+    here_med, remote_med = statistics.median(here), statistics.median(remote)
+    print(f"  in-process  median {here_med * 1e3:8.1f} ms over {runs} runs")
+    print(f"  Ray pool    median {remote_med * 1e3:8.1f} ms over {runs} runs")
+    print(f"  round-trip overhead {1e3 * (remote_med - here_med):+8.1f} ms per request")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--ray-address", default=None, help="a running cluster (default: local)")
+    parser.add_argument("--pairs-per-bin", type=int, default=3)
+    parser.add_argument("--rows", default="baseline,direct")
+    parser.add_argument("--profile", default="cpu", help="bridge profile for the round trip")
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+
+    import functools
+
+    from ray import cloudpickle
+
+    from posecrafter_ros.cli.eval import build_rows
+    from posecrafter_ros.eval.datasets import load_dataset
+    from posecrafter_ros.eval.runner import dataset_items
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # NoopRow for the workers
+    dataset = load_dataset(TEMPLE)
+    items = dataset_items(dataset, dataset.sample_pairs(args.pairs_per_bin, seed=0), 320)
+    rows = args.rows.split(",")
+    print(f"1. evaluation throughput, rows {rows}, {len(items)} templeRing pairs at 320 px")
+    bench_evaluation(items, functools.partial(build_rows, rows, "sift"), args.ray_address)
+    print("2. scheduling overhead: a row that does nothing (image reads only)")
+    noop = bench_evaluation(items, noop_rows, args.ray_address)
+    for workers in (1, 2):
+        overhead = noop[f"ray{workers}"] - noop["local"]
+        print(f"  ray x{workers}: {overhead * 1e3:+.1f} ms per pair against local")
+    print("3. remote-bridge round trip")
+    bench_bridge(args.profile, args.ray_address, args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
