@@ -99,21 +99,31 @@ class LocalRayCluster:
         return "\n".join(p.read_text() for p in sorted(Path(self.temp_dir).glob("*.log")))
 
     def processes(self) -> list[psutil.Process]:
-        """Every live process of this cluster (by its session dir or its process group)."""
+        """Every live process of this cluster: the `ray start` processes and their descendants
+        (raylet, GCS, agents, the workers that run actors), and any process left in their
+        process groups or naming the session dir."""
         groups = {p.pid for p in self.procs}
-        found = []
+        found: dict[int, psutil.Process] = {}
+        for proc in self.procs:
+            try:
+                root = psutil.Process(proc.pid)
+                for member in [root, *root.children(recursive=True)]:
+                    found[member.pid] = member
+            except psutil.Error:
+                continue
         for proc in psutil.process_iter(["cmdline"]):
             try:
                 cmdline = " ".join(proc.info["cmdline"] or [])
                 if self.temp_dir in cmdline or os.getpgid(proc.pid) in groups:
-                    found.append(proc)
+                    found.setdefault(proc.pid, proc)
             except (psutil.Error, ProcessLookupError):
                 continue
-        return found
+        return list(found.values())
 
     def stop(self) -> list[str]:
-        """Stop every process of the cluster; returns the command lines of any that had to be
-        killed after the process groups were gone (none, when `ray start` cleans up)."""
+        """Stop every process of the cluster; returns the command lines of any that outlived
+        their node (killed then by pid; none, when the nodes clean up after themselves)."""
+        known = self.processes()
         # SIGTERM to every process of a node, then SIGKILL to what is left of the group
         # (some of Ray's agents take ~30 s to honour SIGTERM).
         for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
@@ -125,13 +135,12 @@ class LocalRayCluster:
             deadline = time.monotonic() + grace
             while any(proc.poll() is None for proc in self.procs) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if all(proc.poll() is not None for proc in self.procs) and not self.processes():
+            if all(proc.poll() is not None for proc in self.procs):
                 break
-        deadline = time.monotonic() + 15
-        while self.processes() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # Workers notice their raylet is gone and exit by themselves: give them a moment.
+        _, alive = psutil.wait_procs(known, timeout=15)
         leftovers = []
-        for proc in self.processes():
+        for proc in alive + [p for p in self.processes() if p not in alive]:
             try:
                 leftovers.append(" ".join(proc.cmdline()))
                 proc.kill()
