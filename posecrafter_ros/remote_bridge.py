@@ -140,12 +140,16 @@ class RayBridgePool:
         self._ray = ray = import_ray()
         self.address = address
         self.poll_sec = poll_sec
-        ray.init(
-            address=address or "local",
-            namespace=namespace,
-            include_dashboard=False if not address else None,
-            logging_level=logging.WARNING,
-        )
+        if address:
+            ray.init(address=address, namespace=namespace, logging_level=logging.WARNING)
+        else:  # a private instance on loopback: nothing outside this machine needs it
+            ray.init(
+                address="local",
+                namespace=namespace,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                _node_ip_address="127.0.0.1",
+            )
         self.name = pool_name(profile, overrides)
         worker = ray.remote(BridgeWorker)
         self.actors = [

@@ -20,6 +20,12 @@ os.environ["ROS_LOCALHOST_ONLY"] = "1"
 # The test process and the node processes share 2 cores: one intra-op thread each avoids the
 # oversubscription that makes small torch models ten times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray drivers (tests, nodes) and local instances stay on loopback: with this off, Ray resolves
+# 127.0.0.1 to itself instead of to this machine's outward address (see test/ray_cluster.py).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# The test clusters live and die with the tests: no token (Ray >= 2.59 turns token auth on for
+# `ray start --head` whenever ~/.ray/auth_token exists, which any local ray.init() writes).
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
 def _ros_available() -> bool:

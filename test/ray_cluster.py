@@ -18,6 +18,11 @@ from pathlib import Path
 import psutil
 
 RAY = Path(sys.executable).parent / "ray"
+# `ray start` for a worker node, with the head address used as given (loopback stays loopback).
+WORKER_NODE = (
+    "import ray._private.services as services; services.resolve_ip_for_localhost = str; "
+    "from ray.scripts.scripts import main; main()"
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -59,12 +64,12 @@ class LocalRayCluster:
             f"--max-worker-port={lo + 40}",
         ]
 
-    def _spawn(self, args: list[str], log_name: str) -> None:
+    def _spawn(self, command: list[str], log_name: str, env: dict[str, str] | None = None) -> None:
         log = open(Path(self.temp_dir) / log_name, "w")
         self.procs.append(
             subprocess.Popen(
-                [str(RAY), "start", *args], stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
             )
         )  # fmt: skip
 
@@ -78,9 +83,14 @@ class LocalRayCluster:
             f"--temp-dir={self.temp_dir}",
             *self._node_args(self.head_cpus),
         ]
-        self._spawn(head, "head.log")
+        self._spawn([str(RAY), "start", *head], "head.log")
         self._wait_started("head.log", timeout)
-        self._spawn([f"--address={self.address}", *self._node_args(self.worker_cpus)], "worker.log")
+        # `ray start --address` refuses to join with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (the
+        # tests' loopback setting, see conftest.py) and otherwise rewrites a loopback head
+        # address to this machine's outward one; the worker node keeps the address as given.
+        join = [sys.executable, "-c", WORKER_NODE, "start", f"--address={self.address}"]
+        env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="1")
+        self._spawn([*join, *self._node_args(self.worker_cpus)], "worker.log", env)
         self._wait_started("worker.log", timeout)
         return self.address
 

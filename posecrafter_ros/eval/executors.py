@@ -28,6 +28,7 @@ RowFactory = Callable[[], "tuple[list[Row], dict[str, str]]"]
 EXECUTORS = ("local", "ray")
 # Pairs queued on each actor: the next pair is already there when one finishes.
 PAIRS_IN_FLIGHT_PER_WORKER = 2
+LOOPBACK = "127.0.0.1"
 
 
 class ExecutorError(RuntimeError):
@@ -129,6 +130,7 @@ class RayExecutor:
                 num_cpus=max(1, int(self.workers * self.cpus_per_worker + 0.999)),
                 include_dashboard=False,
                 logging_level=logging.WARNING,
+                _node_ip_address=LOOPBACK,  # a private instance: nothing outside needs it
             )
         try:
             self._check_resources()
