@@ -6,8 +6,9 @@
 
 1. Evaluation throughput (pairs/s) of the same pairs and rows run locally and with the ray
    executor with 1 and 2 workers (worker start-up, which builds the rows, timed apart).
-2. Scheduling overhead per pair: a row that does nothing, so a pair costs only its image
-   reads; ray executor seconds per pair minus local seconds per pair.
+2. Scheduling overhead per pair: synthetic pairs (two 64x64 frames made in memory) and a row
+   that does nothing, so a pair costs only its scheduling and the result's way back; ray
+   executor seconds per pair minus local seconds per pair.
 3. Remote-bridge round trip: the same bridge (`--profile`, default `cpu`: the oracle bridge,
    FMS + multi-view pose over real in-between frames) run in-process by `Pipeline.run_bridge`
    and through a one-actor RayBridgePool; the difference of the medians is the overhead
@@ -41,6 +42,22 @@ class NoopRow:
 
 def noop_rows():
     return [NoopRow()], {}
+
+
+def tiny_frames():
+    import numpy as np
+
+    from posecrafter_ros.core.types import Keyframe
+
+    frame = Keyframe(np.zeros((64, 64), np.uint8), np.diag([50.0, 50.0, 1.0]))
+    return frame, frame
+
+
+def synthetic_items(template_pairs, count: int):
+    """`count` EvalItems whose frames are made in memory (no image reads)."""
+    from posecrafter_ros.eval.runner import EvalItem
+
+    return [EvalItem(template_pairs[i % len(template_pairs)], tiny_frames) for i in range(count)]
 
 
 def timed_evaluation(executor) -> tuple[float, float, int]:
@@ -133,6 +150,10 @@ def main() -> int:
     parser.add_argument("--rows", default="baseline,direct")
     parser.add_argument("--profile", default="cpu", help="bridge profile for the round trip")
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--noop-pairs", type=int, default=200)
+    parser.add_argument(
+        "--only", choices=("eval", "overhead", "bridge"), default=None, help="one part only"
+    )
     args = parser.parse_args()
 
     import functools
@@ -147,16 +168,24 @@ def main() -> int:
     dataset = load_dataset(TEMPLE)
     items = dataset_items(dataset, dataset.sample_pairs(args.pairs_per_bin, seed=0), 320)
     rows = args.rows.split(",")
-    print(f"1. evaluation throughput, rows {rows}, {len(items)} templeRing pairs at 320 px")
-    bench_evaluation(items, functools.partial(build_rows, rows, "sift"), args.ray_address)
-    print("2. scheduling overhead: a row that does nothing (image reads only)")
-    noop = bench_evaluation(items, noop_rows, args.ray_address)
+    if args.only in (None, "eval"):
+        print(f"1. evaluation throughput, rows {rows}, {len(items)} templeRing pairs at 320 px")
+        bench_evaluation(items, functools.partial(build_rows, rows, "sift"), args.ray_address)
+    if args.only in (None, "overhead"):
+        bench_overhead(items, args)
+    if args.only in (None, "bridge"):
+        print("3. remote-bridge round trip")
+        bench_bridge(args.profile, args.ray_address, args.runs)
+    return 0
+
+
+def bench_overhead(items, args) -> None:
+    print(f"2. scheduling overhead: {args.noop_pairs} in-memory pairs, a row that does nothing")
+    noop_items = synthetic_items([item.pair for item in items], args.noop_pairs)
+    noop = bench_evaluation(noop_items, noop_rows, args.ray_address)
     for workers in (1, 2):
         overhead = noop[f"ray{workers}"] - noop["local"]
-        print(f"  ray x{workers}: {overhead * 1e3:+.1f} ms per pair against local")
-    print("3. remote-bridge round trip")
-    bench_bridge(args.profile, args.ray_address, args.runs)
-    return 0
+        print(f"  ray x{workers}: {overhead * 1e3:+.2f} ms per pair against local")
 
 
 if __name__ == "__main__":

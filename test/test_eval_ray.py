@@ -124,3 +124,10 @@ def test_a_cluster_without_the_gpus_asked_for_fails_at_once(cluster, tmp_path, c
     assert eval_cli.main([*args, "--workers", "2", "--gpus-per-worker", "1"]) == 2
     assert "need 2 GPU, the Ray cluster has 0" in capsys.readouterr().err
     assert not ray.is_initialized()
+
+
+def test_without_an_address_a_local_ray_instance_is_started_and_stopped(tmp_path):
+    args = [*ARGS, "--max-pairs", "2", "--rows", "direct", "--out", str(tmp_path)]
+    assert eval_cli.main([*args, "--executor", "ray", "--workers", "1"]) == 0
+    assert not ray.is_initialized()
+    assert len(pair_lines(tmp_path)) == 2

@@ -107,10 +107,10 @@ class PoseCrafterServer:
     """The service, action, topics and diagnostics of a posecrafter node, over an rclpy Node
     (posecrafter_node) or LifecycleNode (posecrafter_lifecycle_node).
 
-    The node class calls, in order: `declare_parameters_from_table` (construction), `load` (the pipeline
-    and its models), `open_interfaces` and `open_subscriptions` (serving); and the reverse
-    `close_subscriptions`, `close_interfaces`, `unload`. Requests that arrive while
-    `accepting` is False are answered INACTIVE.
+    The node class calls, in order: `declare_parameters_from_table` (construction), `load`
+    (the pipeline and its models), `open_interfaces` and `open_subscriptions` (serving); and
+    the reverse `close_subscriptions`, `close_interfaces`, `unload`. Requests that arrive
+    while `accepting` is False are answered INACTIVE.
     """
 
     pipeline: Pipeline | None = None
@@ -136,14 +136,19 @@ class PoseCrafterServer:
         if executor == "ray":
             from ..remote_bridge import RayBridgePool
 
-            self._remote_bridge = RayBridgePool(
-                p("profile"),
-                overrides,
-                pool_size=p("bridge.pool_size"),
-                address=p("bridge.ray_address"),
-                namespace=p("bridge.ray_namespace"),
-                gpus_per_worker=p("bridge.gpus_per_worker"),
-            )
+            address = p("bridge.ray_address")
+            try:
+                self._remote_bridge = RayBridgePool(
+                    p("profile"),
+                    overrides,
+                    pool_size=p("bridge.pool_size"),
+                    address=address,
+                    namespace=p("bridge.ray_namespace"),
+                    gpus_per_worker=p("bridge.gpus_per_worker"),
+                )
+            except Exception as err:
+                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                raise RuntimeError(f"bridge.executor ray: cannot use {where}: {err}") from err
             pipeline.remote_bridge = self._remote_bridge
             self._remote_bridge.wait_ready(p("bridge.startup_timeout_sec"))
         elif executor != "local":
