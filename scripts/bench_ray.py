@@ -114,29 +114,31 @@ def bench_bridge(profile: str, address: str | None, runs: int) -> None:
     item = dataset_items(dataset, [pair], max_side=320, max_between=16)[0]
     a, b = item.load()
     between = item.load_between()
-    print(f"  pair: views 20-26, {len(between)} frames between, profile {profile!r}")
+    print(f"  pair: views 20-26 at 320 px, profile {profile!r}")
 
-    def run(bridge) -> float:
+    def run(bridge, sequence) -> float:
         started = time.perf_counter()
-        result = bridge.run_bridge(a, b, RunContext(), Diagnostics(), between)
+        result = bridge.run_bridge(a, b, RunContext(), Diagnostics(), sequence)
         elapsed = time.perf_counter() - started
         assert result.status.name in ("SUCCESS", "INSUFFICIENT_OVERLAP"), result.message
         return elapsed
 
+    cases = [  # (what, candidate frames, runs)
+        ("no candidate frames (answered at once)", [], runs * 5),
+        (f"oracle bridge over {len(between)} frames", between, runs),
+    ]
     local = Pipeline.from_profile(profile).load()
-    run(local)  # warm-up (lazy imports, first allocations)
-    here = [run(local) for _ in range(runs)]
     pool = RayBridgePool(profile, {}, pool_size=1, address=address or "")
     try:
         pool.wait_ready(600)
-        run(pool)
-        remote = [run(pool) for _ in range(runs)]
+        for what, sequence, n in cases:
+            run(local, sequence), run(pool, sequence)  # warm-up (lazy imports, allocations)
+            here = statistics.median(run(local, sequence) for _ in range(n))
+            remote = statistics.median(run(pool, sequence) for _ in range(n))
+            print(f"  {what}: in-process {here * 1e3:.1f} ms, Ray pool {remote * 1e3:.1f} ms "
+                  f"(medians of {n}): {1e3 * (remote - here):+.1f} ms per request")  # fmt: skip
     finally:
         pool.close()
-    here_med, remote_med = statistics.median(here), statistics.median(remote)
-    print(f"  in-process  median {here_med * 1e3:8.1f} ms over {runs} runs")
-    print(f"  Ray pool    median {remote_med * 1e3:8.1f} ms over {runs} runs")
-    print(f"  round-trip overhead {1e3 * (remote_med - here_med):+8.1f} ms per request")
 
 
 def main() -> int:
@@ -149,7 +151,7 @@ def main() -> int:
     parser.add_argument("--pairs-per-bin", type=int, default=3)
     parser.add_argument("--rows", default="baseline,direct")
     parser.add_argument("--profile", default="cpu", help="bridge profile for the round trip")
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--noop-pairs", type=int, default=200)
     parser.add_argument(
         "--only", choices=("eval", "overhead", "bridge"), default=None, help="one part only"
