@@ -28,7 +28,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 
-from .core.pipeline import STAGE_SPANS, Pipeline, failure_result
 from .core.types import (
     BudgetExceeded,
     Canceled,
@@ -38,6 +37,7 @@ from .core.types import (
     RunContext,
     Status,
 )
+from .pipeline import STAGE_SPANS, Pipeline, failure_result
 
 DEFAULT_NAMESPACE = "posecrafter"
 # Calls an actor serves at once: its one bridge, plus refusals, progress and cancel calls.

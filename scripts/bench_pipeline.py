@@ -4,7 +4,7 @@
   python scripts/bench_pipeline.py --profile tiny --force-bridge            # CPU, tiny models
   python scripts/bench_pipeline.py --profile gpu --device cuda \
       --set bridge.interpolator.checkpoint=/models/dc512/model.ckpt \
-      --set bridge.synthesizer.checkpoint=/models/vc/model.ckpt \
+      --set bridge.synthesizer.generator.checkpoint=/models/vc/model.ckpt \
       --set bridge.relay_poser.checkpoint=/models/dust3r.pth --set bridge.pose_model.checkpoint=/models/dust3r.pth
 
 Prints load time, then for each stage: seconds, and peak memory (CUDA allocator peak on a GPU,
@@ -56,11 +56,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
 
-    from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.core.types import EstimateOptions, Keyframe, RunContext
     from posecrafter_ros.eval.datasets import load_posed_pairs
     from posecrafter_ros.eval.frames import read_rgb
     from posecrafter_ros.eval.metrics import rotation_error_deg
+    from posecrafter_ros.pipeline import Pipeline
 
     overrides = parse_set(args.set)
     for key in ("device", "dtype"):
@@ -105,7 +105,7 @@ def main() -> int:
                 f"  {record.name:<18} {record.seconds:8.3f} s   peak {peaks.get(record.name, 0.0):8.0f} MB"
             )
         if result.pose is not None:
-            R_0to1, _ = result.pose.inverse_convention()
+            R_0to1, _ = result.pose.to_epipolar()
             print(
                 f"  rotation error vs ground truth ({pair.rotation_deg:.1f} deg apart): {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg"
             )

@@ -102,10 +102,10 @@ def bench_evaluation(items, make_rows, address: str | None) -> dict[str, float]:
 
 
 def bench_bridge(profile: str, address: str | None, runs: int) -> None:
-    from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.core.types import Diagnostics, RunContext
     from posecrafter_ros.eval.datasets import load_dataset, make_pair
     from posecrafter_ros.eval.runner import dataset_items
+    from posecrafter_ros.pipeline import Pipeline
     from posecrafter_ros.remote_bridge import RayBridgePool
 
     dataset = load_dataset(REPO / "test" / "data" / "templering")

@@ -60,8 +60,8 @@ def main() -> int:
 
     import torch
 
-    from posecrafter_ros.synthesis.render import PointSplatRenderer, splat_offsets
-    from posecrafter_ros.synthesis.trajectory import interpolate_trajectory
+    from posecrafter_ros.core.render import PointSplatRenderer, splat_offsets
+    from posecrafter_ros.core.trajectory import interpolate_trajectory
 
     points, colors, poses, K = relay_point_maps(args.width, args.height, args.views)
     trajectory = interpolate_trajectory(poses, K, args.frames)

@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from posecrafter_ros.core.types import Canceled, EstimationError, Keyframe, RunContext, Status
 from posecrafter_ros.models.checkpoint import CheckpointError
-from posecrafter_ros.reconstruction.dust3r import Dust3rPoseModel, Dust3rRelayPoser
+from posecrafter_ros.stages.pose import Dust3rPoseModel
+from posecrafter_ros.stages.relay_pose import Dust3rRelayPoser
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 
@@ -169,7 +170,8 @@ def test_missing_checkpoint_is_a_clear_error():
 
 
 def test_covariance_grows_with_leave_one_out_spread():
-    from posecrafter_ros.reconstruction.dust3r import Dust3rStageConfig, pose_with_covariance
+    from posecrafter_ros.stages.pose import pose_with_covariance
+    from posecrafter_ros.stages.relay_pose import Dust3rStageConfig
 
     config = Dust3rStageConfig(tiny=True)
     t = np.array([2.0, 0.0, 0.0])

@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from posecrafter_ros.core.types import Canceled, RunContext, SceneReconstruction
-from posecrafter_ros.synthesis.view_synthesis import (
+from posecrafter_ros.stages.synthesize import (
     PointCloudViewSynthesizer,
     RenderOnlyGenerator,
     ViewSynthesisConfig,
@@ -237,20 +237,19 @@ def test_inconsistent_relay_reconstruction_is_an_error():
         synthesizer.synthesize(reconstruction(FOUR_RELAY_POSES[:1]), RunContext())
 
 
-def test_config_from_a_profile_section_shared_with_the_generator():
-    section = {
-        "type": "viewcrafter",
-        "checkpoint": "",
-        "ddim_steps": 50,
-        "num_frames": 9,
-        "height": 64,
-        "width": 96,
-        "splat_radius": 2,
-    }
-    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), section)
+def test_synthesizer_section_is_split_between_generator_and_render():
+    from posecrafter_ros.stages.synthesize import build_render_only_synthesizer
+
+    section = {"render": {"num_frames": 9, "height": 64, "width": 96, "splat_radius": 2}}
+    synthesizer = build_render_only_synthesizer(section)
     assert synthesizer.conf == ViewSynthesisConfig(
         num_frames=9, height=64, width=96, splat_radius=2
     )
+    # A generator setting among the render settings, or beside the two parts, is an error.
+    with pytest.raises(ValueError, match=r"synthesizer.render.*valid keys"):
+        build_render_only_synthesizer({"render": {"num_frames": 9, "ddim_steps": 50}})
+    with pytest.raises(ValueError, match=r"in bridge.synthesizer; valid keys: \['render'\]"):
+        build_render_only_synthesizer({"num_frames": 9})
 
 
 def test_invalid_config_values_are_rejected():

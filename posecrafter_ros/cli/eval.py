@@ -19,8 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..eval.datasets import ROTATION_BINS, DatasetError, load_dataset
+from ..eval.datasets import ROTATION_BINS, DatasetError
 from ..eval.executors import EXECUTORS, ExecutorError, build_executor, run_evaluation
+from ..eval.loaders import load_dataset
 from ..eval.report import FILES, write_report
 from ..eval.rows import ROW_NAMES, build_row, check_row_name
 from ..eval.runner import dataset_items, summarize_results

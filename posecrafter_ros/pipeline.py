@@ -16,7 +16,6 @@ are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
 import time
 from contextlib import contextmanager
@@ -26,8 +25,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
-from .twoview import estimate_two_view
-from .types import (
+from .core.config import check_keys
+from .core.oracle import OracleSource
+from .core.twoview import estimate_two_view
+from .core.types import (
     BudgetExceeded,
     Canceled,
     CandidateFrame,
@@ -40,10 +41,12 @@ from .types import (
     StageRecord,
     Status,
 )
+from .stages import Placement, build_stage
+from .stages.relay_pose import relay_indices
 
 logger = logging.getLogger(__name__)
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 # Share of the overall progress each stage covers (action feedback).
 STAGE_SPANS = {
@@ -57,50 +60,10 @@ STAGE_SPANS = {
     "multiview_pose": (0.9, 1.0),
 }
 
-# Stage slot -> {type name: "module:factory"}; factories take the stage's conf dict.
-STAGE_FACTORIES: dict[str, dict[str, str]] = {
-    "interpolator": {
-        "dynamicrafter": "posecrafter_ros.synthesis.interpolation:DynamiCrafterInterpolator.from_config",
-    },
-    "relay_poser": {
-        "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rRelayPoser.from_config",
-    },
-    "synthesizer": {
-        "viewcrafter": "posecrafter_ros.core.pipeline:build_viewcrafter_synthesizer",
-        "render_only": "posecrafter_ros.core.pipeline:build_render_only_synthesizer",
-    },
-    "selector": {
-        "fms": "posecrafter_ros.core.fms:FeatureMatchingSelector.from_config",
-    },
-    "pose_model": {
-        "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rPoseModel.from_config",
-        "classical": "posecrafter_ros.core.multiview:ClassicalMultiViewPose.from_config",
-    },
-}
 HVG_STAGES = ("interpolator", "relay_poser", "synthesizer")
-MODEL_STAGE_TYPES = ("dynamicrafter", "dust3r", "viewcrafter")
 SELECT_STAGES = ("selector", "pose_model")
-
-
-def _resolve(target: str):
-    module_name, _, attr_path = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for attr in attr_path.split("."):
-        obj = getattr(obj, attr)
-    return obj
-
-
-def build_viewcrafter_synthesizer(conf: dict):
-    from ..models.lvdm.viewcrafter import ViewCrafterGenerator
-    from ..synthesis.view_synthesis import PointCloudViewSynthesizer
-
-    return PointCloudViewSynthesizer(ViewCrafterGenerator.from_config(conf), conf)
-
-
-def build_render_only_synthesizer(conf: dict):
-    from ..synthesis.view_synthesis import PointCloudViewSynthesizer, RenderOnlyGenerator
-
-    return PointCloudViewSynthesizer(RenderOnlyGenerator(), conf)
+PROFILE_KEYS = ("name", "device", "dtype", "offload_idle", "direct", "bridge", "oracle_sequence")
+BRIDGE_KEYS = ("enabled", "oracle", "num_relay_frames") + HVG_STAGES + SELECT_STAGES
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -178,6 +141,10 @@ class Pipeline:
     """Configured stages plus the flow that uses them. Build with `from_profile`, then `load`."""
 
     def __init__(self, conf: dict):
+        """Raises ValueError for a key the profile's top level or `bridge:` does not have;
+        each stage checks its own section when it is built (see `load`)."""
+        check_keys("the profile", conf, PROFILE_KEYS)
+        check_keys("bridge", conf.get("bridge") or {}, BRIDGE_KEYS)
         self.conf = conf
         self.name = str(conf.get("name", "custom"))
         self.direct_conf: dict = dict(conf.get("direct") or {})
@@ -187,7 +154,7 @@ class Pipeline:
         self.unavailable: dict[str, str] = {}
         self.loaded = False
         # Runs the bridge elsewhere (an object with `run_bridge` and `describe`, e.g. the
-        # Ray pool of cluster/bridge_pool.py); the direct path stays here. Set before `load`.
+        # Ray pool of remote_bridge.py); the direct path stays here. Set before `load`.
         self.remote_bridge = None
 
     @classmethod
@@ -219,28 +186,16 @@ class Pipeline:
         slots = list(SELECT_STAGES) if bridge_here else []
         if bridge_here and self.hvg_enabled:
             slots = list(HVG_STAGES) + slots
+        placement = Placement(
+            str(self.conf.get("device", "cpu")), str(self.conf.get("dtype", "float32"))
+        )
         for slot in slots:
-            stage_conf = dict(self.bridge_conf.get(slot) or {})
-            kind = str(stage_conf.get("type", ""))
-            if (
-                kind in MODEL_STAGE_TYPES or ":" in kind
-            ):  # the profile's device/dtype reach the models
-                for key in ("device", "dtype"):
-                    if key in self.conf:
-                        stage_conf.setdefault(key, self.conf[key])
-            factories = STAGE_FACTORIES[slot]
-            # A built-in type name, or "package.module:factory" for a user's own stage.
-            target = factories.get(kind) or (kind if ":" in kind else None)
-            if target is None:
-                self.unavailable[slot] = (
-                    f"unknown {slot} type {kind!r} (known: {sorted(factories)} or module:factory)"
-                )
-                continue
+            section = dict(self.bridge_conf.get(slot) or {})
             try:
-                self.stages[slot] = _resolve(target)(stage_conf)
+                self.stages[slot] = build_stage(slot, section, placement)
             except Exception as err:  # a stage that cannot load leaves the rest serving
                 self.unavailable[slot] = f"{type(err).__name__}: {err}"
-                logger.warning("stage %s (%s) unavailable: %s", slot, kind, err)
+                logger.warning("stage %s (%s) unavailable: %s", slot, section.get("type"), err)
         self.loaded = True
         return self
 
@@ -409,8 +364,6 @@ class Pipeline:
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "oracle_candidates"):
-            from .oracle import OracleSource
-
             return OracleSource(list(sequence)).candidates_between(a, b)
 
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
@@ -422,16 +375,3 @@ class Pipeline:
             relay = self.stages["relay_poser"].reconstruct([frames[i] for i in relay_idx], ctx)
         with self._stage(ctx, diag, "synthesize", "synthesizer"):
             return self.stages["synthesizer"].synthesize(relay, ctx)
-
-
-def relay_indices(num_frames: int, num_relay: int) -> list[int]:
-    """Indices of the relay frames: the `num_relay / 2` frames nearest each end.
-
-    The paper keeps {I0, I1, I_{T-1}, I_T} (4 relay frames beat 2, 6, 8 and all 16).
-    """
-    if num_frames < 2:
-        raise ValueError(f"need at least 2 interpolated frames, got {num_frames}")
-    per_end = max(1, min(num_relay // 2, num_frames // 2))
-    head = list(range(per_end))
-    tail = list(range(num_frames - per_end, num_frames))
-    return sorted(set(head + tail))

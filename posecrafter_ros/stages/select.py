@@ -13,8 +13,8 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .matching import Features, Matcher, get_matcher
-from .types import CandidateFrame, Keyframe, RunContext, Selection
+from ..core.matching import Features, Matcher, get_matcher
+from ..core.types import CandidateFrame, Keyframe, RunContext, Selection
 
 DEFAULT_FMS_CONF: dict[str, Any] = {
     "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000

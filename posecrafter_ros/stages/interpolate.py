@@ -7,7 +7,7 @@ concatenated latents keep only the first and last frames (the rest zeroed), fram
 5, CFG 7.5 with guidance rescale 0.7, DDIM 50 steps uniform-trailing, eta 1.
 
 Intrinsics: each image is scaled to cover the model size and centre-cropped (see
-lvdm.video.resize_center_crop), and its K is mapped through the same transform. Frame 0
+core.imageops.cover_crop), and its K is mapped through the same transform. Frame 0
 carries A's mapped K, the last frame B's; middle frames carry the average of the two (equal
 to either when A and B come from the same camera, which is the common case).
 The caller picks relay frames from the returned list, e.g. indices {0, 1, T-2, T-1}.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from ..core.imageops import cover_crop
 from ..core.types import Keyframe, RunContext
 from ..models.lvdm.runtime import RuntimeConfig, build_model, condition_sample_decode, placed
 
@@ -33,11 +34,6 @@ DYNAMICRAFTER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def relay_indices(num_frames: int) -> list[int]:
-    """The paper's relay frames {I0, I1, I_{T-1}, I_T} as indices into T frames."""
-    return sorted({0, 1, num_frames - 2, num_frames - 1})
-
-
 class DynamiCrafterInterpolator:
     """Implements core.stages.Interpolator with a DynamiCrafter-512 interp model."""
 
@@ -45,7 +41,9 @@ class DynamiCrafterInterpolator:
         self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None
     ):
         if not isinstance(conf, RuntimeConfig):
-            conf = RuntimeConfig.from_dict(conf or {}, DYNAMICRAFTER_DEFAULTS)
+            conf = RuntimeConfig.from_dict(
+                conf or {}, DYNAMICRAFTER_DEFAULTS, "bridge.interpolator"
+            )
         if model.config.variant != "dynamicrafter":
             raise ValueError(
                 "DynamiCrafterInterpolator needs a DynamiCrafter (variant 'dynamicrafter') model"
@@ -61,7 +59,7 @@ class DynamiCrafterInterpolator:
 
         Raises CheckpointError when no checkpoint is configured and `tiny` is false.
         """
-        runtime = RuntimeConfig.from_dict(conf, DYNAMICRAFTER_DEFAULTS)
+        runtime = RuntimeConfig.from_dict(conf, DYNAMICRAFTER_DEFAULTS, "bridge.interpolator")
         return cls(build_model(runtime, "dynamicrafter", DYNAMICRAFTER_DEFAULTS["preset"]), runtime)
 
     def to(self, device: str) -> "DynamiCrafterInterpolator":
@@ -72,13 +70,11 @@ class DynamiCrafterInterpolator:
 
     def prepare(self, keyframe: Keyframe) -> tuple[np.ndarray, np.ndarray]:
         """Keyframe -> (RGB uint8 [height x width x 3] at the model size, mapped K)."""
-        from ..models.lvdm.video import resize_center_crop
-
         image = keyframe.image
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        crop, transform = resize_center_crop(image, self.conf.height, self.conf.width)
-        return crop, transform.map_intrinsics(keyframe.K)
+        crop = cover_crop((image.shape[1], image.shape[0]), (self.conf.width, self.conf.height))
+        return crop.apply(image), crop.map_intrinsics(keyframe.K)
 
     def interpolate(self, a: Keyframe, b: Keyframe, ctx: RunContext) -> list[Keyframe]:
         """T frames from A to B, each [height x width x 3] uint8 with mapped intrinsics.
@@ -107,7 +103,7 @@ class DynamiCrafterInterpolator:
                 z = model.encode_frames(videos, noise, keep=[0, frames - 1])
             concat = torch.zeros_like(z)
             concat[:, :, 0], concat[:, :, -1] = z[:, :, 0], z[:, :, -1]
-            video = condition_sample_decode(model, conf, videos, concat, noise, ctx)
+            video = condition_sample_decode(model, conf, videos, concat, noise, ctx.report)
         images = [resize(image, conf.height, conf.width) for image in tensor_to_images(video)]
         K_mid = (K_a + K_b) / 2
         out = []
