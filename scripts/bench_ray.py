@@ -103,7 +103,8 @@ def bench_evaluation(items, make_rows, address: str | None) -> dict[str, float]:
 
 def bench_bridge(profile: str, address: str | None, runs: int) -> None:
     from posecrafter_ros.core.types import Diagnostics, RunContext
-    from posecrafter_ros.eval.datasets import load_dataset, make_pair
+    from posecrafter_ros.eval.datasets import make_pair
+    from posecrafter_ros.eval.loaders import load_dataset
     from posecrafter_ros.eval.runner import dataset_items
     from posecrafter_ros.pipeline import Pipeline
     from posecrafter_ros.remote_bridge import RayBridgePool
@@ -133,8 +134,10 @@ def bench_bridge(profile: str, address: str | None, runs: int) -> None:
         pool.wait_ready(600)
         for what, sequence, n in cases:
             run(local, sequence), run(pool, sequence)  # warm-up (lazy imports, allocations)
-            here = statistics.median(run(local, sequence) for _ in range(n))
-            remote = statistics.median(run(pool, sequence) for _ in range(n))
+            # Alternate the two so a change of load on the machine hits both alike.
+            times = [(run(local, sequence), run(pool, sequence)) for _ in range(n)]
+            here = statistics.median(t[0] for t in times)
+            remote = statistics.median(t[1] for t in times)
             print(f"  {what}: in-process {here * 1e3:.1f} ms, Ray pool {remote * 1e3:.1f} ms "
                   f"(medians of {n}): {1e3 * (remote - here):+.1f} ms per request")  # fmt: skip
     finally:
@@ -163,7 +166,7 @@ def main() -> int:
     from ray import cloudpickle
 
     from posecrafter_ros.cli.eval import build_rows
-    from posecrafter_ros.eval.datasets import load_dataset
+    from posecrafter_ros.eval.loaders import load_dataset
     from posecrafter_ros.eval.runner import dataset_items
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # NoopRow for the workers

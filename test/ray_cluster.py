@@ -115,6 +115,8 @@ class LocalRayCluster:
         groups = {p.pid for p in self.procs}
         found: dict[int, psutil.Process] = {}
         for proc in self.procs:
+            if proc.poll() is not None:  # reaped: its pid may already belong to someone else
+                continue
             try:
                 root = psutil.Process(proc.pid)
                 for member in [root, *root.children(recursive=True)]:

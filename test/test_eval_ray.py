@@ -95,8 +95,8 @@ def make_probe_rows():
 def test_each_worker_builds_its_rows_once_and_pairs_spread_over_workers(cluster, tmp_path):
     from ray import cloudpickle
 
-    from posecrafter_ros.eval.datasets import load_dataset
     from posecrafter_ros.eval.executors import RayExecutor, run_evaluation
+    from posecrafter_ros.eval.loaders import load_dataset
     from posecrafter_ros.eval.runner import dataset_items
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests
