@@ -1,12 +1,13 @@
 """posecrafter-eval: compare rows (baseline, direct, pipeline:<profile>, oracle) on posed pairs.
 
-Example:
-  posecrafter-eval --data test/data/eval/templering --rows baseline,direct --out runs/temple \
-      --pairs-per-bin 10 --seed 0
+Example (as in the README):
+  posecrafter-eval --data test/data/templering --rows baseline,direct,oracle \\
+      --out runs/templering --pairs-per-bin 10 --seed 0
+A requested row that cannot run here fails the command unless --skip-unavailable is given.
 Writes summary.json, summary.csv, pairs.csv, results.md and error_cdf.png into --out.
 
 Across a Ray cluster (each worker builds its rows and models once; same report files):
-  posecrafter-eval --data DATA --rows pipeline:gpu --out runs/gpu \
+  posecrafter-eval --data DATA --rows pipeline:gpu --out runs/gpu \\
       --executor ray --ray-address HEAD:6379 --workers 8 --gpus-per-worker 1 --resume
 """
 
@@ -27,6 +28,10 @@ from ..eval.rows import ROW_NAMES, build_row, check_row_name
 from ..eval.runner import dataset_items, summarize_results
 
 logger = logging.getLogger("posecrafter_ros.eval")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and shows every option's default."""
 
 
 def parse_rows(text: str) -> list[str]:
@@ -97,8 +102,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows",
         type=parse_rows,
-        default=["baseline", "direct"],
-        help=f"comma-separated rows: {', '.join(ROW_NAMES)} (default: baseline,direct)",
+        default="baseline,direct",
+        help=f"comma-separated rows: {', '.join(ROW_NAMES)}",
     )
     parser.add_argument("--out", type=Path, required=True, help="report folder (created)")
     parser.add_argument(
@@ -107,8 +112,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bins",
         type=parse_bins,
-        default=list(ROTATION_BINS),
-        help=f"comma-separated rotation bins (default: {','.join(ROTATION_BINS)})",
+        default=",".join(ROTATION_BINS),
+        help="comma-separated rotation bins (degrees), a subset of the built-in ones",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair sampling")
     parser.add_argument("--max-pairs", type=int, default=0, help="cap on all pairs (0: none)")
@@ -131,6 +136,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="in-between frames offered to the oracle row (evenly spaced)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="leave out requested rows that cannot run here (reported as skipped) "
+        "instead of failing",
+    )
 
 
 def build_rows(names: Sequence[str], baseline_features: str) -> tuple[list, dict[str, str]]:
@@ -144,6 +155,14 @@ def build_rows(names: Sequence[str], baseline_features: str) -> tuple[list, dict
         else:
             rows.append(row)
     return rows, skipped
+
+
+def refuse_skipped(skipped: dict[str, str], skip_unavailable: bool) -> None:
+    """A requested row that cannot run fails the command, unless the user opted in."""
+    if skipped and not skip_unavailable:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        msg = f"requested rows cannot run ({reasons}); pass --skip-unavailable to run the others"
+        raise ValueError(msg)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -173,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="posecrafter-eval",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_arguments(parser)
     add_common_arguments(parser)
@@ -185,13 +204,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = load_data(args)
         for name in args.rows:  # an unknown row fails here, before any worker starts
             check_row_name(name)
+        names, skipped = list(args.rows), {}
+        if "oracle" in names and not dataset.is_sequence:
+            skipped["oracle"] = (
+                f"the {dataset.layout} data is not a sequence: no frames between pairs"
+            )
+            names.remove("oracle")
+        refuse_skipped(skipped, args.skip_unavailable)
     except (DatasetError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    names, skipped = list(args.rows), {}
-    if "oracle" in names and not dataset.is_sequence:
-        skipped["oracle"] = f"the {dataset.layout} data is not a sequence: no frames between pairs"
-        names.remove("oracle")
     pairs = cap_pairs(
         dataset.sample_pairs(args.pairs_per_bin, args.seed, args.bins), args.max_pairs
     )
@@ -211,10 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             gpus_per_worker=args.gpus_per_worker,
         ) as executor:
             skipped.update(executor.skipped)
+            refuse_skipped(executor.skipped, args.skip_unavailable)
             results = run_evaluation(
                 executor, args.out / FILES["pairs_csv"], args.resume, not args.no_progress
             )
-    except ExecutorError as err:
+    except (ExecutorError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     meta = {

@@ -13,6 +13,8 @@ Nav2's lifecycle manager (launch/posecrafter_lifecycle.launch.py):
 
 from __future__ import annotations
 
+import sys
+
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 
 from .node import PoseCrafterServer, spin
@@ -68,9 +70,9 @@ class PoseCrafterLifecycleNode(PoseCrafterServer, LifecycleNode):
         self.unload()
 
 
-def main(args: list[str] | None = None) -> None:
-    spin(PoseCrafterLifecycleNode, args)
+def main(args: list[str] | None = None) -> int:
+    return spin(PoseCrafterLifecycleNode, "posecrafter_lifecycle_node", args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

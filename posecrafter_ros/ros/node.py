@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import logging
 import sys
 import threading
 import time
@@ -25,9 +26,10 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -51,49 +53,88 @@ from ..pipeline import Pipeline
 from ..srv import EstimateRelativePose
 from . import conversions as conv
 
-# parameter -> (default, description)
+# parameter -> (default, description, allowed range or None); `posecrafter_node --help`
+# prints this table, and a value outside its range is refused at start.
 PARAMETERS = {
-    "profile": ("cpu", "pipeline profile: a name in posecrafter_ros/profiles or a YAML path"),
-    "device": ("", "torch device for the models ('' = the profile's)"),
-    "dtype": ("", "model dtype: float32, float16 or bfloat16 ('' = the profile's)"),
-    "checkpoints.dynamicrafter": ("", "path to dynamicrafter_512_interp_v1/model.ckpt"),
-    "checkpoints.viewcrafter": ("", "path to the ViewCrafter_25_512 model.ckpt"),
-    "checkpoints.dust3r": ("", "path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors"),
+    "profile": ("cpu", "pipeline profile: a name in posecrafter_ros/profiles or a YAML path", None),
+    "device": ("", "torch device for the models ('' = the profile's)", None),
+    "dtype": ("", "model dtype: float32, float16 or bfloat16 ('' = the profile's)", None),
+    "checkpoints.dynamicrafter": ("", "path to dynamicrafter_512_interp_v1/model.ckpt", None),
+    "checkpoints.viewcrafter": ("", "path to the ViewCrafter_25_512 model.ckpt", None),
+    "checkpoints.dust3r": (
+        "",
+        "path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors",
+        None,
+    ),
     "torch_num_threads": (
         0,
         "intra-op threads of the models (0 = torch's default); leave cores to SLAM",
+        (0, 1024),
     ),
-    "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY"),
-    "request_timeout_sec": (60.0, "default per-request budget (a request's budget_sec overrides)"),
-    "buffer.max_frames": (120, "images kept from the image topic for requests by stamp"),
-    "buffer.max_keyframes": (500, "keyframes kept from the keyframes topic for requests by id"),
-    "buffer.stamp_tolerance_sec": (0.005, "how far a requested stamp may be from a buffered one"),
-    "buffer.use_as_oracle": (True, "offer buffered frames between two stamps as bridge candidates"),
+    "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY", (1, 1024)),
+    "request_timeout_sec": (
+        60.0,
+        "default per-request budget (a request's budget_sec overrides)",
+        (0.001, 86400.0),
+    ),
+    "buffer.max_frames": (
+        120,
+        "images kept from the image topic for requests by stamp",
+        (1, 1_000_000),
+    ),
+    "buffer.max_keyframes": (
+        500,
+        "keyframes kept from the keyframes topic for requests by id",
+        (1, 1_000_000),
+    ),
+    "buffer.stamp_tolerance_sec": (
+        0.005,
+        "how far a requested stamp may be from a buffered one",
+        (0.0, 60.0),
+    ),
+    "buffer.use_as_oracle": (
+        True,
+        "offer buffered frames between two stamps as bridge candidates",
+        None,
+    ),
     "buffer.reliable": (
         False,
         "subscribe images reliably (bag replay); default best effort, like camera drivers",
+        None,
     ),
-    "default_frame_id": ("camera_optical_frame", "frame used when a keyframe's header has none"),
-    "publish_tf": (False, "publish each successful result on /tf"),
+    "default_frame_id": (
+        "camera_optical_frame",
+        "frame used when a keyframe's header has none",
+        None,
+    ),
+    "publish_tf": (False, "publish each successful result on /tf", None),
     "tf_child_suffix": (
         "_posecrafter",
         "child frame = B's frame + this suffix (avoids TF conflicts)",
+        None,
     ),
-    "diagnostics_period_sec": (1.0, "period of the /diagnostics publication"),
+    "diagnostics_period_sec": (1.0, "period of the /diagnostics publication", (0.05, 3600.0)),
     "bridge.executor": (
         "local",
         "local: the bridge runs in this node; ray: on a pool of Ray actors (shared GPU pool)",
+        None,
     ),
     "bridge.ray_address": (
         "",
         "Ray cluster head HOST:PORT, or auto ('' = a private local Ray instance)",
+        None,
     ),
-    "bridge.ray_namespace": ("posecrafter", "Ray namespace of the pool's named actors"),
-    "bridge.pool_size": (1, "bridge actors in the pool (each holds the generative models)"),
-    "bridge.gpus_per_worker": (0.0, "GPUs each bridge actor reserves"),
+    "bridge.ray_namespace": ("posecrafter", "Ray namespace of the pool's named actors", None),
+    "bridge.pool_size": (
+        1,
+        "bridge actors in the pool (each holds the generative models)",
+        (1, 1024),
+    ),
+    "bridge.gpus_per_worker": (0.0, "GPUs each bridge actor reserves", (0.0, 64.0)),
     "bridge.startup_timeout_sec": (
         600.0,
         "how long start-up waits for the pool's actors to load their models",
+        (1.0, 86400.0),
     ),
 }
 CHECKPOINT_SLOTS = {  # parameter -> the profile sections (paths under `bridge:`) it fills
@@ -101,6 +142,40 @@ CHECKPOINT_SLOTS = {  # parameter -> the profile sections (paths under `bridge:`
     "checkpoints.viewcrafter": (("synthesizer", "generator"),),
     "checkpoints.dust3r": (("relay_poser",), ("pose_model",)),
 }
+
+
+def parameter_descriptor(description: str, allowed: tuple | None) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description)
+    if allowed is not None:
+        low, high = allowed
+        if isinstance(low, int):
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+        else:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=low, to_value=high, step=0.0)
+            ]
+    return descriptor
+
+
+def parameter_help() -> str:
+    """The `--help` text: every parameter with its default, allowed range and description."""
+    lines = [
+        "usage: posecrafter_node [--help] [--ros-args --params-file FILE -p NAME:=VALUE ...]",
+        "",
+        (__doc__ or "").split("\n\n")[0],
+        "",
+        "parameters (default; allowed range):",
+    ]
+    for name, (default, description, allowed) in PARAMETERS.items():
+        bounds = f"; {allowed[0]} .. {allowed[1]}" if allowed is not None else ""
+        lines.append(f"  {name} ({default!r}{bounds})")
+        lines.append(f"      {description}")
+    lines += ["", "Parameter files: config/cpu.yaml, config/gpu.yaml."]
+    return "\n".join(lines)
+
+
+class ConfigurationError(Exception):
+    """A setting the node cannot start with (bad parameter value, unknown profile)."""
 
 
 class PoseCrafterServer:
@@ -117,8 +192,9 @@ class PoseCrafterServer:
     accepting = True
 
     def declare_parameters_from_table(self) -> None:
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        forward_python_logging(self.get_logger())
+        for name, (default, description, allowed) in PARAMETERS.items():
+            self.declare_parameter(name, default, parameter_descriptor(description, allowed))
         self._interfaces: list = []
         self._subscriptions_open: list = []
         self._remote_bridge = None
@@ -148,20 +224,21 @@ class PoseCrafterServer:
                 )
             except Exception as err:
                 where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-                raise RuntimeError(f"bridge.executor ray: cannot use {where}: {err}") from err
+                raise ValueError(f"bridge.executor ray: cannot use {where}: {err}") from err
             pipeline.remote_bridge = self._remote_bridge
             self._remote_bridge.wait_ready(p("bridge.startup_timeout_sec"))
         elif executor != "local":
             raise ValueError(f"bridge.executor must be 'local' or 'ray', got {executor!r}")
         self.pipeline = pipeline.load()
         for stage, state in self.pipeline.describe().items():
-            self.get_logger().info(f"stage {stage}: {state}")
+            if stage not in self.pipeline.unavailable:  # those were warned about while loading
+                self.get_logger().info(f"stage {stage}: {state}")
         self.buffer = KeyframeBuffer(
             p("buffer.max_frames"),
             p("buffer.max_keyframes"),
             int(p("buffer.stamp_tolerance_sec") * 1e9),
         )
-        self._slots = threading.BoundedSemaphore(max(1, p("max_concurrent_requests")))
+        self._slots = threading.BoundedSemaphore(p("max_concurrent_requests"))
         self._infos: dict[str, CameraInfo] = {}
         self._counts: collections.Counter[str] = collections.Counter()
         self._last_latency = 0.0
@@ -209,7 +286,7 @@ class PoseCrafterServer:
 
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         timer = self.create_timer(
-            max(0.05, p("diagnostics_period_sec")),
+            p("diagnostics_period_sec"),
             self._publish_diagnostics,
             callback_group=self._topics_group,
         )
@@ -499,12 +576,31 @@ class PoseCrafterNode(PoseCrafterServer, Node):
         self.open_subscriptions()
 
 
-def spin(node_class: type, args: list[str] | None = None) -> None:
-    """Run a posecrafter node class until Ctrl-C or an external shutdown."""
+def _start_node(node_class: type):
+    """The node, or a ConfigurationError saying which setting is wrong."""
+    try:
+        return node_class()
+    except (InvalidParameterValueException, InvalidParameterTypeException) as err:
+        raise ConfigurationError(str(err)) from None
+    except (FileNotFoundError, ValueError) as err:  # profile missing, unknown profile keys
+        raise ConfigurationError(f"{type(err).__name__}: {err}") from None
+
+
+def spin(node_class: type, executable: str, args: list[str] | None = None) -> int:
+    """Run a posecrafter node class until Ctrl-C or an external shutdown; the exit code."""
+    argv = sys.argv[1:] if args is None else list(args)
+    user_args = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "--help" in user_args or "-h" in user_args:
+        print(parameter_help().replace("posecrafter_node", executable, 1))
+        return 0
     rclpy.init(args=args)
     node = None
     try:
-        node = node_class()
+        try:
+            node = _start_node(node_class)
+        except ConfigurationError as err:
+            print(f"ERROR: {executable} cannot start: {err}", file=sys.stderr)
+            return 2
         executor = MultiThreadedExecutor(
             num_threads=max(4, node.param("max_concurrent_requests") + 3)
         )
@@ -517,11 +613,41 @@ def spin(node_class: type, args: list[str] | None = None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return 0
 
 
-def main(args: list[str] | None = None) -> None:
-    spin(PoseCrafterNode, args)
+class _ToRosLog(logging.Handler):
+    """Python logging records -> a ROS logger, at the matching severity."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            log = self.ros_logger.error
+        elif record.levelno >= logging.WARNING:
+            log = self.ros_logger.warning
+        elif record.levelno >= logging.INFO:
+            log = self.ros_logger.info
+        else:
+            log = self.ros_logger.debug
+        log(f"{record.name}: {record.getMessage()}")
+
+
+def forward_python_logging(ros_logger) -> None:
+    """Messages of the ROS-free layers (python logging) go to the node's log, once."""
+    package_logger = logging.getLogger("posecrafter_ros")
+    for handler in [h for h in package_logger.handlers if isinstance(h, _ToRosLog)]:
+        package_logger.removeHandler(handler)
+    package_logger.addHandler(_ToRosLog(ros_logger))
+    package_logger.setLevel(logging.INFO)
+    package_logger.propagate = False
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin(PoseCrafterNode, "posecrafter_node", args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
