@@ -28,7 +28,8 @@ lint: setup
 
 # The ROS-facing tests again on ROS 2 Jazzy's rclpy (Ubuntu 24.04 robots); CI runs both.
 VENV_JAZZY ?= .venv-jazzy
-ROS_TESTS := test/test_ros_node.py test/test_launch_files.py test/test_ros_conversions.py
+ROS_TESTS := test/test_ros_node.py test/test_launch_files.py test/test_ros_conversions.py \
+	test/test_ros_lifecycle.py
 
 $(VENV_JAZZY)/.setup-complete: $(SETUP_INPUTS)
 	ROS_DISTRO=jazzy tools/setup_env.sh $(VENV_JAZZY)

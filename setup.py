@@ -30,11 +30,13 @@ setup(
         "learned": ["torch", "kornia>=0.9", "safetensors"],
         "models": ["torch", "safetensors", "diffusers", "einops"],
         "eval": ["rosbags>=0.11", "matplotlib", "tqdm"],
+        "ray": ["ray>=2.40"],
         "test": ["pytest", "pytest-timeout", "hypothesis"],
     },
     entry_points={
         "console_scripts": [
             "posecrafter_node = posecrafter_ros.ros.node:main",
+            "posecrafter_lifecycle_node = posecrafter_ros.ros.lifecycle_node:main",
             "posecrafter-query = posecrafter_ros.cli.query:main",
             "posecrafter-eval = posecrafter_ros.cli.eval:main",
             "posecrafter-bag = posecrafter_ros.cli.bag:main",

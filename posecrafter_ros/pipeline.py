@@ -129,6 +129,22 @@ def validate_keyframe(kf: Keyframe, label: str) -> None:
         )
 
 
+def failure_result(err: Exception, stage: str) -> EstimateResult:
+    """The status and message of an exception raised while `stage` ran."""
+    if isinstance(err, EstimationError):
+        return EstimateResult(err.status, err.message)
+    if isinstance(err, Canceled):
+        return EstimateResult(Status.CANCELED, str(err))
+    if isinstance(err, BudgetExceeded):
+        return EstimateResult(Status.TIMEOUT, str(err))
+    if isinstance(err, MemoryError):
+        return EstimateResult(Status.INTERNAL_ERROR, f"out of memory in stage '{stage}'")
+    logger.error("stage %s failed", stage, exc_info=err)
+    oom = "out of memory" in str(err).lower()
+    what = "out of memory" if oom else f"{type(err).__name__}: {err}"
+    return EstimateResult(Status.INTERNAL_ERROR, f"stage '{stage}' failed: {what}")
+
+
 class Pipeline:
     """Configured stages plus the flow that uses them. Build with `from_profile`, then `load`."""
 
@@ -145,6 +161,9 @@ class Pipeline:
         self.stages: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
         self.loaded = False
+        # Runs the bridge elsewhere (an object with `run_bridge` and `describe`, e.g. the
+        # Ray pool of remote_bridge.py); the direct path stays here. Set before `load`.
+        self.remote_bridge = None
 
     @classmethod
     def from_profile(
@@ -171,8 +190,9 @@ class Pipeline:
 
     def load(self) -> "Pipeline":
         """Build every configured stage once; failures are recorded, never raised."""
-        slots = list(SELECT_STAGES) if (self.hvg_enabled or self.oracle_enabled) else []
-        if self.hvg_enabled:
+        bridge_here = self.remote_bridge is None and (self.hvg_enabled or self.oracle_enabled)
+        slots = list(SELECT_STAGES) if bridge_here else []
+        if bridge_here and self.hvg_enabled:
             slots = list(HVG_STAGES) + slots
         placement = Placement(
             str(self.conf.get("device", "cpu")), str(self.conf.get("dtype", "float32"))
@@ -192,6 +212,8 @@ class Pipeline:
         out = {"direct": "ready"}
         out.update({slot: "ready" for slot in self.stages})
         out.update(self.unavailable)
+        if self.remote_bridge is not None:
+            out.update(self.remote_bridge.describe())
         if not self.hvg_enabled:
             out["hvg"] = "disabled by profile"
         return out
@@ -214,19 +236,8 @@ class Pipeline:
         started = time.monotonic()
         try:
             result = self._run(a, b, options, ctx, diag, sequence)
-        except EstimationError as err:
-            result = EstimateResult(err.status, err.message)
-        except Canceled as err:
-            result = EstimateResult(Status.CANCELED, str(err))
-        except BudgetExceeded as err:
-            result = EstimateResult(Status.TIMEOUT, str(err))
-        except MemoryError:
-            result = EstimateResult(Status.INTERNAL_ERROR, f"out of memory in stage '{ctx.stage}'")
         except Exception as err:  # never let a stage's bug escape to the caller
-            logger.exception("stage %s failed", ctx.stage)
-            oom = "out of memory" in str(err).lower()
-            what = "out of memory" if oom else f"{type(err).__name__}: {err}"
-            result = EstimateResult(Status.INTERNAL_ERROR, f"stage '{ctx.stage}' failed: {what}")
+            result = failure_result(err, ctx.stage)
         diag.total_seconds = time.monotonic() - started
         result.diagnostics = diag
         return result
@@ -294,15 +305,30 @@ class Pipeline:
         )
         sequence = sequence if sequence is not None else self.default_sequence
         low_confidence_pose = direct.pose if not accepted else None
+        bridge = self.remote_bridge or self
+        bridged = bridge.run_bridge(a, b, ctx, diag, sequence)
+        if bridged.ok:
+            return EstimateResult(bridged.status, f"{bridged.message} ({why_direct})", bridged.pose)
+        note = (
+            " A low-confidence direct estimate is attached."
+            if low_confidence_pose is not None
+            else ""
+        )
+        return EstimateResult(
+            bridged.status, f"{why_direct}; {bridged.message}.{note}", low_confidence_pose
+        )
 
-        def fail(status: Status, reason: str) -> EstimateResult:
-            note = (
-                " A low-confidence direct estimate is attached."
-                if low_confidence_pose is not None
-                else ""
-            )
-            return EstimateResult(status, f"{why_direct}; {reason}.{note}", low_confidence_pose)
-
+    def run_bridge(
+        self,
+        a: Keyframe,
+        b: Keyframe,
+        ctx: RunContext,
+        diag: Diagnostics,
+        sequence: Sequence[Keyframe] | None,
+    ) -> EstimateResult:
+        """The bridge alone (candidates -> select -> multi-view pose), after the direct path
+        gave up or was skipped. Failures come back as a status and the reason; Canceled and
+        BudgetExceeded propagate (estimate turns them into statuses)."""
         if sequence and self.oracle_enabled:
             candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
         elif self.hvg_enabled:
@@ -311,10 +337,12 @@ class Pipeline:
                 reasons = "; ".join(
                     f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
                 )
-                return fail(Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})")
+                return EstimateResult(
+                    Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})"
+                )
             candidates = self._hvg_candidates(a, b, ctx, diag)
         else:
-            return fail(
+            return EstimateResult(
                 Status.INSUFFICIENT_OVERLAP,
                 f"the generative bridge is not configured (profile '{self.name}'; use the gpu "
                 "profile with checkpoints, or supply a frame sequence for the oracle bridge)",
@@ -324,14 +352,14 @@ class Pipeline:
             reasons = "; ".join(
                 f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
             )
-            return fail(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
+            return EstimateResult(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
         diag.num_candidate_frames = len(candidates)
         with self._stage(ctx, diag, "select", "selector"):
             selection = self.stages["selector"].select(a, b, candidates, ctx)
         diag.selected_frames = [candidates[i].index for i in selection.indices]
         diag.selected_scores = [int(s) for s in selection.scores]
         if not selection.indices:
-            return fail(
+            return EstimateResult(
                 Status.INSUFFICIENT_OVERLAP,
                 f"no candidate frame of {len(candidates)} matched both keyframes",
             )
@@ -342,8 +370,7 @@ class Pipeline:
         diag.path = "bridge"
         return EstimateResult(
             Status.SUCCESS,
-            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames "
-            f"({why_direct})",
+            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames",
             pose,
         )
 

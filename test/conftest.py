@@ -22,6 +22,12 @@ os.environ["ROS_LOCALHOST_ONLY"] = "1"
 # The test process and the node processes share 2 cores: one intra-op thread each avoids the
 # oversubscription that makes small torch models ten times slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray drivers (tests, nodes) and local instances stay on loopback: with this off, Ray resolves
+# 127.0.0.1 to itself instead of to this machine's outward address (see test/ray_cluster.py).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# The test clusters live and die with the tests: no token (Ray >= 2.59 turns token auth on for
+# `ray start --head` whenever ~/.ray/auth_token exists, which any local ray.init() writes).
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 
 def _ros_available() -> bool:
@@ -66,7 +72,7 @@ def start_node(tmp_path_factory, rclpy_context):
 
     started = []
 
-    def _start(ros_args: list[str] | None = None, namespace: str = ""):
+    def _start(ros_args: list[str] | None = None, namespace: str = "", timeout: float = 60.0):
         log = tmp_path_factory.mktemp("node") / "node.log"
         args = (
             ros_args
@@ -76,7 +82,7 @@ def start_node(tmp_path_factory, rclpy_context):
         node = NodeProcess(args, namespace or f"/t{uuid.uuid4().hex[:12]}", log)
         client = PoseCrafterClient(service=node.service)
         started.append((node, client))
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while not client.wait(1.0):
             if node.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"node did not come up:\n{node.log()}")

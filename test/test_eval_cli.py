@@ -250,3 +250,57 @@ def test_evaluation_imports_neither_ros_nor_torch():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_resume_continues_a_run_that_died(tmp_path):
+    """A run that dies leaves the pairs it finished in pairs.csv; --resume keeps them (not
+    computed again) and computes only the rest; the report equals an uninterrupted run's."""
+    from posecrafter_ros.eval.executors import LocalExecutor, run_evaluation
+    from posecrafter_ros.eval.report import PairsCsv, read_pairs_csv
+    from posecrafter_ros.eval.runner import dataset_items
+
+    args = [
+        "--data", str(TEMPLE), "--rows", "baseline,direct", "--pairs-per-bin", "2",
+        "--seed", "1", "--max-side", "320", "--no-progress",
+    ]  # fmt: skip
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert eval_cli.main([*args, "--out", str(full)]) == 0
+    expected = read_pairs_csv(full / "pairs.csv")
+    assert len(expected) >= 6
+
+    class Dies(RuntimeError):
+        pass
+
+    original_run = LocalExecutor.run
+
+    def run_then_die(self, indices):
+        for finished, result in enumerate(original_run(self, indices)):
+            if finished == 2:
+                raise Dies("the machine went down")
+            yield result
+
+    dataset = load_dataset(TEMPLE)
+    items = dataset_items(dataset, dataset.sample_pairs(2, seed=1), 320)
+    make_rows = lambda: eval_cli.build_rows(["baseline", "direct"], "sift")  # noqa: E731
+    executor = LocalExecutor(make_rows, items)
+    executor.run = run_then_die.__get__(executor)
+    with pytest.raises(Dies), executor:
+        run_evaluation(executor, resumed / "pairs.csv", progress=False)
+    partial = read_pairs_csv(resumed / "pairs.csv")
+    assert [r.pair for r in partial] == [r.pair for r in expected[:4]]  # two whole pairs
+    # Mark the finished pairs: a recomputed pair would lose the mark.
+    for result in partial:
+        result.message = "kept from the first run"
+    with PairsCsv(resumed / "pairs.csv") as log:
+        log.write(partial)
+    assert eval_cli.main([*args, "--out", str(resumed), "--resume"]) == 0
+    final = read_pairs_csv(resumed / "pairs.csv")
+    assert [r.message for r in final[:4]] == ["kept from the first run"] * 4
+    assert all(r.message != "kept from the first run" for r in final[4:])
+
+    def numbers(results):
+        return [(r.row, r.pair, r.rotation_error_deg, r.translation_error_deg) for r in results]
+
+    assert numbers(final) == numbers(expected)
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["rows"]["direct"]["bins"]["all"]["n"] == len(expected) // 2

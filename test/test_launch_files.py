@@ -98,7 +98,11 @@ def node_ros_args(description, overrides: dict[str, str]):
         assert kwargs.get("description"), f"launch argument {name} has no description"
     config = {name: kw["default_value"] for name, kw in declared.items()}
     config.update(overrides)
-    nodes = [e for e in entities if type(e).__name__ == "Node"]
+    nodes = [
+        e
+        for e in entities
+        if type(e).__name__ == "Node" and e.kwargs["package"] == "posecrafter_ros"
+    ]
     assert len(nodes) == 1
     kw = nodes[0].kwargs
     args = ["-r", f"__node:={kw['name']}"]
@@ -156,15 +160,34 @@ def topic_is_subscribed(topic: str, timeout: float = 20.0) -> bool:
         helper.destroy_node()
 
 
-def _run_launch_case(path, overrides, expected_params, subscribed_topic, monkeypatch, tmp_path):
+def _run_launch_case(
+    path,
+    overrides,
+    expected_params,
+    subscribed_topic,
+    monkeypatch,
+    tmp_path,
+    executable="posecrafter_node",
+):
+    """Start the recorded node; a managed one is configured and activated first, as its
+    lifecycle manager would."""
     from posecrafter_ros.ros.launcher import NodeProcess
 
     description = load_description(path, monkeypatch)
     _, config, kw, args, namespace = node_ros_args(description, overrides)
-    assert kw["package"] == "posecrafter_ros" and kw["executable"] == "posecrafter_node"
-    node = NodeProcess(args, log_path=tmp_path / "node.log")
+    assert kw["package"] == "posecrafter_ros" and kw["executable"] == executable
+    node = NodeProcess(args, log_path=tmp_path / "node.log", executable=executable)
     try:
         node_name = f"{namespace.rstrip('/')}/{kw['name']}" if namespace else f"/{kw['name']}"
+        if executable == "posecrafter_lifecycle_node":
+            from lifecycle_client import LifecycleClient
+
+            lifecycle = LifecycleClient(node_name)
+            try:
+                assert lifecycle.state() == "unconfigured"
+                assert lifecycle.change("configure") and lifecycle.change("activate"), node.log()
+            finally:
+                lifecycle.destroy()
         values = get_parameters(node_name, list(expected_params))
         assert values == expected_params, node.log()
         assert topic_is_subscribed(
@@ -214,6 +237,34 @@ def test_slam_launch_file_remaps_and_includes(monkeypatch, tmp_path, rclpy_conte
     condition = include.kwargs["condition"].args[0]
     assert resolve(condition, {"slam_launch": str(slam)}) == "True"
     assert resolve(condition, {"slam_launch": ""}) == "False"
+
+
+@requires_ros
+def test_lifecycle_launch_file_starts_the_managed_node_and_its_manager(
+    monkeypatch, tmp_path, rclpy_context
+):
+    description = _run_launch_case(
+        LAUNCH_DIR / "posecrafter_lifecycle.launch.py",
+        {"namespace": "/launch_c", "image_topic": "/cam_c/image_raw"},
+        {"profile": "cpu", "max_concurrent_requests": 2, "bridge.executor": "local"},
+        "/cam_c/image_raw",
+        monkeypatch,
+        tmp_path,
+        executable="posecrafter_lifecycle_node",
+    )
+    entities = description.args[0]
+    node = next(e for e in entities if e.kwargs.get("package") == "posecrafter_ros")
+    manager = next(e for e in entities if e.kwargs.get("package") == "nav2_lifecycle_manager")
+    _, config, *_ = node_ros_args(description, {})  # the declared defaults
+    assert manager.kwargs["executable"] == "lifecycle_manager"
+    assert resolve(manager.kwargs["namespace"], config) == resolve(node.kwargs["namespace"], config)
+    (params,) = manager.kwargs["parameters"]
+    assert params["node_names"] == [node.kwargs["name"]]
+    assert resolve(params["autostart"], config) == "true"
+    assert params["bond_timeout"] == 0.0  # our node runs no bond heartbeat
+    condition = manager.kwargs["condition"].args[0]
+    assert condition.name == "use_lifecycle_manager"
+    assert resolve(condition, config) == "false"  # off by default: nav2 may not be installed
 
 
 def _launch_ros_importable() -> bool:

@@ -71,7 +71,7 @@ def test_ament_cmake_install(tmp_path):
     ):
         assert (pkg / rel).is_file(), rel
     assert "extend_path" in (pkg / "__init__.py").read_text()  # ours, not the generated empty one
-    for exe in ("posecrafter_node", "posecrafter_query"):
+    for exe in ("posecrafter_node", "posecrafter_lifecycle_node", "posecrafter_query"):
         assert os.access(prefix / "lib/posecrafter_ros" / exe, os.X_OK)
     share = prefix / "share/posecrafter_ros"
     assert (share / "launch/posecrafter.launch.py").is_file() and (

@@ -23,6 +23,7 @@ LAYER_RANK = {
     "core": 1,
     "stages": 2,
     "pipeline": 3,
+    "remote_bridge": 3,  # the bridge of a Pipeline, run on Ray actors
     "eval": 4,
     "ros": 5,
     "cli": 6,

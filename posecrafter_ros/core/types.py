@@ -24,6 +24,7 @@ class Status(enum.IntEnum):
     TIMEOUT = 6
     CANCELED = 7
     INTERNAL_ERROR = 8
+    INACTIVE = 9
 
 
 def status_name(code: int) -> str:

@@ -121,6 +121,52 @@ def plot_error_cdf(results: Sequence[PairResult], path: Path, title: str = "") -
     plt.close(fig)
 
 
+class PairsCsv:
+    """pairs.csv written as results arrive, so a run that dies leaves what it finished
+    (posecrafter-eval --resume reads it back with `read_pairs_csv`)."""
+
+    FIELDS = list(PairResult.__dataclass_fields__)
+
+    def __init__(self, path: Path):
+        self._file = Path(path).open("w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS)
+        self._writer.writeheader()
+
+    def write(self, results: Sequence[PairResult]) -> None:
+        for result in results:
+            self._writer.writerow(result.as_dict())
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "PairsCsv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_pairs_csv(path: Path) -> list[PairResult]:
+    """The PairResults of a pairs.csv (floats round-trip exactly through their repr)."""
+    types = {name: field.type for name, field in PairResult.__dataclass_fields__.items()}
+    results = []
+    with Path(path).open(newline="") as f:
+        for line in csv.DictReader(f):
+            if None in line or None in line.values():  # a line cut short when a run died
+                continue
+            values = {}
+            for name, text in line.items():
+                if types[name] in ("float", float):
+                    values[name] = float(text)
+                elif types[name] in ("bool", bool):
+                    values[name] = text == "True"
+                else:
+                    values[name] = text
+            results.append(PairResult(**values))
+    return results
+
+
 def write_report(
     out_dir: str | Path,
     rows: dict[str, dict],
@@ -140,12 +186,8 @@ def write_report(
         for row, body in rows.items():
             for bin_name, stats in body["bins"].items():
                 writer.writerow([row, bin_name, *(stats[k] for k in METRIC_KEYS)])
-    with paths["pairs_csv"].open("w", newline="") as f:
-        fields = list(PairResult.__dataclass_fields__)
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for result in results:
-            writer.writerow(result.as_dict())
+    with PairsCsv(paths["pairs_csv"]) as pairs_csv:
+        pairs_csv.write(results)
     notes = "".join(f"- `{row}` skipped: {reason}\n" for row, reason in (skipped or {}).items())
     title = (meta or {}).get("title", "Relative pose evaluation")
     paths["table_md"].write_text(

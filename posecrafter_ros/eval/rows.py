@@ -187,14 +187,22 @@ class OracleRow:
 ROW_NAMES = ("baseline", "direct", "oracle", "pipeline:<profile>")
 
 
+def check_row_name(spec: str) -> None:
+    """Raise ValueError unless `spec` names a row: baseline, direct, oracle or pipeline:<profile>."""
+    if spec in ("baseline", "direct", "oracle"):
+        return
+    if spec.startswith("pipeline:") and len(spec) > len("pipeline:"):
+        return
+    raise ValueError(f"unknown row {spec!r} (known: {', '.join(ROW_NAMES)})")
+
+
 def build_row(spec: str, baseline_conf: dict | None = None, direct_conf: dict | None = None) -> Row:
     """A row from its name: baseline, direct, oracle or pipeline:<profile>."""
+    check_row_name(spec)
     if spec == "baseline":
         return BaselineRow(baseline_conf)
     if spec == "direct":
         return DirectRow(direct_conf)
     if spec == "oracle":
         return OracleRow()
-    if spec.startswith("pipeline:") and len(spec) > len("pipeline:"):
-        return PipelineRow(spec.split(":", 1)[1])
-    raise ValueError(f"unknown row {spec!r} (known: {', '.join(ROW_NAMES)})")
+    return PipelineRow(spec.split(":", 1)[1])

@@ -132,6 +132,41 @@ def _answer(row: Row, pair: PosedPair, frames) -> tuple:
     return (outcome.ok, rot, trans, outcome.path, outcome.message, *_trust(outcome, pair))
 
 
+def evaluate_item(item: EvalItem, rows: Sequence[Row]) -> list[PairResult]:
+    """Every row on one pair (its images read once), in row order."""
+    pair = item.pair
+    bin_name = rotation_bin(pair.rotation_deg) or "out-of-range"
+    need_between = any(r.needs_between for r in rows)
+    try:
+        a, b = item.load()
+        between = item.load_between() if (need_between and item.load_between) else None
+        frames = (a, b, between)
+    except Exception as err:  # an unreadable pair fails every row, the run goes on
+        frames = f"images not readable: {type(err).__name__}: {err}"
+    results = []
+    for row in rows:
+        start = time.perf_counter()
+        ok, rot, trans, path, message, sigma, mahalanobis2 = _answer(row, pair, frames)
+        seconds = time.perf_counter() - start
+        results.append(
+            PairResult(
+                row.name,
+                pair.name,
+                bin_name,
+                pair.rotation_deg,
+                rot,
+                trans,
+                ok,
+                seconds,
+                path,
+                message,
+                sigma,
+                mahalanobis2,
+            )
+        )
+    return results
+
+
 def evaluate(
     items: Sequence[EvalItem], rows: Sequence[Row], progress: bool = True
 ) -> list[PairResult]:
@@ -139,40 +174,11 @@ def evaluate(
     from tqdm import tqdm
 
     results: list[PairResult] = []
-    need_between = any(r.needs_between for r in rows)
-    total = len(items) * len(rows)
-    with tqdm(total=total, unit="est", disable=not progress, desc="evaluating") as bar:
+    with tqdm(total=len(items), unit="pair", disable=not progress, desc="evaluating") as bar:
         for item in items:
-            pair = item.pair
-            bin_name = rotation_bin(pair.rotation_deg) or "out-of-range"
-            try:
-                a, b = item.load()
-                between = item.load_between() if (need_between and item.load_between) else None
-                frames = (a, b, between)
-            except Exception as err:  # an unreadable pair fails every row, the run goes on
-                frames = f"images not readable: {type(err).__name__}: {err}"
-            for row in rows:
-                bar.set_postfix_str(f"{row.name} {pair.name}"[:40])
-                start = time.perf_counter()
-                ok, rot, trans, path, message, sigma, mahalanobis2 = _answer(row, pair, frames)
-                seconds = time.perf_counter() - start
-                results.append(
-                    PairResult(
-                        row.name,
-                        pair.name,
-                        bin_name,
-                        pair.rotation_deg,
-                        rot,
-                        trans,
-                        ok,
-                        seconds,
-                        path,
-                        message,
-                        sigma,
-                        mahalanobis2,
-                    )
-                )
-                bar.update(1)
+            bar.set_postfix_str(item.pair.name[:40])
+            results.extend(evaluate_item(item, rows))
+            bar.update(1)
     return results
 
 

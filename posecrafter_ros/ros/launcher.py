@@ -21,15 +21,30 @@ def local_ros_env(
     return env
 
 
+# Executable name (launch files, `ros2 run`) -> its module.
+EXECUTABLES = {
+    "posecrafter_node": "posecrafter_ros.ros.node",
+    "posecrafter_lifecycle_node": "posecrafter_ros.ros.lifecycle_node",
+}
+
+
 class NodeProcess:
-    """posecrafter_node as a child process started with explicit `--ros-args`.
+    """posecrafter_node (or another of EXECUTABLES) as a child process started with explicit
+    `--ros-args`.
 
     The child inherits this process's environment (set ROS_DOMAIN_ID etc. before starting).
     """
 
-    def __init__(self, ros_args: list[str], namespace: str = "", log_path: Path | None = None):
+    def __init__(
+        self,
+        ros_args: list[str],
+        namespace: str = "",
+        log_path: Path | None = None,
+        executable: str = "posecrafter_node",
+    ):
         self.namespace = namespace.rstrip("/")
-        self.cmd = [sys.executable, "-m", "posecrafter_ros.ros.node", "--ros-args", *ros_args]
+        module = EXECUTABLES[executable]
+        self.cmd = [sys.executable, "-m", module, "--ros-args", *ros_args]
         if namespace:
             self.cmd += ["-r", f"__ns:={namespace}"]
         self.log_path = log_path

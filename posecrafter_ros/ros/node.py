@@ -15,6 +15,7 @@ Every callback turns every failure into a status; no exception escapes to the ex
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import sys
 import threading
@@ -31,7 +32,9 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..action import EstimateRelativePose as EstimateRelativePoseAction
@@ -128,6 +131,28 @@ PARAMETERS = {
         None,
     ),
     "diagnostics_period_sec": (1.0, "period of the /diagnostics publication", (0.05, 3600.0)),
+    "bridge.executor": (
+        "local",
+        "local: the bridge runs in this node; ray: on a pool of Ray actors (shared GPU pool)",
+        None,
+    ),
+    "bridge.ray_address": (
+        "",
+        "Ray cluster head HOST:PORT, or auto ('' = a private local Ray instance)",
+        None,
+    ),
+    "bridge.ray_namespace": ("posecrafter", "Ray namespace of the pool's named actors", None),
+    "bridge.pool_size": (
+        1,
+        "bridge actors in the pool (each holds the generative models)",
+        (1, 1024),
+    ),
+    "bridge.gpus_per_worker": (0.0, "GPUs each bridge actor reserves", (0.0, 64.0)),
+    "bridge.startup_timeout_sec": (
+        600.0,
+        "how long start-up waits for the pool's actors to load their models",
+        (1.0, 86400.0),
+    ),
 }
 CHECKPOINT_SLOTS = {  # parameter -> the profile sections (paths under `bridge:`) it fills
     "checkpoints.dynamicrafter": (("interpolator",),),
@@ -170,18 +195,58 @@ class ConfigurationError(Exception):
     """A setting the node cannot start with (bad parameter value, unknown profile)."""
 
 
-class PoseCrafterNode(Node):
-    def __init__(self, **kwargs):
-        super().__init__("posecrafter", **kwargs)
+class PoseCrafterServer:
+    """The service, action, topics and diagnostics of a posecrafter node, over an rclpy Node
+    (posecrafter_node) or LifecycleNode (posecrafter_lifecycle_node).
+
+    The node class calls, in order: `declare_parameters_from_table` (construction), `load`
+    (the pipeline and its models), `open_interfaces` and `open_subscriptions` (serving); and
+    the reverse `close_subscriptions`, `close_interfaces`, `unload`. Requests that arrive
+    while `accepting` is False are answered INACTIVE.
+    """
+
+    pipeline: Pipeline | None = None
+    accepting = True
+
+    def declare_parameters_from_table(self) -> None:
         forward_python_logging(self.get_logger())
         for name, (default, description, allowed) in PARAMETERS.items():
             self.declare_parameter(name, default, parameter_descriptor(description, allowed))
+        self._interfaces: list = []
+        self._subscriptions_open: list = []
+        self._remote_bridge = None
+
+    def load(self) -> None:
+        """Build the pipeline (models, checkpoints; or connect to the Ray bridge pool)."""
         p = self.param
         if p("torch_num_threads") > 0:
             import torch
 
             torch.set_num_threads(p("torch_num_threads"))
-        self.pipeline = Pipeline.from_profile(p("profile"), self._profile_overrides()).load()
+        overrides = self._profile_overrides()
+        pipeline = Pipeline.from_profile(p("profile"), overrides)
+        executor = p("bridge.executor")
+        if executor == "ray":
+            from ..remote_bridge import RayBridgePool
+
+            address = p("bridge.ray_address")
+            try:
+                self._remote_bridge = RayBridgePool(
+                    p("profile"),
+                    overrides,
+                    pool_size=p("bridge.pool_size"),
+                    address=address,
+                    namespace=p("bridge.ray_namespace"),
+                    gpus_per_worker=p("bridge.gpus_per_worker"),
+                )
+            except Exception as err:
+                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                raise ValueError(f"bridge.executor ray: cannot use {where}: {err}") from err
+            pipeline.remote_bridge = self._remote_bridge
+            self._remote_bridge.wait_ready(p("bridge.startup_timeout_sec"))
+        elif executor != "local":
+            raise ValueError(f"bridge.executor must be 'local' or 'ray', got {executor!r}")
+        self.pipeline = pipeline.load()
         for stage, state in self.pipeline.describe().items():
             if stage not in self.pipeline.unavailable:  # those were warned about while loading
                 self.get_logger().info(f"stage {stage}: {state}")
@@ -200,12 +265,32 @@ class PoseCrafterNode(Node):
         self._last_latency = 0.0
         self._lock = threading.Lock()
 
+    def unload(self) -> None:
+        """Free the models (and their GPU memory) and the buffer."""
+        self.pipeline = None
+        self.buffer = None
+        if self._remote_bridge is not None:
+            self._remote_bridge.close()
+            self._remote_bridge = None
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def destroy_node(self) -> None:
+        if self._remote_bridge is not None:  # disconnect from Ray (the pool's actors stay)
+            self._remote_bridge.close()
+        super().destroy_node()
+
+    def open_interfaces(self) -> None:
+        """The service, the action, the publishers and the diagnostics timer."""
+        p = self.param
         work = ReentrantCallbackGroup()
-        topics = MutuallyExclusiveCallbackGroup()
-        self.create_service(
+        self._topics_group = MutuallyExclusiveCallbackGroup()
+        service = self.create_service(
             EstimateRelativePose, "~/estimate_relative_pose", self._on_service, callback_group=work
         )
-        self._action = ActionServer(
+        action = ActionServer(
             self,
             EstimateRelativePoseAction,
             "~/estimate_relative_pose",
@@ -214,15 +299,6 @@ class PoseCrafterNode(Node):
             cancel_callback=lambda _: CancelResponse.ACCEPT,
             callback_group=work,
         )
-        # Best effort matches every publisher; reliable (for replay) only reliable ones but loses nothing.
-        image_qos = QoSProfile(depth=20) if p("buffer.reliable") else qos_profile_sensor_data
-        self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=topics
-        )
-        self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=topics)
-        self.create_subscription(
-            KeyframeMsg, "keyframes", self._on_keyframe, QoSProfile(depth=50), callback_group=topics
-        )
         self._result_pub = self.create_publisher(PoseWithCovarianceStamped, "~/result", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf_pub = None
@@ -230,11 +306,56 @@ class PoseCrafterNode(Node):
             from tf2_msgs.msg import TFMessage
 
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
-        self.create_timer(
-            p("diagnostics_period_sec"), self._publish_diagnostics, callback_group=topics
+        timer = self.create_timer(
+            p("diagnostics_period_sec"),
+            self._publish_diagnostics,
+            callback_group=self._topics_group,
         )
-        service = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
-        self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {service}")
+        self._interfaces = [service, action, self._result_pub, self._diag_pub, timer]
+        if self._tf_pub is not None:
+            self._interfaces.append(self._tf_pub)
+        name = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
+        self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {name}")
+
+    def close_interfaces(self) -> None:
+        for entity in self._interfaces:
+            if isinstance(entity, ActionServer):
+                entity.destroy()
+            elif isinstance(entity, Timer):
+                self.destroy_timer(entity)
+            elif isinstance(entity, Publisher):
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_service(entity)
+        self._interfaces = []
+
+    def open_subscriptions(self) -> None:
+        """The image, camera_info and keyframes topics that fill the keyframe buffer."""
+        # Best effort matches every publisher; reliable (for replay) only reliable ones but loses nothing.
+        image_qos = (
+            QoSProfile(depth=20) if self.param("buffer.reliable") else qos_profile_sensor_data
+        )
+        group = self._topics_group
+        self._subscriptions_open = [
+            self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, image_qos, callback_group=group
+            ),
+            self.create_subscription(
+                Image, "image", self._on_image, image_qos, callback_group=group
+            ),
+            self.create_subscription(
+                KeyframeMsg,
+                "keyframes",
+                self._on_keyframe,
+                QoSProfile(depth=50),
+                callback_group=group,
+            ),
+        ]
+
+    def close_subscriptions(self) -> None:
+        for subscription in self._subscriptions_open:
+            self.destroy_subscription(subscription)
+        self._subscriptions_open = []
 
     def param(self, name: str):
         return self.get_parameter(name).value
@@ -339,7 +460,12 @@ class PoseCrafterNode(Node):
         """Shared body of the service and the action: fills `response`, never raises."""
         started = time.monotonic()
         a = None
-        if not self._slots.acquire(blocking=False):
+        if not self.accepting:
+            result = EstimateResult(
+                Status.INACTIVE,
+                "the node is inactive (lifecycle state 'inactive'): it serves once activated",
+            )
+        elif not self._slots.acquire(blocking=False):
             result = EstimateResult(
                 Status.BUSY,
                 f"all {self.param('max_concurrent_requests')} request slots are busy; retry later",
@@ -467,29 +593,41 @@ class PoseCrafterNode(Node):
         self._diag_pub.publish(array)
 
 
-def _start_node() -> PoseCrafterNode:
+class PoseCrafterNode(PoseCrafterServer, Node):
+    """posecrafter_node: loads its models at start and serves until it is stopped."""
+
+    def __init__(self, **kwargs):
+        super().__init__("posecrafter", **kwargs)
+        self.declare_parameters_from_table()
+        self.load()
+        self.open_interfaces()
+        self.open_subscriptions()
+
+
+def _start_node(node_class: type):
     """The node, or a ConfigurationError saying which setting is wrong."""
     try:
-        return PoseCrafterNode()
+        return node_class()
     except (InvalidParameterValueException, InvalidParameterTypeException) as err:
         raise ConfigurationError(str(err)) from None
     except (FileNotFoundError, ValueError) as err:  # profile missing, unknown profile keys
         raise ConfigurationError(f"{type(err).__name__}: {err}") from None
 
 
-def main(args: list[str] | None = None) -> int:
+def spin(node_class: type, executable: str, args: list[str] | None = None) -> int:
+    """Run a posecrafter node class until Ctrl-C or an external shutdown; the exit code."""
     argv = sys.argv[1:] if args is None else list(args)
     user_args = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
     if "--help" in user_args or "-h" in user_args:
-        print(parameter_help())
+        print(parameter_help().replace("posecrafter_node", executable, 1))
         return 0
     rclpy.init(args=args)
     node = None
     try:
         try:
-            node = _start_node()
+            node = _start_node(node_class)
         except ConfigurationError as err:
-            print(f"ERROR: posecrafter_node cannot start: {err}", file=sys.stderr)
+            print(f"ERROR: {executable} cannot start: {err}", file=sys.stderr)
             return 2
         executor = MultiThreadedExecutor(
             num_threads=max(4, node.param("max_concurrent_requests") + 3)
@@ -533,6 +671,10 @@ def forward_python_logging(ros_logger) -> None:
     package_logger.addHandler(_ToRosLog(ros_logger))
     package_logger.setLevel(logging.INFO)
     package_logger.propagate = False
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin(PoseCrafterNode, "posecrafter_node", args)
 
 
 if __name__ == "__main__":
