@@ -304,3 +304,19 @@ def test_resume_continues_a_run_that_died(tmp_path):
     assert numbers(final) == numbers(expected)
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["rows"]["direct"]["bins"]["all"]["n"] == len(expected) // 2
+
+
+def test_pairs_csv_round_trips_the_trust_columns(tmp_path):
+    """--resume reads pairs.csv back: the trust columns keep their numbers, empty stays None."""
+    from posecrafter_ros.eval.report import PairsCsv, read_pairs_csv
+    from posecrafter_ros.eval.runner import PairResult
+
+    written = [
+        PairResult("direct", "a-b", "0-50", 31.0, 0.2, 0.1, True, 0.1, "direct", "ok", 0.7, 1.3),
+        PairResult(
+            "direct", "a-c", "90-180", 130.0, 180.0, 180.0, False, 0.1, "", "no", None, None
+        ),
+    ]
+    with PairsCsv(tmp_path / "pairs.csv") as log:
+        log.write(written)
+    assert read_pairs_csv(tmp_path / "pairs.csv") == written

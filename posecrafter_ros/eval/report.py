@@ -159,6 +159,8 @@ def read_pairs_csv(path: Path) -> list[PairResult]:
             for name, text in line.items():
                 if types[name] in ("float", float):
                     values[name] = float(text)
+                elif types[name] == "float | None":  # trust columns: empty when no pose
+                    values[name] = float(text) if text else None
                 elif types[name] in ("bool", bool):
                     values[name] = text == "True"
                 else:
