@@ -3,7 +3,14 @@
 Each candidate frame is matched against I0 and IT; its score is the number of RANSAC inliers
 against I0 plus the number against IT (paper: ORB with 2000 keypoints, RANSAC). The top k = 6
 candidates whose score passes a threshold are kept. I0's and IT's features are extracted once
-per call, with a search index (LSH for ORB) that every candidate is matched against.
+per call and candidate size, with a search index (LSH for ORB) that every candidate is matched
+against.
+
+Like with like: I0 and IT are matched at the candidates' geometry. Generated candidates are
+512x320, while keyframes may come from a 1920x1080 camera; ORB's pyramid (8 levels x 1.2)
+spans only 3.6x, so full-resolution ends barely match small candidates. Each end is therefore
+cover-cropped to the candidate size (as the video models saw it, intrinsics mapped) before its
+features are extracted; candidates of the ends' own size (oracle frames) are matched as is.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
+from ..synthesis.imageops import resize_to_model
 from .matching import Features, Matcher, get_matcher
 from .types import CandidateFrame, Keyframe, RunContext, Selection
 
@@ -72,17 +80,30 @@ class FeatureMatchingSelector:
         ctx: RunContext | None = None,
     ) -> list[tuple[int, int]]:
         """(inliers vs A, inliers vs B) for every candidate, in order."""
-        feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
-        index_a, index_b = self.matcher.build_index(feats_a), self.matcher.build_index(feats_b)
+        ends_by_size: dict[tuple[int, int], tuple] = {}
         scores = []
         for i, candidate in enumerate(candidates):
-            feats = self.matcher.extract(candidate.keyframe.image)
+            image = candidate.keyframe.image
+            size = (image.shape[1], image.shape[0])
+            if size not in ends_by_size:
+                ends_by_size[size] = tuple(self._end_features(end, size) for end in (a, b))
+            (index_a, feats_a), (index_b, feats_b) = ends_by_size[size]
+            feats = self.matcher.extract(image)
             scores.append(
                 (self._inliers(index_a, feats_a, feats), self._inliers(index_b, feats_b, feats))
             )
             if ctx is not None:
                 ctx.report((i + 1) / max(len(candidates), 1))
         return scores
+
+    def _end_features(self, end: Keyframe, size: tuple[int, int]) -> tuple[Any, Features]:
+        """(search index, features) of a keyframe cover-cropped to `size` (width, height)."""
+        if (end.image.shape[1], end.image.shape[0]) != size:
+            image, _, _ = resize_to_model(end.image, end.K, size)
+        else:
+            image = end.image
+        feats = self.matcher.extract(image)
+        return self.matcher.build_index(feats), feats
 
     def select(
         self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext
