@@ -55,7 +55,7 @@ def fixture_conf(tmp_path_factory):
         "niter": 30,
         "lr": 0.01,
         "schedule": "linear",
-        "fix_intrinsics": False,
+        "known_intrinsics": "none",
         "leave_one_out": 0,
         # Head counts cannot be read from tensor shapes; the rest is inferred from them.
         "model": {k: config["ctor_kwargs"][k] for k in ("enc_num_heads", "dec_num_heads")},
@@ -107,7 +107,7 @@ def test_relay_poser_reproduces_official_alignment(fixture_conf):
 
 def test_relay_poser_reconstruction_layout(fixture_conf):
     frames = _fixture_keyframes()[:2]
-    conf = dict(fixture_conf, fix_intrinsics=True, niter=5)
+    conf = dict(fixture_conf, known_intrinsics="ends", niter=5)
     recon = Dust3rRelayPoser.from_config(conf).reconstruct(frames, RunContext())
     assert recon.points.shape == (2, 64, 96, 3) and recon.confidence.shape == (2, 64, 96)
     assert recon.cam_to_world.shape == (2, 4, 4) and recon.K.shape == (2, 3, 3)
@@ -181,3 +181,31 @@ def test_covariance_grows_with_leave_one_out_spread():
     assert shaky.covariance[5, 5] == pytest.approx(calm.covariance[5, 5] + 0.01, rel=1e-3)
     assert shaky.covariance[1, 1] > calm.covariance[1, 1]
     np.testing.assert_allclose(shaky.covariance, shaky.covariance.T)
+
+
+def test_generated_views_focals_are_optimised_and_only_the_ends_are_known(fixture_conf):
+    """As ViewCrafter and the DUSt3R demo: unknown (generated) views get optimised focals with
+    the principal point at the centre; the real keyframes A and B (first, last) stay fixed."""
+    frames = _fixture_keyframes()
+    middle = frames[1]
+    h, w = middle.image.shape[:2]
+    wrong = np.array([[500.0, 0, 10.0], [0, 500.0, 10.0], [0, 0, 1]])  # a generated frame's "K"
+    frames[1] = Keyframe(middle.image, wrong, middle.frame_id)
+    stage = Dust3rPoseModel.from_config(dict(fixture_conf, known_intrinsics="ends", niter=10))
+    aligned = stage.align_views(frames, RunContext())
+    np.testing.assert_allclose(aligned.K[[0, 2], 0, 0], 80.0, rtol=1e-5)
+    assert abs(aligned.K[1, 0, 0] - 500.0) > 50  # not the given focal: optimised from the data
+    np.testing.assert_allclose(aligned.K[1, :2, 2], [w / 2, h / 2], atol=1e-4)
+
+
+def test_gpu_profile_runs_dust3r_in_float32():
+    """The profile's bfloat16 is for the video models; DUSt3R runs in fp32 (official)."""
+    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.reconstruction.dust3r import Dust3rStageConfig
+
+    pipeline = Pipeline.from_profile("gpu")
+    assert pipeline.conf["dtype"] == "bfloat16"
+    for slot in ("relay_poser", "pose_model"):
+        config = Dust3rStageConfig.from_dict(pipeline.stage_conf(slot))
+        assert config.dtype == "float32" and config.known_intrinsics == "ends"
+    assert pipeline.stage_conf("interpolator")["dtype"] == "bfloat16"

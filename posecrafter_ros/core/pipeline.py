@@ -200,14 +200,8 @@ class Pipeline:
         if self.hvg_enabled:
             slots = list(HVG_STAGES) + slots
         for slot in slots:
-            stage_conf = dict(self.bridge_conf.get(slot) or {})
+            stage_conf = self.stage_conf(slot)
             kind = str(stage_conf.get("type", ""))
-            if (
-                kind in MODEL_STAGE_TYPES or ":" in kind
-            ):  # the profile's device/dtype reach the models
-                for key in ("device", "dtype"):
-                    if key in self.conf:
-                        stage_conf.setdefault(key, self.conf[key])
             factories = STAGE_FACTORIES[slot]
             # A built-in type name, or "package.module:factory" for a user's own stage.
             target = factories.get(kind) or (kind if ":" in kind else None)
@@ -223,6 +217,17 @@ class Pipeline:
                 logger.warning("stage %s (%s) unavailable: %s", slot, kind, err)
         self.loaded = True
         return self
+
+    def stage_conf(self, slot: str) -> dict:
+        """The conf a stage slot is built from: its profile section, plus the profile's
+        device and dtype for model stages unless the section sets its own."""
+        stage_conf = dict(self.bridge_conf.get(slot) or {})
+        kind = str(stage_conf.get("type", ""))
+        if kind in MODEL_STAGE_TYPES or ":" in kind:
+            for key in ("device", "dtype"):
+                if key in self.conf:
+                    stage_conf.setdefault(key, self.conf[key])
+        return stage_conf
 
     def describe(self) -> dict[str, str]:
         """Stage -> 'ready' / reason unavailable, for diagnostics."""

@@ -3,15 +3,24 @@
 Both stages run the same steps: official preprocessing of every view (long side to
 `image_size`, crop to multiples of 16), pairwise inference on the complete symmetric graph,
 then global alignment (PointCloudOptimizer with MST init, or the two-view path for a pair
-without known intrinsics). Known intrinsics of the keyframes can be fixed during alignment
-(`fix_intrinsics`), mapped to the working resolution exactly as the images are resized.
+without known intrinsics). Known intrinsics are fixed during alignment, mapped to the working
+resolution exactly as the images are resized (`known_intrinsics`):
+    "ends" (default): the first and last views, i.e. the real keyframes A and B (or their
+        cover-crops); the views between them are generated frames (relay frames, ViewCrafter
+        frames) whose intrinsics nobody knows, so their focals are optimised with the principal
+        point at the image centre, as ViewCrafter's `run_dust3r` and the DUSt3R demo optimise
+        every focal (`global_aligner(...).compute_global_alignment(init='mst')`).
+    "all": every view (all views are real images with calibrated cameras).
+    "none": nothing fixed, the official default.
+The network runs in float32 by default, as the official `inference` does; bfloat16 is an
+option (docs/evaluation.md gives its measured effect on the parity fixtures).
 
 Conf keys (all optional except `checkpoint` unless `tiny`):
     checkpoint: path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or its .safetensors copy
     tiny: true -> a small random network (seeded by `seed`) for CPU plumbing tests
     model: {Dust3rConfig field: value} overrides (e.g. head counts of a non-released network)
     device ("cpu"), dtype ("float32" | "bfloat16"), image_size (512), batch_size (1)
-    niter (300), lr (0.01), schedule ("linear" | "cosine"), fix_intrinsics (true),
+    niter (300), lr (0.01), schedule ("linear" | "cosine"), known_intrinsics ("ends"),
     min_conf_thr (3.0), report_every (10)
     Dust3rPoseModel only: leave_one_out (4: max number of middle views left out, in turn, to
     measure the spread of the pose), rotation_sigma_deg (2.0), direction_sigma_deg (5.0),
@@ -37,6 +46,7 @@ from ..core.types import (
 )
 
 DTYPES = ("float32", "bfloat16")
+KNOWN_INTRINSICS = ("ends", "all", "none")
 MIN_CONFIDENT_PIXELS = 16
 
 
@@ -53,7 +63,7 @@ class Dust3rStageConfig:
     niter: int = 300
     lr: float = 0.01
     schedule: str = "linear"
-    fix_intrinsics: bool = True
+    known_intrinsics: str = "ends"
     min_conf_thr: float = 3.0
     report_every: int = 10
     leave_one_out: int = 4
@@ -67,6 +77,10 @@ class Dust3rStageConfig:
         if self.image_size % 16 or self.image_size < 32:
             raise ValueError(
                 f"image_size must be a multiple of 16 and >= 32, got {self.image_size}"
+            )
+        if self.known_intrinsics not in KNOWN_INTRINSICS:
+            raise ValueError(
+                f"known_intrinsics must be one of {KNOWN_INTRINSICS}, got {self.known_intrinsics!r}"
             )
         if self.niter < 1 or self.batch_size < 1:
             raise ValueError("niter and batch_size must be >= 1")
@@ -217,6 +231,14 @@ class _Dust3rStage:
             centres.append((float(K[0, 2]), float(K[1, 2])))
         return focals, centres
 
+    def _known_views(self, num_views: int) -> list[int]:
+        """Positions (in the aligned subset) of the views whose intrinsics are fixed."""
+        if self.config.known_intrinsics == "all":
+            return list(range(num_views))
+        if self.config.known_intrinsics == "ends":
+            return [0, num_views - 1]
+        return []
+
     def align_views(
         self,
         frames: Sequence[Keyframe],
@@ -247,7 +269,8 @@ class _Dust3rStage:
             min_conf_thr=self.config.min_conf_thr,
         )
         try:
-            if len(views) == 2 and not self.config.fix_intrinsics:
+            known_views = self._known_views(len(views))
+            if len(views) == 2 and not known_views:
                 two = two_view_alignment(selected, config.min_conf_thr)
                 cam_to_world = two.cam_to_world.numpy().astype(np.float64)
                 K = np.stack(
@@ -261,9 +284,10 @@ class _Dust3rStage:
                 loss = 0.0
             else:
                 known = None
-                if self.config.fix_intrinsics:
+                if known_views:
                     known = self._known_intrinsics(
-                        [frames[v] for v in views], [prepared[v] for v in views]
+                        [frames[views[k]] for k in known_views],
+                        [prepared[views[k]] for k in known_views],
                     )
 
                 def report(iteration: int, _loss: float) -> None:
@@ -271,7 +295,13 @@ class _Dust3rStage:
                     ctx.report(progress[0] + done * (progress[1] - progress[0]))
 
                 optimizer, loss = global_alignment(
-                    selected, config, known, report, self.config.report_every, self.config.device
+                    selected,
+                    config,
+                    known,
+                    report,
+                    self.config.report_every,
+                    self.config.device,
+                    known_views,
                 )
                 import torch
 
