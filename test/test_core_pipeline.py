@@ -156,3 +156,30 @@ def test_run_context_subspans_map_progress_into_the_stage():
     assert seen[1] == pytest.approx(("synthesize", 0.75, 0.5))
     assert seen[2] == pytest.approx(("synthesize", 0.75, 0.5))
     assert seen[3] == pytest.approx(("synthesize", 0.1, 0.24))
+
+
+def test_relay_frames_are_the_inputs_at_the_ends_and_video_frames_next_to_them():
+    """{I0, I1, I_T-1, I_T}: I0 and I_T are A and B cover-cropped to the video's 512x320
+    (not the video model's regenerated end frames); I1 and I_T-1 come from the video."""
+    from posecrafter_ros.core.pipeline import relay_frames
+    from posecrafter_ros.core.types import Keyframe
+    from posecrafter_ros.synthesis.imageops import resize_to_model
+
+    rng = np.random.default_rng(0)
+    a = Keyframe(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), np.eye(3) * 900, "a", 10)
+    a.K[2, 2], a.K[0, 2], a.K[1, 2] = 1.0, 640.0, 360.0
+    b = Keyframe(rng.integers(0, 256, (480, 640), dtype=np.uint8), a.K / 2, "b", 20)
+    b.K[2, 2] = 1.0
+    video = [
+        Keyframe(np.full((320, 512, 3), i, np.uint8), np.eye(3), "a", 10 + i) for i in range(16)
+    ]
+    relay = relay_frames(a, b, video, 4)
+    assert len(relay) == 4
+    expected_a, K_a, _ = resize_to_model(a.image, a.K)
+    np.testing.assert_array_equal(relay[0].image, expected_a)
+    np.testing.assert_allclose(relay[0].K, K_a)
+    assert relay[0].image.shape == relay[-1].image.shape == (320, 512, 3)
+    grey_b = np.repeat(b.image[:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(relay[-1].image, resize_to_model(grey_b, b.K)[0])
+    assert (relay[-1].frame_id, relay[-1].stamp_ns) == ("b", 20)
+    assert relay[1] is video[1] and relay[2] is video[14]

@@ -394,10 +394,10 @@ class Pipeline:
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "interpolate", "interpolator"):
             frames = self.stages["interpolator"].interpolate(a, b, ctx)
-        relay_idx = relay_indices(len(frames), int(self.bridge_conf.get("num_relay_frames", 4)))
-        diag.num_relay_frames = len(relay_idx)
+        relay = relay_frames(a, b, frames, int(self.bridge_conf.get("num_relay_frames", 4)))
+        diag.num_relay_frames = len(relay)
         with self._stage(ctx, diag, "relay_pose", "relay_poser"):
-            relay = self.stages["relay_poser"].reconstruct([frames[i] for i in relay_idx], ctx)
+            relay = self.stages["relay_poser"].reconstruct(relay, ctx)
         with self._stage(ctx, diag, "synthesize", "synthesizer"):
             return self.stages["synthesizer"].synthesize(relay, ctx)
 
@@ -413,3 +413,25 @@ def relay_indices(num_frames: int, num_relay: int) -> list[int]:
     head = list(range(per_end))
     tail = list(range(num_frames - per_end, num_frames))
     return sorted(set(head + tail))
+
+
+def relay_frames(
+    a: Keyframe, b: Keyframe, frames: Sequence[Keyframe], num_relay: int
+) -> list[Keyframe]:
+    """The relay frames {I0, I1, ..., I_{T-1}, I_T} of an interpolated video `frames`.
+
+    I0 and I_T are the input keyframes themselves, cover-cropped to the video's geometry with
+    their intrinsics mapped (PoseCrafter: the relay set holds the inputs, not the video
+    model's regenerated end frames, which are only close to them); the frames next to the
+    ends come from the video.
+    """
+    from ..synthesis.imageops import resize_to_model
+
+    indices = relay_indices(len(frames), num_relay)
+    out = [frames[i] for i in indices]
+    for position, (end, generated) in ((0, (a, frames[0])), (-1, (b, frames[-1]))):
+        size = (generated.image.shape[1], generated.image.shape[0])
+        image = end.image if end.image.ndim == 3 else np.repeat(end.image[:, :, None], 3, axis=2)
+        image, K, _ = resize_to_model(image, end.K, size)
+        out[position] = Keyframe(image=image, K=K, frame_id=end.frame_id, stamp_ns=end.stamp_ns)
+    return out

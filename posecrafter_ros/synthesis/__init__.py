@@ -1,10 +1,10 @@
-"""View synthesis for the bridging path (HVG): trajectories, point splatting, video models.
+"""View synthesis for the bridging path (HVG): trajectories, point rasterisation, video models.
 
 Heavy dependencies (torch) are imported inside the functions that need them.
 """
 
 from .imageops import MODEL_SIZE, CoverCrop, cover_crop, resize_to_model
-from .render import PointSplatRenderer, Rendering
+from .render import PointRasterRenderer, Rendering
 from .trajectory import CameraTrajectory, interpolate_trajectory, slerp_rotations
 from .view_synthesis import (
     PointCloudViewSynthesizer,
@@ -18,7 +18,7 @@ __all__ = [
     "CameraTrajectory",
     "CoverCrop",
     "PointCloudViewSynthesizer",
-    "PointSplatRenderer",
+    "PointRasterRenderer",
     "RenderOnlyGenerator",
     "Rendering",
     "VideoGenerator",
