@@ -12,7 +12,8 @@ trained on:
   (PyTorch3D's `dist2 < radius2` in `RasterizePointsNaiveCpu`); the radius is given in NDC
   units, where the image's shorter side spans 2, so it is `radius * min(H, W) / 2` pixels;
 - points with negative camera depth are skipped; of the others, each pixel keeps the
-  `points_per_pixel` nearest (smallest depth first; equal depths by point index);
+  `points_per_pixel` nearest, smallest depth first (exactly equal depths, which PyTorch3D
+  orders by point index, are ordered here by splat offset, then point index);
 - the pixel's colour is front-to-back alpha compositing of those points with
   alpha_k = 1 - d_k^2 / r^2: sum_k alpha_k prod_{j<k} (1 - alpha_j) c_k, over a black
   background (pixels no point reaches stay black).
@@ -174,10 +175,10 @@ class PointRasterRenderer:
         hit_depth[index] = depth
         hit_depth = hit_depth[hit_point]
 
-        # Sort by (pixel, depth, point index): two stable sorts, the minor keys first.
-        order = torch.argsort(hit_point, stable=True)
-        order = order[torch.argsort(hit_depth[order], stable=True)]
-        order = order[torch.argsort(pixel[order], stable=True)]
+        # Sort by (pixel, depth) in one pass: for positive float32 depths the bit pattern
+        # orders like the value, so pixel << 32 | depth bits is one int64 key.
+        key = (pixel << 32) | hit_depth.view(torch.int32).to(torch.int64)
+        order = torch.argsort(key, stable=True)
         pixel, hit_point, dist2 = pixel[order], hit_point[order], dist2[order]
         hit_depth = hit_depth[order]
         # Rank of each hit among its pixel's hits; keep the `k` nearest.
