@@ -2,57 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-
-@dataclass(frozen=True)
-class CropTransform:
-    """Pixel mapping of a resize (scale) followed by a crop (offset): u' = u*scale - offset.
-
-    Maps pixel-centre coordinates: u' + 0.5 = (u + 0.5) * scale - offset_px.
-    """
-
-    scale_x: float
-    scale_y: float
-    offset_x: float
-    offset_y: float
-
-    def map_intrinsics(self, K: np.ndarray) -> np.ndarray:
-        """[3 x 3] intrinsics of the source image -> intrinsics of the resized, cropped image."""
-        out = np.asarray(K, dtype=np.float64).copy()
-        out[0, 0] *= self.scale_x
-        out[0, 1] *= self.scale_x
-        out[1, 1] *= self.scale_y
-        out[0, 2] = (out[0, 2] + 0.5) * self.scale_x - 0.5 - self.offset_x
-        out[1, 2] = (out[1, 2] + 0.5) * self.scale_y - 0.5 - self.offset_y
-        return out
-
-
-def resize_center_crop(
-    image: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, CropTransform]:
-    """Scale `image` [H x W x 3] uint8 so it covers height x width, then crop the centre.
-
-    The official loaders resize the SHORT side to min(height, width) and centre-crop, which
-    pads with black when the image is less wide than 1.6:1 (e.g. 4:3 at 320x512); covering
-    the target keeps every output pixel real, at the cost of cropping more.
-    """
-    import cv2
-
-    h, w = image.shape[:2]
-    scale = max(height / h, width / w)
-    new_h, new_w = max(height, round(h * scale)), max(width, round(w * scale))
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = (
-        image
-        if (new_h, new_w) == (h, w)
-        else cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-    )
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    crop = np.ascontiguousarray(resized[top : top + height, left : left + width])
-    return crop, CropTransform(new_w / w, new_h / h, float(left), float(top))
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
