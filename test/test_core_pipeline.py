@@ -183,3 +183,32 @@ def test_relay_frames_are_the_inputs_at_the_ends_and_video_frames_next_to_them()
     np.testing.assert_array_equal(relay[-1].image, resize_to_model(grey_b, b.K)[0])
     assert (relay[-1].frame_id, relay[-1].stamp_ns) == ("b", 20)
     assert relay[1] is video[1] and relay[2] is video[14]
+
+
+def test_oracle_failure_falls_back_to_the_generative_bridge(posed_pairs):
+    """With both sources configured (as the gpu profile), real frames that do not bridge the
+    pair hand over to HVG, and the message says so."""
+    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.core.types import EstimateOptions, Keyframe, Status
+
+    a, b = keyframes(posed_pairs["templeR0001-templeR0013"])
+    sequence = [Keyframe(a.image.copy(), a.K, f"seq-{i}", i) for i in range(3)]
+    overrides = {
+        "bridge": {
+            "oracle": True,
+            "pose_model": {"type": "fault_stages:pose_failing_on_sequence_frames"},
+        }
+    }
+    pipeline = Pipeline.from_profile("tiny", overrides).load()
+    options = EstimateOptions(force_bridge=True)
+    result = pipeline.estimate(a, b, options, sequence=sequence)
+    assert result.status == Status.SUCCESS, result.message
+    assert "the oracle bridge failed (the real frames do not connect)" in result.message
+    assert "fell back to the generative bridge" in result.message
+    stages = [s.name for s in result.diagnostics.stages]
+    assert stages.index("oracle_candidates") < stages.index("interpolate")
+    # Without the generative bridge, the oracle's failure is the answer.
+    no_hvg = Pipeline.from_profile("tiny", {"bridge": {**overrides["bridge"], "enabled": False}})
+    result = no_hvg.load().estimate(a, b, options, sequence=sequence)
+    assert result.status == Status.INSUFFICIENT_OVERLAP
+    assert "the real frames do not connect" in result.message

@@ -9,6 +9,8 @@ are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
             a supplied frame sequence (oracle source), or
             HVG: interpolate (stage 1) -> relay poses -> trajectory renders -> video (stage 2)
         -> Feature Matching Selector -> multi-view pose on {A, selected, B}
+        (when the oracle source does not bridge the pair and HVG is configured, HVG is
+        tried next, and the message says so)
 
 `estimate` never raises: every failure becomes a Status and a message.
 """
@@ -342,48 +344,77 @@ class Pipeline:
             )
             return EstimateResult(status, f"{why_direct}; {reason}.{note}", low_confidence_pose)
 
-        if sequence and self.oracle_enabled:
-            candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
-        elif self.hvg_enabled:
-            missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
-            if missing:
-                reasons = "; ".join(
-                    f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
-                )
-                return fail(Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})")
-            candidates = self._hvg_candidates(a, b, ctx, diag)
-        else:
+        sources = (["oracle"] if sequence and self.oracle_enabled else []) + (
+            ["generative"] if self.hvg_enabled else []
+        )
+        if not sources:
             return fail(
                 Status.INSUFFICIENT_OVERLAP,
                 f"the generative bridge is not configured (profile '{self.name}'; use the gpu "
                 "profile with checkpoints, or supply a frame sequence for the oracle bridge)",
             )
+        oracle_failure = ""
+        for source in sources:
+            if source == "generative":
+                missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
+                if missing:
+                    reasons = "; ".join(
+                        f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
+                    )
+                    if oracle_failure:
+                        return fail(
+                            Status.INSUFFICIENT_OVERLAP,
+                            f"{oracle_failure}; no generative fallback ({reasons})",
+                        )
+                    return fail(
+                        Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})"
+                    )
+            try:
+                pose, message = self._bridge(a, b, source, sequence, ctx, diag)
+            except EstimationError as err:
+                if source == sources[-1] or err.status != Status.INSUFFICIENT_OVERLAP:
+                    prefix = f"{oracle_failure}; the generative bridge: " if oracle_failure else ""
+                    return fail(err.status, prefix + err.message)
+                # The real frames did not bridge the pair; the generative bridge may.
+                oracle_failure = f"the oracle bridge failed ({err.message})"
+                logger.info("%s; falling back to the generative bridge", oracle_failure)
+                continue
+            diag.path = "bridge"
+            if oracle_failure:
+                message = f"{oracle_failure}; fell back to the generative bridge: {message}"
+            return EstimateResult(Status.SUCCESS, f"{message} ({why_direct})", pose)
+        raise AssertionError("unreachable: the last source returns")
+
+    def _bridge(self, a, b, source, sequence, ctx, diag):
+        """(pose, message) of one bridge source ("oracle" or "generative"): candidates ->
+        selection -> multi-view pose. Raises EstimationError when it cannot bridge."""
+        if source == "oracle":
+            candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
+        else:
+            candidates = self._hvg_candidates(a, b, ctx, diag)
         missing = [s for s in SELECT_STAGES if s not in self.stages]
         if missing:
             reasons = "; ".join(
                 f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
             )
-            return fail(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
+            raise EstimationError(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
         diag.num_candidate_frames = len(candidates)
         with self._stage(ctx, diag, "select", "selector"):
             selection = self.stages["selector"].select(a, b, candidates, ctx)
         diag.selected_frames = [candidates[i].index for i in selection.indices]
         diag.selected_scores = [int(s) for s in selection.scores]
         if not selection.indices:
-            return fail(
+            raise EstimationError(
                 Status.INSUFFICIENT_OVERLAP,
                 f"no candidate frame of {len(candidates)} matched both keyframes",
             )
         views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
         with self._stage(ctx, diag, "multiview_pose", "pose_model"):
             pose = self.stages["pose_model"].estimate(views, ctx)
-        diag.path = "bridge"
-        return EstimateResult(
-            Status.SUCCESS,
-            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames "
-            f"({why_direct})",
-            pose,
+        message = (
+            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames"
         )
+        return pose, message
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "oracle_candidates"):

@@ -122,13 +122,18 @@ def _outcome_of(result) -> RowOutcome:
 
 
 class PipelineRow:
-    """The full pipeline of a profile (name in posecrafter_ros/profiles or a YAML path)."""
+    """The full pipeline of a profile (name in posecrafter_ros/profiles or a YAML path).
+
+    force_bridge: bridge every pair, even those the direct path answers (the paper reports
+    bridged numbers per bin; without it the row shows the product's gated behaviour).
+    """
 
     needs_between = False
 
-    def __init__(self, profile: str):
+    def __init__(self, profile: str, force_bridge: bool = False):
         self.name = f"pipeline:{profile}"
         self.profile = profile
+        self.force_bridge = force_bridge
         self.pipeline = None
         Pipeline, self.skip_reason = _pipeline_class()
         if Pipeline is None:
@@ -146,7 +151,8 @@ class PipelineRow:
     def estimate(self, a, b, between=None) -> RowOutcome:
         from ..core.types import EstimateOptions
 
-        return _outcome_of(self.pipeline.estimate(a, b, options=EstimateOptions(), ctx=None))
+        options = EstimateOptions(force_bridge=self.force_bridge)
+        return _outcome_of(self.pipeline.estimate(a, b, options=options, ctx=None))
 
 
 class OracleRow:
@@ -182,8 +188,16 @@ class OracleRow:
 ROW_NAMES = ("baseline", "direct", "oracle", "pipeline:<profile>")
 
 
-def build_row(spec: str, baseline_conf: dict | None = None, direct_conf: dict | None = None) -> Row:
-    """A row from its name: baseline, direct, oracle or pipeline:<profile>."""
+def build_row(
+    spec: str,
+    baseline_conf: dict | None = None,
+    direct_conf: dict | None = None,
+    force_bridge: bool = False,
+) -> Row:
+    """A row from its name: baseline, direct, oracle or pipeline:<profile>.
+
+    force_bridge applies to pipeline rows (the oracle row always bridges).
+    """
     if spec == "baseline":
         return BaselineRow(baseline_conf)
     if spec == "direct":
@@ -191,5 +205,5 @@ def build_row(spec: str, baseline_conf: dict | None = None, direct_conf: dict | 
     if spec == "oracle":
         return OracleRow()
     if spec.startswith("pipeline:") and len(spec) > len("pipeline:"):
-        return PipelineRow(spec.split(":", 1)[1])
+        return PipelineRow(spec.split(":", 1)[1], force_bridge)
     raise ValueError(f"unknown row {spec!r} (known: {', '.join(ROW_NAMES)})")
