@@ -209,3 +209,22 @@ def test_gpu_profile_runs_dust3r_in_float32():
         config = Dust3rStageConfig.from_dict(pipeline.stage_conf(slot))
         assert config.dtype == "float32" and config.known_intrinsics == "ends"
     assert pipeline.stage_conf("interpolator")["dtype"] == "bfloat16"
+
+
+def test_random_weights_build_the_full_configuration_without_a_checkpoint():
+    """bench_pipeline --random-weights: the official configuration (here with shallower
+    stacks through `model` overrides, the path is the same), random and seeded, no file."""
+    from posecrafter_ros.models.dust3r.config import Dust3rConfig
+
+    small = {"enc_depth": 1, "dec_depth": 4, "enc_embed_dim": 64, "enc_num_heads": 4}
+    small.update(dec_embed_dim=64, dec_num_heads=4, dpt_feature_dim=16, dpt_last_dim=8)
+    small.update(dpt_layer_dims=[8, 8, 16, 16])
+    conf = {"random_weights": True, "model": small, "seed": 4, "image_size": 64, "niter": 3}
+    stage = Dust3rRelayPoser.from_config(conf)
+    full = Dust3rConfig()
+    assert stage.model.config.img_size == full.img_size == 512  # the official geometry
+    assert stage.model.config.head_type == full.head_type == "dpt"
+    assert stage.model.config.enc_depth == 1
+    frames = _fixture_keyframes()[:2]
+    recon = stage.reconstruct([Keyframe(f.image[:64, :64].copy(), f.K) for f in frames])
+    assert np.isfinite(recon.points).all()

@@ -411,9 +411,7 @@ class Pipeline:
         views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
         with self._stage(ctx, diag, "multiview_pose", "pose_model"):
             pose = self.stages["pose_model"].estimate(views, ctx)
-        message = (
-            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames"
-        )
+        message = f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames"
         return pose, message
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:

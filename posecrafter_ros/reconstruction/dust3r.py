@@ -18,6 +18,8 @@ option (docs/evaluation.md gives its measured effect on the parity fixtures).
 Conf keys (all optional except `checkpoint` unless `tiny`):
     checkpoint: path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or its .safetensors copy
     tiny: true -> a small random network (seeded by `seed`) for CPU plumbing tests
+    random_weights: true -> the full-size network with random weights, no checkpoint (the
+        official model's compute and memory, for cost benchmarks)
     model: {Dust3rConfig field: value} overrides (e.g. head counts of a non-released network)
     device ("cpu"), dtype ("float32" | "bfloat16"), image_size (512), batch_size (1)
     niter (300), lr (0.01), schedule ("linear" | "cosine"), known_intrinsics ("ends"),
@@ -54,6 +56,7 @@ MIN_CONFIDENT_PIXELS = 16
 class Dust3rStageConfig:
     checkpoint: str = ""
     tiny: bool = False
+    random_weights: bool = False
     seed: int = 0
     model: dict = field(default_factory=dict)
     device: str = "cpu"
@@ -113,6 +116,7 @@ def _shared_model(config: Dust3rStageConfig):
     key = (
         config.checkpoint,
         config.tiny,
+        config.random_weights,
         config.seed,
         json.dumps(config.model, sort_keys=True),
         config.device,
@@ -121,8 +125,9 @@ def _shared_model(config: Dust3rStageConfig):
     with _MODELS_LOCK:
         if key in _MODELS:
             return _MODELS[key]
-        if config.tiny:
-            net_config = Dust3rConfig.from_dict({**TINY_CONFIG.to_dict(), **config.model})
+        if config.tiny or config.random_weights:
+            base = TINY_CONFIG.to_dict() if config.tiny else Dust3rConfig().to_dict()
+            net_config = Dust3rConfig.from_dict({**base, **config.model})
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
                 model = Dust3rModel(net_config)

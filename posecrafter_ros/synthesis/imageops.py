@@ -100,9 +100,15 @@ def cover_crop(
         raise ValueError(f"sizes must be positive, got {source_size} -> {target_size}")
     if target_width / source_width >= target_height / source_height:
         # The width binds; the height follows, truncated as torchvision does.
-        resized = (target_width, max(target_height, int(target_width * source_height / source_width)))
+        resized = (
+            target_width,
+            max(target_height, int(target_width * source_height / source_width)),
+        )
     else:
-        resized = (max(target_width, int(target_height * source_width / source_height)), target_height)
+        resized = (
+            max(target_width, int(target_height * source_width / source_height)),
+            target_height,
+        )
     # torchvision's CenterCrop: int(round(...)), Python's round (half to even).
     offset = (
         int(round((resized[0] - target_width) / 2.0)),

@@ -77,6 +77,7 @@ class ViewSynthesisConfig:
         at 512x320).
     points_per_pixel: points alpha-composited per pixel (ViewCrafter: 10).
     min_depth: points closer than this (scene units) along the optical axis are not drawn.
+    device: where the point cloud is rasterised (the profile's device; follows `to`).
     replace_key_renders: renders at relay cameras are replaced by the relay images.
     """
 
@@ -91,6 +92,18 @@ class ViewSynthesisConfig:
     points_per_pixel: int = VIEWCRAFTER_POINTS_PER_PIXEL
     min_depth: float = 1e-6
     replace_key_renders: bool = True
+    device: str = "cpu"
+
+
+@dataclass
+class TrajectoryRenders:
+    """Renders along the whole trajectory: relay (at model resolution), trajectory cameras,
+    renders [T x H x W x 3] uint8 and their coverage masks [T x H x W] bool."""
+
+    relay: RelayAtModelResolution
+    trajectory: CameraTrajectory
+    renders: np.ndarray
+    masks: np.ndarray
 
 
 @dataclass
@@ -109,7 +122,10 @@ def view_depths(relay: SceneReconstruction) -> np.ndarray:
     """[N x H x W] depth of every relay point in its own camera (camera-frame z)."""
     world_to_cam = np.linalg.inv(np.asarray(relay.cam_to_world, dtype=np.float64))
     points = np.asarray(relay.points, dtype=np.float64)
-    return np.einsum("nj,nhwj->nhw", world_to_cam[:, 2, :3], points) + world_to_cam[:, 2, 3, None, None]
+    return (
+        np.einsum("nj,nhwj->nhw", world_to_cam[:, 2, :3], points)
+        + world_to_cam[:, 2, 3, None, None]
+    )
 
 
 def clean_confidence(relay: SceneReconstruction, tol: float = 0.001) -> np.ndarray:
@@ -277,7 +293,9 @@ class PointCloudViewSynthesizer:
         self.generator = generator
 
     def to(self, device: str) -> PointCloudViewSynthesizer:
-        """Moves the generator's model (the stage's only resident weights) to `device`."""
+        """Moves the generator's model (the stage's only resident weights) to `device`;
+        the point cloud is rasterised there too."""
+        self.conf.device = str(device)
         if hasattr(self.generator, "to"):
             self.generator.to(device)
         return self
@@ -289,13 +307,9 @@ class PointCloudViewSynthesizer:
         num_frames = num_clips * (self.conf.num_frames - 1) + 1
         return interpolate_trajectory(relay.cam_to_world, relay.K, num_frames)
 
-    def synthesize(self, relay: SceneReconstruction, ctx: RunContext) -> list[CandidateFrame]:
-        """Generated frames along the trajectory through the relay cameras, in order.
-
-        Each trajectory camera appears once (shared clip boundaries are kept from the
-        earlier clip), except the first and last, whose frames are copies of the inputs;
-        index is the camera's position along the trajectory.
-        """
+    def render_trajectory(self, relay: SceneReconstruction, ctx: RunContext) -> TrajectoryRenders:
+        """The relay point cloud rendered from every trajectory camera (ViewCrafter's
+        `run_render`), renders at relay cameras replaced by the relay images."""
         conf = self.conf
         num_keys = len(relay.images)
         if num_keys < 2:
@@ -317,6 +331,7 @@ class PointCloudViewSynthesizer:
             radius_ndc=conf.point_radius,
             points_per_pixel=conf.points_per_pixel,
             min_depth=conf.min_depth,
+            device=conf.device,
         )
 
         num_cameras = len(trajectory)
@@ -332,6 +347,20 @@ class PointCloudViewSynthesizer:
             for key, frame in trajectory.key_frame_indices().items():
                 renders[frame] = model_relay.images[key]
                 masks[frame] = True
+        return TrajectoryRenders(model_relay, trajectory, renders, masks)
+
+    def synthesize(self, relay: SceneReconstruction, ctx: RunContext) -> list[CandidateFrame]:
+        """Generated frames along the trajectory through the relay cameras, in order.
+
+        Each trajectory camera appears once (shared clip boundaries are kept from the
+        earlier clip), except the first and last, whose frames are copies of the inputs;
+        index is the camera's position along the trajectory.
+        """
+        conf = self.conf
+        rendered = self.render_trajectory(relay, ctx)
+        trajectory, model_relay = rendered.trajectory, rendered.relay
+        renders, masks = rendered.renders, rendered.masks
+        num_cameras = len(trajectory)
 
         step = conf.num_frames - 1
         num_clips = (num_cameras - 1) // step
