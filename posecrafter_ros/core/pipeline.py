@@ -344,50 +344,47 @@ class Pipeline:
             )
             return EstimateResult(status, f"{why_direct}; {reason}.{note}", low_confidence_pose)
 
-        sources = (["oracle"] if sequence and self.oracle_enabled else []) + (
-            ["generative"] if self.hvg_enabled else []
-        )
-        if not sources:
+        oracle_failure = ""
+        if sequence and self.oracle_enabled:
+            try:
+                return self._bridged(a, b, "oracle", sequence, ctx, diag, why_direct)
+            except EstimationError as err:
+                if not (self.hvg_enabled and err.status == Status.INSUFFICIENT_OVERLAP):
+                    return fail(err.status, err.message)
+                # The real frames did not bridge the pair; the generative bridge may.
+                oracle_failure = f"the oracle bridge failed ({err.message})"
+                logger.info("%s; falling back to the generative bridge", oracle_failure)
+        if not self.hvg_enabled:
             return fail(
                 Status.INSUFFICIENT_OVERLAP,
                 f"the generative bridge is not configured (profile '{self.name}'; use the gpu "
                 "profile with checkpoints, or supply a frame sequence for the oracle bridge)",
             )
-        oracle_failure = ""
-        for source in sources:
-            if source == "generative":
-                missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
-                if missing:
-                    reasons = "; ".join(
-                        f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
-                    )
-                    if oracle_failure:
-                        return fail(
-                            Status.INSUFFICIENT_OVERLAP,
-                            f"{oracle_failure}; no generative fallback ({reasons})",
-                        )
-                    return fail(
-                        Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})"
-                    )
-            try:
-                pose, message = self._bridge(a, b, source, sequence, ctx, diag)
-            except EstimationError as err:
-                if source == sources[-1] or err.status != Status.INSUFFICIENT_OVERLAP:
-                    prefix = f"{oracle_failure}; the generative bridge: " if oracle_failure else ""
-                    return fail(err.status, prefix + err.message)
-                # The real frames did not bridge the pair; the generative bridge may.
-                oracle_failure = f"the oracle bridge failed ({err.message})"
-                logger.info("%s; falling back to the generative bridge", oracle_failure)
-                continue
-            diag.path = "bridge"
+        missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
+        if missing:
+            reasons = "; ".join(
+                f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
+            )
             if oracle_failure:
-                message = f"{oracle_failure}; fell back to the generative bridge: {message}"
-            return EstimateResult(Status.SUCCESS, f"{message} ({why_direct})", pose)
-        raise AssertionError("unreachable: the last source returns")
+                return fail(
+                    Status.INSUFFICIENT_OVERLAP,
+                    f"{oracle_failure}; no generative fallback ({reasons})",
+                )
+            return fail(Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})")
+        try:
+            result = self._bridged(a, b, "generative", sequence, ctx, diag, why_direct)
+        except EstimationError as err:
+            prefix = f"{oracle_failure}; the generative bridge: " if oracle_failure else ""
+            return fail(err.status, prefix + err.message)
+        if oracle_failure:
+            result.message = (
+                f"{oracle_failure}; fell back to the generative bridge: {result.message}"
+            )
+        return result
 
-    def _bridge(self, a, b, source, sequence, ctx, diag):
-        """(pose, message) of one bridge source ("oracle" or "generative"): candidates ->
-        selection -> multi-view pose. Raises EstimationError when it cannot bridge."""
+    def _bridged(self, a, b, source, sequence, ctx, diag, why_direct) -> EstimateResult:
+        """One bridge source ("oracle" or "generative"): candidates -> selection ->
+        multi-view pose. Raises EstimationError when it cannot bridge the pair."""
         if source == "oracle":
             candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
         else:
@@ -411,8 +408,13 @@ class Pipeline:
         views = [a] + [candidates[i].keyframe for i in selection.indices] + [b]
         with self._stage(ctx, diag, "multiview_pose", "pose_model"):
             pose = self.stages["pose_model"].estimate(views, ctx)
-        message = f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames"
-        return pose, message
+        diag.path = "bridge"
+        return EstimateResult(
+            Status.SUCCESS,
+            f"bridged through {len(selection.indices)} of {len(candidates)} candidate frames "
+            f"({why_direct})",
+            pose,
+        )
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "oracle_candidates"):
