@@ -212,3 +212,37 @@ def test_oracle_failure_falls_back_to_the_generative_bridge(posed_pairs):
     result = no_hvg.load().estimate(a, b, options, sequence=sequence)
     assert result.status == Status.INSUFFICIENT_OVERLAP
     assert "the real frames do not connect" in result.message
+
+
+def test_the_generative_bridge_poses_the_inputs_not_the_regenerated_end_frames(posed_pairs):
+    """Wiring of relay_frames: the relay poser receives A and B (cover-cropped), and the
+    interpolated frames 1 and T-2 between them."""
+    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.core.types import EstimateOptions, Status
+    from posecrafter_ros.synthesis.imageops import resize_to_model
+
+    a, b = keyframes(posed_pairs["templeR0001-templeR0013"])
+    pipeline = Pipeline.from_profile("tiny").load()
+    seen = {}
+    interpolate = pipeline.stages["interpolator"].interpolate
+    reconstruct = pipeline.stages["relay_poser"].reconstruct
+
+    def recording_interpolate(*args):
+        seen["video"] = interpolate(*args)
+        return seen["video"]
+
+    def recording_reconstruct(frames, ctx):
+        seen["relay"] = list(frames)
+        return reconstruct(frames, ctx)
+
+    pipeline.stages["interpolator"].interpolate = recording_interpolate
+    pipeline.stages["relay_poser"].reconstruct = recording_reconstruct
+    result = pipeline.estimate(a, b, EstimateOptions(force_bridge=True))
+    assert result.status == Status.SUCCESS, result.message
+    video, relay = seen["video"], seen["relay"]
+    height, width = video[0].image.shape[:2]
+    for end, frame in ((a, relay[0]), (b, relay[-1])):
+        np.testing.assert_array_equal(
+            frame.image, resize_to_model(end.image, end.K, (width, height))[0]
+        )
+    assert relay[1] is video[1] and relay[2] is video[-2]
