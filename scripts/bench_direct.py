@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from posecrafter_ros.bench.direct import compare_direct_to_opencv
 from posecrafter_ros.eval.datasets import (
     all_pairs,
     load_middlebury,
     load_posed_pairs,
     sample_pairs_by_bin,
 )
+from posecrafter_ros.eval.direct_bench import compare_direct_to_opencv
 from posecrafter_ros.eval.metrics import summarize
 
 ROOT = Path(__file__).resolve().parent.parent

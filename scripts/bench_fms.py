@@ -17,10 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posecrafter_ros.core.fms import FeatureMatchingSelector
 from posecrafter_ros.core.types import CandidateFrame, Keyframe, RunContext
 from posecrafter_ros.eval.datasets import load_middlebury
 from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.stages.select import FeatureMatchingSelector
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (512, 320)

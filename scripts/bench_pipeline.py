@@ -4,7 +4,7 @@
   python scripts/bench_pipeline.py --profile tiny --force-bridge            # CPU, tiny models
   python scripts/bench_pipeline.py --profile gpu --device cuda \
       --set bridge.interpolator.checkpoint=/models/dc512/model.ckpt \
-      --set bridge.synthesizer.checkpoint=/models/vc/model.ckpt \
+      --set bridge.synthesizer.generator.checkpoint=/models/vc/model.ckpt \
       --set bridge.relay_poser.checkpoint=/models/dust3r.pth --set bridge.pose_model.checkpoint=/models/dust3r.pth
 
   # the paper-size bridge without any checkpoint: full-size models with random weights
@@ -72,25 +72,20 @@ def main() -> int:
     parser.add_argument("--niter", type=int, default=None, help="DUSt3R alignment iterations")
     args = parser.parse_args()
 
-    from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.core.types import EstimateOptions, Keyframe, RunContext
     from posecrafter_ros.eval.datasets import load_posed_pairs
     from posecrafter_ros.eval.frames import read_rgb
     from posecrafter_ros.eval.metrics import rotation_error_deg
+    from posecrafter_ros.eval.smoke import model_overrides
+    from posecrafter_ros.pipeline import Pipeline, deep_merge
 
     overrides = parse_set(args.set)
     for key in ("device", "dtype"):
         if getattr(args, key):
             overrides[key] = getattr(args, key)
-    bridge = overrides.setdefault("bridge", {})
-    for slot in ("interpolator", "relay_poser", "synthesizer", "pose_model"):
-        section = bridge.setdefault(slot, {})
-        if args.random_weights:
-            section["random_weights"] = True
-        if args.steps and slot in ("interpolator", "synthesizer"):
-            section["ddim_steps"] = args.steps
-        if args.niter and slot in ("relay_poser", "pose_model"):
-            section["niter"] = args.niter
+    overrides = deep_merge(
+        {"bridge": model_overrides(None, args.random_weights, args.steps, args.niter)}, overrides
+    )
     cuda = str(overrides.get("device", "")).startswith("cuda")
     if cuda:
         import torch
@@ -143,7 +138,7 @@ def main() -> int:
                 f"  {record.name:<18} {record.seconds:8.3f} s   peak {peaks.get(record.name, 0.0):8.0f} MB"
             )
         if result.pose is not None:
-            R_0to1, _ = result.pose.inverse_convention()
+            R_0to1, _ = result.pose.to_epipolar()
             print(
                 f"  rotation error vs ground truth ({pair.rotation_deg:.1f} deg apart): {rotation_error_deg(R_0to1, pair.R_0to1):.2f} deg"
             )

@@ -63,8 +63,8 @@ def main() -> int:
 
     import torch
 
-    from posecrafter_ros.synthesis.render import PointRasterRenderer, radius_in_pixels
-    from posecrafter_ros.synthesis.trajectory import interpolate_trajectory
+    from posecrafter_ros.core.render import PointRasterRenderer, radius_in_pixels
+    from posecrafter_ros.core.trajectory import interpolate_trajectory
 
     points, colors, poses, K = relay_point_maps(args.width, args.height, args.views)
     trajectory = interpolate_trajectory(poses, K, args.frames)

@@ -6,7 +6,7 @@
 Starts posecrafter_node (CPU profile), sends the pair inline N times and prints the round-trip
 p50/p90, the node's own direct-stage time, and the same figures for a bare OpenCV script
 doing ORB (the same settings) + ratio-test matching + five-point RANSAC + recoverPose
-in-process (bench/direct.py:opencv_five_point). DESIGN section 7 targets: service p50 well under 0.2 s, and
+in-process (eval/direct_bench.py:opencv_five_point). DESIGN section 7 targets: service p50 well under 0.2 s, and
 within 1.3x of the bare script.
 """
 
@@ -35,8 +35,8 @@ def main() -> int:
     parser.add_argument("--params", type=Path, default=REPO / "config/cpu.yaml")
     args = parser.parse_args()
 
-    from posecrafter_ros.bench.direct import BASELINE_CONF, opencv_five_point
     from posecrafter_ros.eval.datasets import load_posed_pairs
+    from posecrafter_ros.eval.direct_bench import BASELINE_CONF, opencv_five_point
     from posecrafter_ros.eval.frames import pair_keyframes
     from posecrafter_ros.ros.launcher import NodeProcess, local_ros_env
 

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from posecrafter_ros.core.types import Keyframe, RunContext
-    from posecrafter_ros.models.lvdm.viewcrafter import ViewCrafterGenerator
-    from posecrafter_ros.synthesis.interpolation import DynamiCrafterInterpolator
+    from posecrafter_ros.stages.interpolate import DynamiCrafterInterpolator
+    from posecrafter_ros.stages.synthesize import ViewCrafterGenerator
 
     torch.set_num_threads(args.threads)
     common = {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posecrafter_ros.bench.common import run_direct_on_pairs
+from posecrafter_ros.eval.bench_common import run_direct_on_pairs
 from posecrafter_ros.eval.datasets import all_pairs, load_middlebury, load_posed_pairs
 
 ROOT = Path(__file__).resolve().parent.parent

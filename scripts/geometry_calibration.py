@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import chi2
 
-from posecrafter_ros.bench.common import run_direct_on_pairs
 from posecrafter_ros.core.covariance import rotation_mahalanobis2
+from posecrafter_ros.eval.bench_common import run_direct_on_pairs
 from posecrafter_ros.eval.datasets import all_pairs, load_middlebury, load_posed_pairs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -52,15 +52,27 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.eval.datasets import load_posed_pairs
     from posecrafter_ros.eval.frames import pair_keyframes
-    from posecrafter_ros.eval.smoke import Smoke, run_bridge_stages
+    from posecrafter_ros.eval.smoke import Smoke, model_overrides, run_bridge_stages
+    from posecrafter_ros.pipeline import Pipeline
 
     cuda = torch.cuda.is_available()
     profile = args.profile or ("gpu" if cuda else "tiny")
     device = args.device or ("cuda" if cuda else "cpu")
-    overrides = gpu_smoke_overrides(args, device)
+    bridge = model_overrides(
+        {
+            "interpolator": args.dynamicrafter,
+            "synthesizer": args.viewcrafter,
+            "relay_poser": args.dust3r,
+            "pose_model": args.dust3r,
+        },
+        args.random_weights,
+        args.steps,
+        dust3r_dtype=args.dust3r_dtype,
+    )
+    # The smoke runs the generative bridge itself; no oracle frames are involved.
+    overrides = {"device": device, "bridge": {**bridge, "oracle": False}}
     pairs = {p.name: p for p in load_posed_pairs(args.data)}
     if args.pair not in pairs:
         print(f"ERROR: pair {args.pair!r} not in {args.data} (known: {sorted(pairs)})")
@@ -70,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     pipeline = Pipeline.from_profile(profile, overrides).load()
-    real_weights = not (
-        args.random_weights
-        or any(pipeline.stage_conf(slot).get("tiny") for slot in pipeline.stages)
-    )
+    real_weights = not (args.random_weights or uses_tiny_models(pipeline.bridge_conf))
     print(
         f"profile {pipeline.name} on {device}, {'official' if real_weights else 'random'} "
         f"weights, loaded in {time.monotonic() - started:.1f} s; pair {pair.name}"
@@ -99,29 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def gpu_smoke_overrides(args: argparse.Namespace, device: str) -> dict:
-    """Profile overrides from the command line: device, checkpoints, steps, DUSt3R dtype."""
-    bridge: dict = {}
-    for slot, path in (
-        ("interpolator", args.dynamicrafter),
-        ("synthesizer", args.viewcrafter),
-        ("relay_poser", args.dust3r),
-        ("pose_model", args.dust3r),
-    ):
-        section = bridge.setdefault(slot, {})
-        if path:
-            section["checkpoint"] = path
-        if args.random_weights:
-            section["random_weights"] = True
-    for slot in ("interpolator", "synthesizer"):
-        if args.steps:
-            bridge[slot]["ddim_steps"] = args.steps
-    for slot in ("relay_poser", "pose_model"):
-        if args.dust3r_dtype:
-            bridge[slot]["dtype"] = args.dust3r_dtype
-    # The smoke runs the generative bridge itself; no oracle frames are involved.
-    bridge["oracle"] = False
-    return {"device": device, "bridge": bridge}
+def uses_tiny_models(bridge: dict) -> bool:
+    """Whether any model stage of the profile's bridge section is a tiny random network."""
+    sections = [bridge.get(slot) or {} for slot in ("interpolator", "relay_poser", "pose_model")]
+    sections.append((bridge.get("synthesizer") or {}).get("generator") or {})
+    return any(section.get("tiny") for section in sections)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posecrafter_ros.bench.oracle import run_oracle
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.metrics import summarize
+from posecrafter_ros.eval.oracle import run_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 BINS = {"50-65": (50.0, 65.0), "65-90": (65.0, 90.0)}

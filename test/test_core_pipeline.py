@@ -17,7 +17,7 @@ def keyframes(pair):
 
 @pytest.fixture(scope="module")
 def cpu_pipeline():
-    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.pipeline import Pipeline
 
     return Pipeline.from_profile("cpu").load()
 
@@ -29,7 +29,7 @@ def test_overlapping_pair_is_answered_directly(cpu_pipeline, posed_pairs):
     pair = posed_pairs["templeR0001-templeR0003"]
     result = cpu_pipeline.estimate(*keyframes(pair))
     assert result.status == Status.SUCCESS, result.message
-    R_0to1, _ = result.pose.inverse_convention()
+    R_0to1, _ = result.pose.to_epipolar()
     assert rotation_error_deg(R_0to1, pair.R_0to1) < 2.0
     assert result.diagnostics.path == "direct"
     assert [s.name for s in result.diagnostics.stages] == ["validate", "direct"]
@@ -72,7 +72,7 @@ def test_invalid_keyframes_are_rejected(cpu_pipeline, image, K, needle):
 
 
 def test_stage_exception_becomes_internal_error(posed_pairs, monkeypatch):
-    from posecrafter_ros.core import pipeline as pipeline_module
+    from posecrafter_ros import pipeline as pipeline_module
     from posecrafter_ros.core.types import Status
 
     def explode(*_args, **_kwargs):
@@ -100,7 +100,7 @@ def test_budget_and_cancel_become_statuses(cpu_pipeline, posed_pairs):
 
 
 def test_unknown_stage_type_is_reported_not_raised():
-    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.pipeline import Pipeline
 
     pipe = Pipeline.from_profile(
         "cpu", {"bridge": {"enabled": True, "interpolator": {"type": "sora"}}}
@@ -111,7 +111,7 @@ def test_unknown_stage_type_is_reported_not_raised():
 
 
 def test_relay_indices_follow_the_paper():
-    from posecrafter_ros.core.pipeline import relay_indices
+    from posecrafter_ros.stages.relay_pose import relay_indices
 
     assert relay_indices(16, 4) == [0, 1, 14, 15]
     assert relay_indices(16, 2) == [0, 15]
@@ -161,9 +161,9 @@ def test_run_context_subspans_map_progress_into_the_stage():
 def test_relay_frames_are_the_inputs_at_the_ends_and_video_frames_next_to_them():
     """{I0, I1, I_T-1, I_T}: I0 and I_T are A and B cover-cropped to the video's 512x320
     (not the video model's regenerated end frames); I1 and I_T-1 come from the video."""
-    from posecrafter_ros.core.pipeline import relay_frames
+    from posecrafter_ros.core.imageops import resize_to_model
     from posecrafter_ros.core.types import Keyframe
-    from posecrafter_ros.synthesis.imageops import resize_to_model
+    from posecrafter_ros.stages.relay_pose import relay_frames
 
     rng = np.random.default_rng(0)
     a = Keyframe(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), np.eye(3) * 900, "a", 10)
@@ -188,8 +188,8 @@ def test_relay_frames_are_the_inputs_at_the_ends_and_video_frames_next_to_them()
 def test_oracle_failure_falls_back_to_the_generative_bridge(posed_pairs):
     """With both sources configured (as the gpu profile), real frames that do not bridge the
     pair hand over to HVG, and the message says so."""
-    from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.core.types import EstimateOptions, Keyframe, Status
+    from posecrafter_ros.pipeline import Pipeline
 
     a, b = keyframes(posed_pairs["templeR0001-templeR0013"])
     sequence = [Keyframe(a.image.copy(), a.K, f"seq-{i}", i) for i in range(3)]
@@ -217,9 +217,9 @@ def test_oracle_failure_falls_back_to_the_generative_bridge(posed_pairs):
 def test_the_generative_bridge_poses_the_inputs_not_the_regenerated_end_frames(posed_pairs):
     """Wiring of relay_frames: the relay poser receives A and B (cover-cropped), and the
     interpolated frames 1 and T-2 between them."""
-    from posecrafter_ros.core.pipeline import Pipeline
+    from posecrafter_ros.core.imageops import resize_to_model
     from posecrafter_ros.core.types import EstimateOptions, Status
-    from posecrafter_ros.synthesis.imageops import resize_to_model
+    from posecrafter_ros.pipeline import Pipeline
 
     a, b = keyframes(posed_pairs["templeR0001-templeR0013"])
     pipeline = Pipeline.from_profile("tiny").load()
@@ -246,3 +246,59 @@ def test_the_generative_bridge_poses_the_inputs_not_the_regenerated_end_frames(p
             frame.image, resize_to_model(end.image, end.K, (width, height))[0]
         )
     assert relay[1] is video[1] and relay[2] is video[-2]
+
+
+def test_a_typo_in_any_profile_section_names_the_section_and_the_valid_keys():
+    from posecrafter_ros.pipeline import Pipeline
+
+    # A stage's section: the stage is unavailable with the reason; the rest keeps serving.
+    pipe = Pipeline.from_profile("tiny", {"bridge": {"interpolator": {"ddim_step": 3}}}).load()
+    reason = pipe.unavailable["interpolator"]
+    assert "['ddim_step']" in reason and "bridge.interpolator" in reason and "ddim_steps" in reason
+    assert "synthesizer" in pipe.stages and "pose_model" in pipe.stages
+    pipe = Pipeline.from_profile(
+        "tiny", {"bridge": {"synthesizer": {"generator": {"ddim_step": 3}}}}
+    ).load()
+    assert "bridge.synthesizer.generator" in pipe.unavailable["synthesizer"]
+    pipe = Pipeline.from_profile(
+        "tiny", {"bridge": {"synthesizer": {"render": {"point_radus": 2}}}}
+    ).load()
+    assert "synthesizer.render" in pipe.unavailable["synthesizer"]
+    assert "point_radius" in pipe.unavailable["synthesizer"]
+    # The profile's own keys are checked when it is read.
+    with pytest.raises(ValueError, match=r"in the profile; valid keys: .*'device'"):
+        Pipeline.from_profile("cpu", {"devise": "cuda"})
+    with pytest.raises(ValueError, match=r"in bridge; valid keys: .*'num_relay_frames'"):
+        Pipeline.from_profile("cpu", {"bridge": {"num_relay_frame": 2}})
+
+
+def test_a_typo_in_the_direct_sections_is_an_error():
+    from posecrafter_ros.core.twoview import resolve_conf
+
+    with pytest.raises(ValueError, match=r"direct.geometry; valid keys"):
+        resolve_conf({"geometry": {"no_such_key": 1}})
+    with pytest.raises(ValueError, match=r"direct.gate; valid keys"):
+        from posecrafter_ros.core.gate import GateConf
+
+        GateConf.from_dict({"no_such_key": 1})
+
+
+def test_profile_device_and_dtype_reach_the_model_stages():
+    from posecrafter_ros.stages import Placement, build_stage
+
+    placement = Placement(device="cpu", dtype="bfloat16")
+    section = {"type": "dust3r", "tiny": True, "image_size": 64, "niter": 2}
+    assert build_stage("relay_poser", section, placement).config.dtype == "bfloat16"
+    synthesizer = build_stage(
+        "synthesizer",
+        {
+            "type": "viewcrafter",
+            "generator": {"tiny": True},
+            "render": {"height": 64, "width": 128},
+        },
+        placement,
+    )
+    assert synthesizer.generator.conf.dtype == "bfloat16"
+    # A stage's own section wins over the profile's placement.
+    section = {**section, "dtype": "float32"}
+    assert build_stage("pose_model", section, placement).config.dtype == "float32"

@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from posecrafter_ros.core.types import Canceled, EstimationError, Keyframe, RunContext, Status
 from posecrafter_ros.models.checkpoint import CheckpointError
-from posecrafter_ros.reconstruction.dust3r import Dust3rPoseModel, Dust3rRelayPoser
+from posecrafter_ros.stages.pose import Dust3rPoseModel
+from posecrafter_ros.stages.relay_pose import Dust3rRelayPoser
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 
@@ -169,7 +170,8 @@ def test_missing_checkpoint_is_a_clear_error():
 
 
 def test_covariance_grows_with_leave_one_out_spread():
-    from posecrafter_ros.reconstruction.dust3r import Dust3rStageConfig, pose_with_covariance
+    from posecrafter_ros.stages.pose import pose_with_covariance
+    from posecrafter_ros.stages.relay_pose import Dust3rStageConfig
 
     config = Dust3rStageConfig(tiny=True)
     t = np.array([2.0, 0.0, 0.0])
@@ -200,15 +202,17 @@ def test_generated_views_focals_are_optimised_and_only_the_ends_are_known(fixtur
 
 def test_gpu_profile_runs_dust3r_in_float32():
     """The profile's bfloat16 is for the video models; DUSt3R runs in fp32 (official)."""
-    from posecrafter_ros.core.pipeline import Pipeline
-    from posecrafter_ros.reconstruction.dust3r import Dust3rStageConfig
+    from posecrafter_ros.pipeline import Pipeline
+    from posecrafter_ros.stages import Placement
+    from posecrafter_ros.stages.relay_pose import Dust3rStageConfig
 
     pipeline = Pipeline.from_profile("gpu")
-    assert pipeline.conf["dtype"] == "bfloat16"
+    placement = Placement(pipeline.conf["device"], pipeline.conf["dtype"])
+    assert placement.dtype == "bfloat16"
     for slot in ("relay_poser", "pose_model"):
-        config = Dust3rStageConfig.from_dict(pipeline.stage_conf(slot))
+        config = Dust3rStageConfig.from_dict(placement.fill(pipeline.bridge_conf[slot]))
         assert config.dtype == "float32" and config.known_intrinsics == "ends"
-    assert pipeline.stage_conf("interpolator")["dtype"] == "bfloat16"
+    assert placement.fill(pipeline.bridge_conf["interpolator"])["dtype"] == "bfloat16"
 
 
 def test_random_weights_build_the_full_configuration_without_a_checkpoint():

@@ -19,8 +19,9 @@ import pytest
 from posecrafter_ros.cli import bag as bag_cli
 from posecrafter_ros.cli import eval as eval_cli
 from posecrafter_ros.eval.bag import BagTopics, bag_views, decode_image, index_bag, read_images
-from posecrafter_ros.eval.datasets import load_dataset, make_pair, sample_view_pairs
-from posecrafter_ros.eval.replay import ServiceRow, default_topics
+from posecrafter_ros.eval.datasets import make_pair, sample_view_pairs
+from posecrafter_ros.eval.loaders import load_dataset
+from posecrafter_ros.ros.replay import ServiceRow, default_topics
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLE = REPO / "test" / "data" / "eval" / "templering"
@@ -256,11 +257,11 @@ def test_bag_oracle_row_gets_the_bag_frames_between_the_keyframes(tmp_path, monk
 
             return EstimateResult(Status.INSUFFICIENT_OVERLAP, "stub")
 
-    pipeline_module = types.ModuleType("posecrafter_ros.core.pipeline")
+    pipeline_module = types.ModuleType("posecrafter_ros.pipeline")
     pipeline_module.Pipeline = Pipeline
     oracle_module = types.ModuleType("posecrafter_ros.core.oracle")
     oracle_module.__spec__ = importlib.machinery.ModuleSpec("posecrafter_ros.core.oracle", None)
-    monkeypatch.setitem(sys.modules, "posecrafter_ros.core.pipeline", pipeline_module)
+    monkeypatch.setitem(sys.modules, "posecrafter_ros.pipeline", pipeline_module)
     monkeypatch.setitem(sys.modules, "posecrafter_ros.core.oracle", oracle_module)
 
     bag = tmp_path / "bag"

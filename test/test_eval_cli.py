@@ -16,7 +16,8 @@ import pytest
 
 from posecrafter_ros.cli import eval as eval_cli
 from posecrafter_ros.core.types import Diagnostics, EstimateResult, RelativePose, Status
-from posecrafter_ros.eval.datasets import ROTATION_BINS, load_dataset, rotation_bin
+from posecrafter_ros.eval.datasets import ROTATION_BINS, rotation_bin
+from posecrafter_ros.eval.loaders import load_dataset
 from posecrafter_ros.eval.metrics import FAILED_DEG
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,7 +111,7 @@ def _perfect_result(a, b) -> EstimateResult:
 
 @pytest.fixture
 def stub_pipeline(monkeypatch):
-    """A stand-in core.pipeline / core.oracle with the lead's entry points, answering exactly."""
+    """A stand-in pipeline / core.oracle with the lead's entry points, answering exactly."""
     calls = {"profiles": [], "oracle_frames": [], "options": []}
 
     class Pipeline:
@@ -132,11 +133,11 @@ def stub_pipeline(monkeypatch):
                 return EstimateResult(Status.INSUFFICIENT_OVERLAP, "stub failure")
             return _perfect_result(a, b)
 
-    pipeline_module = types.ModuleType("posecrafter_ros.core.pipeline")
+    pipeline_module = types.ModuleType("posecrafter_ros.pipeline")
     pipeline_module.Pipeline = Pipeline
     oracle_module = types.ModuleType("posecrafter_ros.core.oracle")
     oracle_module.__spec__ = importlib.machinery.ModuleSpec("posecrafter_ros.core.oracle", None)
-    monkeypatch.setitem(sys.modules, "posecrafter_ros.core.pipeline", pipeline_module)
+    monkeypatch.setitem(sys.modules, "posecrafter_ros.pipeline", pipeline_module)
     monkeypatch.setitem(sys.modules, "posecrafter_ros.core.oracle", oracle_module)
     return calls
 
@@ -194,7 +195,7 @@ def test_force_bridge_makes_pipeline_rows_bridge_every_pair(tmp_path, stub_pipel
 
 
 def test_rows_without_their_code_are_skipped_with_a_reason(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "posecrafter_ros.core.pipeline", None)  # import fails
+    monkeypatch.setitem(sys.modules, "posecrafter_ros.pipeline", None)  # import fails
     out = tmp_path / "report"
     code = eval_cli.main(
         [
@@ -214,7 +215,7 @@ def test_rows_without_their_code_are_skipped_with_a_reason(tmp_path, monkeypatch
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary["rows"]) == ["direct"]
-    assert "core.pipeline is not importable" in summary["skipped"]["pipeline:cpu"]
+    assert "posecrafter_ros.pipeline is not importable" in summary["skipped"]["pipeline:cpu"]
     assert "oracle" in summary["skipped"]
     assert "`pipeline:cpu` skipped" in (out / "results.md").read_text()
 

@@ -26,7 +26,6 @@ from posecrafter_ros.eval.datasets import (
     DatasetError,
     PosedView,
     all_pairs,
-    load_dataset,
     load_middlebury,
     load_posed_pairs,
     make_pair,
@@ -35,7 +34,7 @@ from posecrafter_ros.eval.datasets import (
     sample_view_pairs,
 )
 from posecrafter_ros.eval.frames import view_keyframe
-from posecrafter_ros.eval.loaders import detect_layout
+from posecrafter_ros.eval.loaders import detect_layout, load_dataset
 
 TEMPLE = Path(__file__).parent / "data" / "eval" / "templering"
 R_0TO1_BY_HAND = np.array([[0.0, 0, -1], [0, 1, 0], [1, 0, 0]])

@@ -114,5 +114,48 @@ def test_gate_decisions():
     assert not decide(0.5, 0.5, 400, "none", conf).accepted
     assert not decide(0.01, 10.0, 400, "none", conf).accepted
     assert not decide(0.01, 0.5, 10, "none", conf).accepted
-    with pytest.raises(ValueError, match="unknown gate conf"):
+    with pytest.raises(ValueError, match=r"in direct.gate; valid keys"):
         GateConf.from_dict({"max_pwrong": 0.1})
+
+
+def test_relative_pose_conversions_round_trip():
+    from scipy.spatial.transform import Rotation
+
+    from posecrafter_ros.core.types import RelativePose, world_to_camera
+
+    rng = np.random.default_rng(3)
+    R = Rotation.from_rotvec([0.2, -0.4, 0.1]).as_matrix()
+    t = np.array([0.5, -0.2, 1.0])
+    A = rng.normal(size=(6, 6))
+    pose = RelativePose(R, t, A @ A.T, scale_known=True)
+    # Epipolar convention: x_B = R_0to1 x_A + t_0to1 maps a point of A's frame into B's.
+    R01, t01 = pose.to_epipolar()
+    p_b = rng.normal(size=3)
+    p_a = R @ p_b + t
+    np.testing.assert_allclose(R01 @ p_a + t01, p_b)
+    R_back, t_back = RelativePose.from_epipolar(R01, t01)
+    np.testing.assert_allclose(R_back, R) and np.testing.assert_allclose(t_back, t)
+    # Camera-to-world matrices of A and B give the same pose of B in A.
+    c2w_a = np.eye(4)
+    c2w_a[:3, :3] = Rotation.from_rotvec([0.0, 0.3, 0.0]).as_matrix()
+    c2w_a[:3, 3] = [1.0, 2.0, 3.0]
+    c2w_b = c2w_a @ np.block([[R, t[:, None]], [np.zeros((1, 3)), np.ones((1, 1))]])
+    R_c, t_c = RelativePose.from_cam_to_world(c2w_a, c2w_b)
+    np.testing.assert_allclose(R_c, R, atol=1e-12) and np.testing.assert_allclose(t_c, t)
+    R_w2c, t_w2c = world_to_camera(c2w_a)
+    np.testing.assert_allclose(R_w2c @ c2w_a[:3, 3] + t_w2c, 0, atol=1e-12)
+    # inverse(): twice is the identity, and its covariance matches a numerical Jacobian.
+    twice = pose.inverse().inverse()
+    np.testing.assert_allclose(twice.R, R) and np.testing.assert_allclose(twice.t, t)
+    np.testing.assert_allclose(twice.covariance, pose.covariance, atol=1e-9)
+
+    def inverted(delta):
+        Rp = Rotation.from_rotvec(delta[3:]).as_matrix() @ R
+        tp = t + delta[:3]
+        inv = RelativePose(Rp, tp, np.eye(6)).inverse()
+        rot = Rotation.from_matrix(inv.R @ R).as_rotvec()  # inv.R = exp([w']x) R^T
+        return np.concatenate([inv.t - pose.inverse().t, rot])
+
+    eps = 1e-6
+    J = np.stack([(inverted(eps * e) - inverted(-eps * e)) / (2 * eps) for e in np.eye(6)], 1)
+    np.testing.assert_allclose(pose.inverse().covariance, J @ pose.covariance @ J.T, atol=1e-5)

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from posecrafter_ros.core.fms import ransac_inliers
 from posecrafter_ros.core.matching import MATCHERS, build_matcher
 from posecrafter_ros.core.matching.orb import descriptor_signs, hamming_mutual_match
 from posecrafter_ros.eval.frames import read_rgb
 from posecrafter_ros.models.checkpoint import CheckpointError
+from posecrafter_ros.stages.select import ransac_inliers
 
 RING = Path(__file__).parent / "data" / "templering"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posecrafter_ros.synthesis.imageops import MODEL_SIZE, cover_crop, resize_to_model
+from posecrafter_ros.core.imageops import MODEL_SIZE, cover_crop, resize_to_model
 
 
 def project(K: np.ndarray, point: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posecrafter_ros.synthesis.render import PointRasterRenderer, radius_in_pixels
+from posecrafter_ros.core.render import PointRasterRenderer, radius_in_pixels
 
 WIDTH, HEIGHT = 64, 48
 K = np.array([[50.0, 0.0, 31.5], [0.0, 55.0, 23.5], [0.0, 0.0, 1.0]])

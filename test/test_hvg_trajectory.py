@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posecrafter_ros.synthesis.trajectory import (
+from posecrafter_ros.core.trajectory import (
     interpolate_trajectory,
     relative_rotation_vector,
     slerp_rotations,

@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from posecrafter_ros.core.types import Canceled, RunContext, SceneReconstruction
-from posecrafter_ros.synthesis.view_synthesis import (
+from posecrafter_ros.stages.synthesize import (
     PointCloudViewSynthesizer,
     RenderOnlyGenerator,
     ViewSynthesisConfig,
@@ -207,7 +207,7 @@ def flat_relay(depths: list[np.ndarray], confidence: list[np.ndarray]) -> SceneR
 def test_viewcrafter_masks_threshold_log3_or_the_depth_background_mask():
     """nvs_sparse_view_interp with > 2 views: raw conf > conf_trf(3) = log 3 = 1.0986,
     OR depth > bg_trd * (max + min depth)."""
-    from posecrafter_ros.synthesis.view_synthesis import viewcrafter_point_masks
+    from posecrafter_ros.stages.synthesize import viewcrafter_point_masks
 
     depth = np.array([[1.0, 1.0, 3.0, 3.0]] * 4)
     conf = np.array([[1.05, 1.2, 1.05, 1.2]] * 4)
@@ -230,7 +230,7 @@ def test_viewcrafter_masks_threshold_log3_or_the_depth_background_mask():
 def test_clean_pointcloud_zeroes_points_in_front_of_a_more_confident_view():
     """DUSt3R's clean_pointcloud(tol=0.001, max_bad_conf=0) on a hand-made case: all views
     share one camera; view 0 sees a point at depth 1 where view 1 sees depth 2."""
-    from posecrafter_ros.synthesis.view_synthesis import clean_confidence
+    from posecrafter_ros.stages.synthesize import clean_confidence
 
     far = np.full((4, 4), 2.0)
     near = far.copy()
@@ -306,20 +306,19 @@ def test_inconsistent_relay_reconstruction_is_an_error():
         synthesizer.synthesize(reconstruction(FOUR_RELAY_POSES[:1]), RunContext())
 
 
-def test_config_from_a_profile_section_shared_with_the_generator():
-    section = {
-        "type": "viewcrafter",
-        "checkpoint": "",
-        "ddim_steps": 50,
-        "num_frames": 9,
-        "height": 64,
-        "width": 96,
-        "point_radius": 0.02,
-    }
-    synthesizer = PointCloudViewSynthesizer(RenderOnlyGenerator(), section)
+def test_synthesizer_section_is_split_between_generator_and_render():
+    from posecrafter_ros.stages.synthesize import build_render_only_synthesizer
+
+    section = {"render": {"num_frames": 9, "height": 64, "width": 96, "point_radius": 0.02}}
+    synthesizer = build_render_only_synthesizer(section)
     assert synthesizer.conf == ViewSynthesisConfig(
         num_frames=9, height=64, width=96, point_radius=0.02
     )
+    # A generator setting among the render settings, or beside the two parts, is an error.
+    with pytest.raises(ValueError, match=r"synthesizer.render.*valid keys"):
+        build_render_only_synthesizer({"render": {"num_frames": 9, "ddim_steps": 50}})
+    with pytest.raises(ValueError, match=r"in bridge.synthesizer; valid keys: \['render'\]"):
+        build_render_only_synthesizer({"num_frames": 9})
 
 
 def test_invalid_config_values_are_rejected():

@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from posecrafter_ros.core.imageops import cover_crop
 from posecrafter_ros.core.types import Canceled, Keyframe, RunContext
 from posecrafter_ros.models.checkpoint import CheckpointError
-from posecrafter_ros.models.lvdm.viewcrafter import ViewCrafterGenerator
-from posecrafter_ros.synthesis.imageops import cover_crop
-from posecrafter_ros.synthesis.interpolation import (
-    DYNAMICRAFTER_DEFAULTS,
-    DynamiCrafterInterpolator,
-    relay_indices,
-)
+from posecrafter_ros.stages.interpolate import DYNAMICRAFTER_DEFAULTS, DynamiCrafterInterpolator
+from posecrafter_ros.stages.relay_pose import relay_indices
+from posecrafter_ros.stages.synthesize import ViewCrafterGenerator
 
 TINY = {"tiny": True, "ddim_steps": 2, "num_frames": 6, "height": 128, "width": 256, "seed": 7}
 
@@ -37,14 +34,13 @@ def test_interpolation_frames_and_intrinsics(interpolator) -> None:
     assert all(f.image.shape == (128, 256, 3) and f.image.dtype == np.uint8 for f in frames)
     assert progress == [0.5, 1.0]
     # 640x480 -> cover 256x128: scale 0.4 (256x192), crop 32 rows from the top.
-    expected = cover_crop((640, 480), (256, 128)).map_intrinsics(a.K)
-    assert cover_crop((640, 480), (256, 128)).crop_offset == (0, 32)
+    expected = np.array([[160.0, 0, 127.5], [0, 164.0, 63.5], [0, 0, 1]])
     assert np.allclose(frames[0].K, expected) and np.allclose(frames[-1].K, expected)
     assert np.allclose(expected[:2, 2], [127.5, 63.5])  # the principal point stays centred
     assert [f.stamp_ns for f in frames] == [0, 200, 400, 600, 800, 1000]
     again = interpolator.interpolate(a, b, RunContext())
     assert all(np.array_equal(x.image, y.image) for x, y in zip(frames, again, strict=False))
-    assert relay_indices(16) == [0, 1, 14, 15]
+    assert relay_indices(16, 4) == [0, 1, 14, 15]
 
 
 def test_interpolation_depends_on_the_inputs(interpolator) -> None:
@@ -84,6 +80,20 @@ def test_viewcrafter_generates_clip_at_render_size() -> None:
         generator.generate(renders.astype(np.float32), reference, RunContext())
 
 
+def test_interpolator_crop_maps_pixels() -> None:
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[240, 320] = 255
+    transform = cover_crop((640, 480), (512, 320))
+    crop = transform.apply(image)
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    mapped = transform.map_intrinsics(K)
+    u, v = mapped[0, 2], mapped[1, 2]
+    assert crop.shape == (320, 512, 3)
+    # The bright source pixel lands where the mapped principal point says (within a pixel).
+    peak = np.unravel_index(crop[..., 0].argmax(), crop.shape[:2])
+    assert abs(peak[0] - v) <= 1 and abs(peak[1] - u) <= 1
+
+
 def test_gpu_options_run_on_cpu() -> None:
     """bf16 autocast, SDPA attention and sub-model offloading (the GPU settings) run end to end."""
     conf = dict(TINY, dtype="bfloat16", attention="sdpa", offload=True, num_frames=3, ddim_steps=1)
@@ -119,10 +129,11 @@ def test_preprocessing_and_defaults_are_the_official_interpolation_scripts(cols,
     crop, _ = interpolator.prepare(Keyframe(image, K))
     np.testing.assert_array_equal(crop, official_interp_preprocessing(image, 320, 512))
 
-    from posecrafter_ros.core.pipeline import Pipeline
     from posecrafter_ros.models.lvdm.runtime import RuntimeConfig
+    from posecrafter_ros.pipeline import Pipeline
 
-    section = Pipeline.from_profile("gpu").stage_conf("interpolator")
+    section = dict(Pipeline.from_profile("gpu").bridge_conf["interpolator"])
+    section.pop("type")
     runtime = RuntimeConfig.from_dict(section, DYNAMICRAFTER_DEFAULTS)
     official = dict(seed=12306, frame_stride=5, ddim_steps=50, cfg_scale=7.5, eta=1.0)
     official.update(guidance_rescale=0.7, timestep_spacing="uniform_trailing", num_frames=16)

@@ -62,7 +62,8 @@ def test_ament_cmake_install(tmp_path):
     for rel in (
         "__init__.py",
         "ros/node.py",
-        "core/pipeline.py",
+        "pipeline.py",
+        "stages/synthesize.py",
         "profiles/cpu.yaml",
         "msg/__init__.py",
         "srv/__init__.py",

@@ -77,7 +77,7 @@ def run_eval(args) -> int:
     views = bag_views(frames, args.bag)
     rows, skipped = build_rows(args.rows, args.baseline_features, args.force_bridge)
     if args.service:
-        from ..eval.replay import ServiceRow
+        from ..ros.replay import ServiceRow
 
         live = ServiceRow(
             args.service,

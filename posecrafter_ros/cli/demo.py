@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.types import status_name
 from ..eval.datasets import load_posed_pairs
 from ..eval.frames import read_rgb
 from ..eval.metrics import rotation_error_deg, translation_angle_deg
 from ..ros.launcher import NodeProcess, local_ros_env
-from .query import STATUS_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures += 1
                 continue
             print(
-                f"  status: {STATUS_NAMES[resp.status.code]} ({time.monotonic() - started:.3f} s round trip)"
+                f"  status: {status_name(resp.status.code)} ({time.monotonic() - started:.3f} s round trip)"
             )
             print(f"  message: {resp.message}")
             stages = ", ".join(

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..eval.datasets import ROTATION_BINS, DatasetError, load_dataset
+from ..eval.datasets import ROTATION_BINS, DatasetError
+from ..eval.loaders import load_dataset
 from ..eval.report import write_report
 from ..eval.rows import ROW_NAMES, build_row
 from ..eval.runner import dataset_items, evaluate, summarize_results

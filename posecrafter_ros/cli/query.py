@@ -20,20 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.types import status_name
 from ..eval.datasets import DatasetError
 from ..eval.frames import read_rgb
-
-STATUS_NAMES = {
-    0: "SUCCESS",
-    1: "INVALID_REQUEST",
-    2: "KEYFRAME_NOT_FOUND",
-    3: "INSUFFICIENT_OVERLAP",
-    4: "MODEL_UNAVAILABLE",
-    5: "BUSY",
-    6: "TIMEOUT",
-    7: "CANCELED",
-    8: "INTERNAL_ERROR",
-}
 
 
 def read_camera_info(path: Path) -> np.ndarray:
@@ -57,7 +46,7 @@ def format_response(resp) -> dict:
     d = resp.diagnostics
     angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2))))
     return {
-        "status": STATUS_NAMES.get(resp.status.code, str(resp.status.code)),
+        "status": status_name(resp.status.code),
         "message": resp.message,
         "frame_id": resp.pose.header.frame_id,
         "translation": [round(float(v), 6) for v in t],

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .config import check_keys
+
 
 @dataclass
 class GateConf:
@@ -34,10 +36,7 @@ class GateConf:
     @classmethod
     def from_dict(cls, conf: dict[str, Any] | None) -> "GateConf":
         conf = dict(conf or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(conf) - names)
-        if unknown:
-            raise ValueError(f"unknown gate conf keys {unknown}; valid keys: {sorted(names)}")
+        check_keys("direct.gate", conf, (f.name for f in fields(cls)))
         if "reject_degeneracies" in conf:
             conf["reject_degeneracies"] = tuple(conf["reject_degeneracies"])
         return cls(**conf)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import check_keys
 from .covariance import pose_covariance
 from .gate import GateConf, decide, probability_wrong
 from .geometry import DEFAULT_GEOMETRY_CONF, calibrate, estimate_relative_geometry
@@ -64,6 +65,8 @@ def resolve_conf(conf: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
             f"unknown direct-path conf sections {unknown}; valid: {list(CONF_SECTIONS)}"
         )
     matcher = dict(conf.get("matcher") or DEFAULT_MATCHER_CONF)
+    check_keys("direct.geometry", conf.get("geometry") or {}, DEFAULT_GEOMETRY_CONF)
+    check_keys("direct.covariance", conf.get("covariance") or {}, DEFAULT_COVARIANCE_CONF)
     return {
         "matcher": matcher,
         "geometry": {**DEFAULT_GEOMETRY_CONF, **(conf.get("geometry") or {})},
@@ -110,9 +113,7 @@ def estimate_from_matches(
             info,
             degeneracy="too_few_matches",
         )
-    # Epipolar convention x_b = R_ab x_a + t_ab -> pose of B in A: p_A = R_ab^T p_B - R_ab^T t_ab.
-    R = geometry.R_ab.T
-    t = -geometry.R_ab.T @ geometry.t_ab
+    R, t = RelativePose.from_epipolar(geometry.R_ab, geometry.t_ab)
     p_wrong = probability_wrong(geometry.num_inliers, num_matches, gate_conf)
     cov_conf = resolved["covariance"]
     inl = geometry.inliers

@@ -26,6 +26,14 @@ class Status(enum.IntEnum):
     INTERNAL_ERROR = 8
 
 
+def status_name(code: int) -> str:
+    """The Status name of a wire code ("SUCCESS", ...), or the number for an unknown code."""
+    try:
+        return Status(code).name
+    except ValueError:
+        return str(code)
+
+
 class EstimationError(Exception):
     """A request that ends with a defined non-success status and a message for the user."""
 
@@ -79,9 +87,53 @@ class RelativePose:
     covariance: np.ndarray
     scale_known: bool = False
 
-    def inverse_convention(self) -> tuple[np.ndarray, np.ndarray]:
+    def to_epipolar(self) -> tuple[np.ndarray, np.ndarray]:
         """(R_0to1, t_0to1) with x_B = R_0to1 x_A + t_0to1 (the epipolar-geometry convention)."""
-        return self.R.T, -self.R.T @ self.t
+        return invert_rigid(self.R, self.t)
+
+    @staticmethod
+    def from_epipolar(R_0to1: np.ndarray, t_0to1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(R, t) of B in A from the epipolar convention x_B = R_0to1 x_A + t_0to1."""
+        return invert_rigid(R_0to1, t_0to1)
+
+    @staticmethod
+    def from_cam_to_world(
+        cam_to_world_a: np.ndarray, cam_to_world_b: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(R, t) of B in A from the two cameras' [4 x 4] camera-to-world matrices."""
+        relative = np.linalg.inv(cam_to_world_a) @ cam_to_world_b
+        return relative[:3, :3], relative[:3, 3]
+
+    def inverse(self) -> "RelativePose":
+        """The pose of A in B, its covariance carried through to first order.
+
+        With R <- exp([w]x) R and t <- t + dt, the inverse (R^T, -R^T t) moves by
+        w' = -R^T w and dt' = -R^T dt - R^T [t]x w.
+        """
+        R_inv, t_inv = invert_rigid(self.R, self.t)
+        tx = np.array(
+            [
+                [0.0, -self.t[2], self.t[1]],
+                [self.t[2], 0.0, -self.t[0]],
+                [-self.t[1], self.t[0], 0.0],
+            ]
+        )
+        jacobian = np.zeros((6, 6))
+        jacobian[:3, :3] = -R_inv
+        jacobian[:3, 3:] = -R_inv @ tx
+        jacobian[3:, 3:] = -R_inv
+        return RelativePose(R_inv, t_inv, jacobian @ self.covariance @ jacobian.T, self.scale_known)
+
+
+def invert_rigid(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R^T, -R^T t): the inverse of x -> R x + t. Every convention flip goes through here."""
+    R = np.asarray(R, dtype=np.float64)
+    return R.T, -R.T @ np.asarray(t, dtype=np.float64).reshape(3)
+
+
+def world_to_camera(cam_to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R_w2c, t_w2c) of a [4 x 4] (or [3 x 4]) camera-to-world transform."""
+    return invert_rigid(cam_to_world[:3, :3], cam_to_world[:3, 3])
 
 
 @dataclass

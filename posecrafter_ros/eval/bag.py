@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.rotations import matrix_to_quaternion_wxyz, quaternion_wxyz_to_matrix
 from .datasets import PosedDataset, PosedView
 from .frames import view_keyframe
-from .loaders.common import matrix_to_quaternion_wxyz, quaternion_wxyz_to_matrix
 
 STORAGES = ("sqlite3", "mcap")
 ENCODING_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}

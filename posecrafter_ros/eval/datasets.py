@@ -10,8 +10,8 @@ Two kinds of data sets exist:
   groups that share one world frame (a scene, a video), ordered as captured, from which
   pairs are sampled by relative-rotation bins.
 
-`load_dataset(path)` detects the layout; the per-layout readers live in
-`posecrafter_ros.eval.loaders`.
+`posecrafter_ros.eval.loaders.load_dataset(path)` detects the layout and calls the reader of
+that layout (the per-layout readers live in `posecrafter_ros.eval.loaders`).
 """
 
 from __future__ import annotations
@@ -304,28 +304,3 @@ def sample_view_pairs(
 def _check_bin(name: str) -> None:
     if name not in ROTATION_BINS:
         raise ValueError(f"unknown rotation bin {name!r} (known: {list(ROTATION_BINS)})")
-
-
-def load_dataset(path: str | Path, layout: str | None = None, **options) -> PosedDataset:
-    """Read a data set folder in any supported layout (detected unless `layout` is given).
-
-    Layouts: posed-pairs, middlebury, cambridge, scannet, dl3dv, navi. `options` go to the
-    layout's reader (e.g. split="test" for Cambridge, frame_stride=10 for ScanNet).
-    """
-    from .loaders import LAYOUTS, detect_layout
-
-    root = Path(path)
-    if not root.exists():
-        raise DatasetError(f"{root} does not exist")
-    layout = layout or detect_layout(root)
-    if layout not in LAYOUTS:
-        raise DatasetError(f"unknown layout {layout!r} (known: {sorted(LAYOUTS)})")
-    import inspect
-
-    accepted = set(inspect.signature(LAYOUTS[layout]).parameters) - {"root"}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise DatasetError(
-            f"the {layout} reader takes no option {unknown} (its options: {sorted(accepted)})"
-        )
-    return LAYOUTS[layout](root, **options)

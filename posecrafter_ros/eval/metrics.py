@@ -73,3 +73,15 @@ def summarize(
         out[f"T@{k}"] = recall_at(t, k)
     out[f"AUC@{int(auc_max_deg)}"] = min(auc(r, auc_max_deg), auc(t, auc_max_deg))
     return out
+
+
+def pose_errors(R_0to1, t_0to1, R_gt: np.ndarray, t_gt: np.ndarray) -> tuple[float, float]:
+    """(rotation error, translation angle) in degrees of an estimate (R_0to1, t_0to1) against
+    the ground truth, both in the pair convention x_1 = R_0to1 x_0 + t_0to1. A missing or
+    non-finite estimate counts as failed (FAILED_DEG on both)."""
+    if R_0to1 is None or t_0to1 is None:
+        return FAILED_DEG, FAILED_DEG
+    R, t = np.asarray(R_0to1, float), np.asarray(t_0to1, float).ravel()
+    if R.shape != (3, 3) or not np.all(np.isfinite(R)) or not np.all(np.isfinite(t)):
+        return FAILED_DEG, FAILED_DEG
+    return rotation_error_deg(R, R_gt), translation_angle_deg(t, t_gt)

@@ -4,7 +4,7 @@ Every row answers (R_0to1, t_0to1) in the pair convention x_1 = R_0to1 x_0 + t_0
 None with a reason. Row names are the keys of summary.json:
   baseline            plain OpenCV five-point (eval/baseline.py)
   direct              core.twoview.estimate_two_view, the pipeline's direct path alone
-  pipeline:<profile>  core.pipeline.Pipeline.from_profile(<profile>).estimate(A, B)
+  pipeline:<profile>  pipeline.Pipeline.from_profile(<profile>).estimate(A, B)
   oracle              the pipeline's bridge fed with the real frames captured between A and
                       B (FMS + multi-view pose on real instead of generated frames)
 A row whose code is not available says why (`skip_reason`) and is left out, not failed.
@@ -99,16 +99,16 @@ class DirectRow:
         )
         if est.pose is None:
             return RowOutcome(None, None, getattr(est, "reason", "") or "no pose", "direct", info)
-        R, t = est.pose.inverse_convention()
+        R, t = est.pose.to_epipolar()
         return RowOutcome(R, np.ravel(t), summary, "direct", info)
 
 
 def _pipeline_class():
-    """core.pipeline.Pipeline, or the reason it cannot be imported."""
+    """pipeline.Pipeline, or the reason it cannot be imported."""
     try:
-        from ..core.pipeline import Pipeline
+        from ..pipeline import Pipeline
     except ImportError as err:
-        return None, f"posecrafter_ros.core.pipeline is not importable here ({err})"
+        return None, f"posecrafter_ros.pipeline is not importable here ({err})"
     return Pipeline, None
 
 
@@ -117,7 +117,7 @@ def _outcome_of(result) -> RowOutcome:
     path = getattr(result.diagnostics, "path", "")
     if not result.ok or result.pose is None:
         return RowOutcome(None, None, f"{result.status.name}: {result.message}", path)
-    R, t = result.pose.inverse_convention()
+    R, t = result.pose.to_epipolar()
     return RowOutcome(R, np.ravel(t), result.message, path)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..core.types import Keyframe
 from .datasets import ROTATION_BINS, PosedDataset, PosedPair, rotation_bin
 from .frames import pair_keyframes, view_keyframe
-from .metrics import FAILED_DEG, rotation_error_deg, summarize, translation_angle_deg
+from .metrics import FAILED_DEG, pose_errors, summarize
 from .rows import Row
 
 ALL_BIN = "all"
@@ -95,10 +95,7 @@ def dataset_items(
 def _errors(outcome, pair: PosedPair) -> tuple[float, float]:
     if not outcome.ok:
         return FAILED_DEG, FAILED_DEG
-    R, t = np.asarray(outcome.R_0to1, float), np.asarray(outcome.t_0to1, float).ravel()
-    if R.shape != (3, 3) or not np.all(np.isfinite(R)) or not np.all(np.isfinite(t)):
-        return FAILED_DEG, FAILED_DEG
-    return rotation_error_deg(R, pair.R_0to1), translation_angle_deg(t, pair.t_0to1)
+    return pose_errors(outcome.R_0to1, outcome.t_0to1, pair.R_0to1, pair.t_0to1)
 
 
 def _answer(row: Row, pair: PosedPair, frames) -> tuple[bool, float, float, str, str]:

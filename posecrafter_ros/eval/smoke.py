@@ -112,10 +112,10 @@ class Smoke:
 
 def run_bridge_stages(smoke: Smoke, a, b, pair) -> None:
     """Every bridge stage on keyframes a, b of a posed `pair`, checks and costs into `smoke`."""
-    from ..core.pipeline import relay_frames
+    from ..core.imageops import resize_to_model
     from ..core.twoview import estimate_two_view
     from ..core.types import EstimationError, RunContext
-    from ..synthesis.imageops import resize_to_model
+    from ..stages.relay_pose import relay_frames
     from .metrics import rotation_error_deg
 
     pipeline, stages, ctx = smoke.pipeline, smoke.pipeline.stages, RunContext()
@@ -248,7 +248,7 @@ def run_bridge_stages(smoke: Smoke, a, b, pair) -> None:
     except EstimationError as err:
         smoke.check("pose", "multi-view pose", False, err.message)
         return
-    R_0to1, _ = pose.inverse_convention()
+    R_0to1, _ = pose.to_epipolar()
     error = rotation_error_deg(R_0to1, pair.R_0to1)
     smoke.check(
         "pose",
@@ -302,3 +302,39 @@ def stand_in_relay(frames):
         points=np.stack(points).astype(np.float32),
         confidence=np.full((len(frames), height, width), 10.0, dtype=np.float32),
     )
+
+
+VIDEO_SLOTS = ("interpolator", "synthesizer")
+DUST3R_SLOTS = ("relay_poser", "pose_model")
+
+
+def model_overrides(
+    checkpoints: dict[str, str] | None = None,
+    random_weights: bool = False,
+    ddim_steps: int | None = None,
+    niter: int | None = None,
+    dust3r_dtype: str | None = None,
+) -> dict:
+    """`bridge:` profile overrides of the model stages (the synthesizer's model settings go
+    under its `generator:` part). checkpoints: {slot: path}; empty paths are left out."""
+    bridge: dict = {}
+
+    def model_section(slot: str) -> dict:
+        section = bridge.setdefault(slot, {})
+        return section.setdefault("generator", {}) if slot == "synthesizer" else section
+
+    for slot, path in (checkpoints or {}).items():
+        if path:
+            model_section(slot)["checkpoint"] = path
+    for slot in VIDEO_SLOTS + DUST3R_SLOTS:
+        if random_weights:
+            model_section(slot)["random_weights"] = True
+    for slot in VIDEO_SLOTS:
+        if ddim_steps:
+            model_section(slot)["ddim_steps"] = ddim_steps
+    for slot in DUST3R_SLOTS:
+        if niter:
+            model_section(slot)["niter"] = niter
+        if dust3r_dtype:
+            model_section(slot)["dtype"] = dust3r_dtype
+    return bridge

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from ..core.rotations import matrix_to_quaternion_wxyz, quaternion_wxyz_to_matrix
 from ..core.types import Diagnostics, EstimationError, Keyframe, RelativePose, Status
 
 # encoding -> (channels, numpy dtype, conversion to RGB / grey uint8)
@@ -114,38 +113,14 @@ def keyframe_from_msgs(image, info, label: str) -> Keyframe:
 
 
 def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix (Shepperd's method, w >= 0)."""
-    m = R
-    tr = m[0, 0] + m[1, 1] + m[2, 2]
-    if tr > 0:
-        s = 2.0 * math.sqrt(tr + 1.0)
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = (0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s)
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = ((m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s)
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = ((m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s)
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
+    """(x, y, z, w) of a rotation matrix, w >= 0 (the ROS order of core.rotations')."""
+    w, x, y, z = matrix_to_quaternion_wxyz(R)
+    return float(x), float(y), float(z), float(w)
 
 
 def quaternion_to_rotation(x: float, y: float, z: float, w: float) -> np.ndarray:
-    n = math.sqrt(x * x + y * y + z * z + w * w)
-    x, y, z, w = x / n, y / n, z / n, w / n
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    """[3 x 3] rotation of a ROS (x, y, z, w) quaternion; normalised first."""
+    return quaternion_wxyz_to_matrix([w, x, y, z])
 
 
 def fill_pose(msg, pose: RelativePose, frame_id: str, stamp) -> None:

@@ -33,7 +33,6 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..action import EstimateRelativePose as EstimateRelativePoseAction
 from ..core.keyframe_buffer import KeyframeBuffer
-from ..core.pipeline import Pipeline
 from ..core.types import (
     EstimateOptions,
     EstimateResult,
@@ -44,6 +43,7 @@ from ..core.types import (
 )
 from ..msg import EstimateStatus, KeyframeRef
 from ..msg import Keyframe as KeyframeMsg
+from ..pipeline import Pipeline
 from ..srv import EstimateRelativePose
 from . import conversions as conv
 
@@ -77,10 +77,10 @@ PARAMETERS = {
     ),
     "diagnostics_period_sec": (1.0, "period of the /diagnostics publication"),
 }
-CHECKPOINT_SLOTS = {  # parameter -> profile stage slots it fills
-    "checkpoints.dynamicrafter": ("interpolator",),
-    "checkpoints.viewcrafter": ("synthesizer",),
-    "checkpoints.dust3r": ("relay_poser", "pose_model"),
+CHECKPOINT_SLOTS = {  # parameter -> the profile sections (paths under `bridge:`) it fills
+    "checkpoints.dynamicrafter": (("interpolator",),),
+    "checkpoints.viewcrafter": (("synthesizer", "generator"),),
+    "checkpoints.dust3r": (("relay_poser",), ("pose_model",)),
 }
 
 
@@ -152,11 +152,13 @@ class PoseCrafterNode(Node):
         for key in ("device", "dtype"):
             if self.param(key):
                 overrides[key] = self.param(key)
-        for name, slots in CHECKPOINT_SLOTS.items():
+        for name, sections in CHECKPOINT_SLOTS.items():
             if self.param(name):
-                bridge = overrides.setdefault("bridge", {})
-                for slot in slots:
-                    bridge[slot] = {"checkpoint": str(Path(self.param(name)).expanduser())}
+                for path in sections:
+                    section = overrides.setdefault("bridge", {})
+                    for key in path:
+                        section = section.setdefault(key, {})
+                    section["checkpoint"] = str(Path(self.param(name)).expanduser())
         return overrides
 
     # ------------------------------------------------------------------ topics

@@ -5,6 +5,7 @@ Each reader takes the folder (and layout-specific options) and returns a PosedDa
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,4 +59,25 @@ def detect_layout(root: Path) -> str:
     )
 
 
-__all__ = ["LAYOUTS", "DatasetError", "detect_layout"]
+def load_dataset(path: str | Path, layout: str | None = None, **options) -> PosedDataset:
+    """Read a data set folder in any supported layout (detected unless `layout` is given).
+
+    Layouts: posed-pairs, middlebury, cambridge, scannet, dl3dv, navi. `options` go to the
+    layout's reader (e.g. split="test" for Cambridge, frame_stride=10 for ScanNet).
+    """
+    root = Path(path)
+    if not root.exists():
+        raise DatasetError(f"{root} does not exist")
+    layout = layout or detect_layout(root)
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r} (known: {sorted(LAYOUTS)})")
+    accepted = set(inspect.signature(LAYOUTS[layout]).parameters) - {"root"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise DatasetError(
+            f"the {layout} reader takes no option {unknown} (its options: {sorted(accepted)})"
+        )
+    return LAYOUTS[layout](root, **options)
+
+
+__all__ = ["LAYOUTS", "DatasetError", "detect_layout", "load_dataset"]

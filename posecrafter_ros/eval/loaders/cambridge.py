@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.rotations import quaternion_wxyz_to_matrix
 from ..datasets import DatasetError, PosedDataset, PosedView
-from .common import pinhole, quaternion_wxyz_to_matrix
+from .common import pinhole
 
 logger = logging.getLogger(__name__)
 

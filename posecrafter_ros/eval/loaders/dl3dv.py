@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.types import world_to_camera
 from ..datasets import DatasetError, PosedDataset, PosedView
-from .common import GL_TO_CV, pinhole, world_to_camera
+from .common import GL_TO_CV, pinhole
 
 DOWNSAMPLED_DIRS = ("images_2", "images_4", "images_8")
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")

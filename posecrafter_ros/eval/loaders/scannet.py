@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.types import world_to_camera
 from ..datasets import DatasetError, PosedDataset, PosedView
-from .common import world_to_camera
 
 COLOR_SUFFIXES = (".jpg", ".png")
 

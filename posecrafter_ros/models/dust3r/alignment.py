@@ -36,7 +36,7 @@ from .geometry import (
     similarity_matrix,
     similarity_registration,
 )
-from .inference import PairPrediction
+from .inference import PairPrediction, view_confidence
 
 
 class AlignmentError(Exception):
@@ -131,11 +131,7 @@ class PointCloudOptimizer(nn.Module):
                     raise AlignmentError(f"view {view} has point maps of two shapes")
                 shapes[view] = shape
         self.imshapes: list[tuple[int, int]] = [s for s in shapes if s is not None]
-        # Per-view confidence: the best any edge gives each pixel.
-        self.im_conf = [torch.zeros(hw) for hw in self.imshapes]
-        for e, (i, j) in enumerate(self.edges):
-            self.im_conf[i] = torch.maximum(self.im_conf[i], self.conf_i[e])
-            self.im_conf[j] = torch.maximum(self.im_conf[j], self.conf_j[e])
+        self.im_conf = view_confidence(predictions, self.num_views)
 
         areas = [h * w for h, w in self.imshapes]
         self.max_area = max(areas)
@@ -517,10 +513,7 @@ def two_view_alignment(
             f"two-view alignment needs edges (0,1) and (1,0), got {sorted(by_edge)}"
         )
     shapes = [tuple(by_edge[(v, 1 - v)].pts_i.shape[:2]) for v in (0, 1)]
-    im_conf = [torch.zeros(hw) for hw in shapes]
-    for (i, j), pred in by_edge.items():
-        im_conf[i] = torch.maximum(im_conf[i], pred.conf_i)
-        im_conf[j] = torch.maximum(im_conf[j], pred.conf_j)
+    im_conf = view_confidence(list(by_edge.values()), 2)
     masks = [c > min_conf_thr for c in im_conf]
 
     focals, pps, confidences, poses, inliers = [], [], [], [], []

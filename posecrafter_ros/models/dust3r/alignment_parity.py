@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..parity_types import ParityResult
+from .fixtures import is_model_fixture
+from .inference import view_confidence
 
 INIT_RTOL = 1e-5
 GRAD_RTOL = 1e-4
@@ -112,23 +114,16 @@ def _model_variant_predictions(folder: Path, pairs: list):
     import torch
     from safetensors.torch import load_file
 
-    from .parity import _is_model_fixture
-
     inputs = load_file(str(folder / "inputs.safetensors"))
     for sibling in sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder):
-        if not _is_model_fixture(sibling) or not (sibling / "outputs.safetensors").is_file():
+        if not is_model_fixture(sibling) or not (sibling / "outputs.safetensors").is_file():
             continue
         outputs = load_file(str(sibling / "outputs.safetensors"))
         if any(f"pair{p}_pred1_pts3d" not in outputs for p in range(len(pairs))):
             continue
         predictions = _predictions(outputs, pairs)
         num_views = 1 + max(max(i, j) for i, j in pairs)
-        im_conf: list[Any] = [None] * num_views
-        for pred in predictions:
-            for view, conf in ((pred.i, pred.conf_i), (pred.j, pred.conf_j)):
-                im_conf[view] = (
-                    conf if im_conf[view] is None else torch.maximum(im_conf[view], conf)
-                )
+        im_conf = view_confidence(predictions, num_views)
         if all(
             f"im_conf{v}" in inputs
             and im_conf[v] is not None

@@ -31,6 +31,19 @@ class PairPrediction:
     conf_j: torch.Tensor
 
 
+def view_confidence(predictions: Sequence[PairPrediction], num_views: int) -> list[torch.Tensor]:
+    """Per view [H x W]: the best confidence any edge gives each pixel (as the official
+    `BasePCOptimizer.im_conf`). Every view 0..num_views-1 must appear in some edge."""
+    best: list[torch.Tensor | None] = [None] * num_views
+    for pred in predictions:
+        for view, conf in ((pred.i, pred.conf_i), (pred.j, pred.conf_j)):
+            best[view] = conf if best[view] is None else torch.maximum(best[view], conf)
+    missing = [view for view, conf in enumerate(best) if conf is None]
+    if missing:
+        raise ValueError(f"views {missing} appear in no edge")
+    return best
+
+
 def complete_symmetric_pairs(num_views: int) -> list[tuple[int, int]]:
     """Official `make_pairs(scene_graph='complete', symmetrize=True)` order.
 

@@ -11,34 +11,14 @@ Everything (sizes, pairs, iterations, learning rates) is read from the folder it
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from ..parity_types import ParityResult
+from .fixtures import is_alignment_fixture, is_model_fixture, read_json
 
 # float32 forwards: the official numbers are reproduced bit for bit here; the tolerance
 # leaves room for other thread counts / BLAS builds (the fixtures measured <= 2.3e-5).
 FORWARD_RTOL = 1e-5
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_model_fixture(folder: Path) -> bool:
-    config = _read_json(folder / "config.json")
-    ctor = str(config.get("load_model_instantiates", config.get("ckpt_args_model", "")))
-    return "ctor_kwargs" in config and ctor.startswith("AsymmetricCroCo3DStereo")
-
-
-def _is_alignment_fixture(folder: Path) -> bool:
-    meta = _read_json(folder / "meta.json")
-    calls = " ".join(meta.get("pco_calls", []) + meta.get("pairviewer_calls", []))
-    return "global_aligner" in calls
 
 
 def _manifests(folder: Path) -> list[Path]:
@@ -47,14 +27,14 @@ def _manifests(folder: Path) -> list[Path]:
 
 def claims(folder: Path) -> bool:
     folder = Path(folder)
-    return _is_model_fixture(folder) or _is_alignment_fixture(folder) or bool(_manifests(folder))
+    return is_model_fixture(folder) or is_alignment_fixture(folder) or bool(_manifests(folder))
 
 
 def fixture_config(folder: Path):
     """Our config for a model fixture: official ctor kwargs + its documented DPT sizes."""
     from .config import Dust3rConfig
 
-    config = _read_json(Path(folder) / "config.json")
+    config = read_json(Path(folder) / "config.json")
     return Dust3rConfig.from_ctor_kwargs(config["ctor_kwargs"], config.get("tiny_dpt_deviation"))
 
 
@@ -78,7 +58,7 @@ def check_model_outputs(folder: Path) -> list[ParityResult]:
     from .inference import infer_pairs
 
     folder = Path(folder)
-    meta = _read_json(folder / "meta.json")
+    meta = read_json(folder / "meta.json")
     model = load_fixture_model(folder)
     inputs = load_file(str(folder / "inputs.safetensors"))
     outputs = load_file(str(folder / "outputs.safetensors"))
@@ -174,7 +154,7 @@ def check_manifests(folder: Path) -> list[ParityResult]:
 
     results = []
     for path in _manifests(Path(folder)):
-        manifest = _read_json(path)
+        manifest = read_json(path)
         config = Dust3rConfig.from_ctor_string(
             manifest.get("instantiated_by_load_model") or manifest["ckpt_args_model_assumed"]
         )
@@ -208,10 +188,10 @@ def check_manifests(folder: Path) -> list[ParityResult]:
 def check_fixture(folder: Path) -> list[ParityResult]:
     folder = Path(folder)
     results: list[ParityResult] = []
-    if _is_model_fixture(folder):
+    if is_model_fixture(folder):
         results += check_model_outputs(folder)
         results += check_training_layout(folder)
-    if _is_alignment_fixture(folder):
+    if is_alignment_fixture(folder):
         from .alignment_parity import check_alignment_fixture
 
         results += check_alignment_fixture(folder)

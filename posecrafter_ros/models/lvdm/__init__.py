@@ -9,6 +9,8 @@ Modules (state-dict names = the official checkpoint keys):
 - diffusion.py: schedule buffers and the official DDIM sampler (v, zero-SNR, CFG rescale);
 - latent_diffusion.py: the full model and its conditioning; configs.py: official presets
   and tiny test configs; loading.py: .ckpt / safetensors / shards; runtime.py: conf dicts,
-  device/dtype/offload; viewcrafter.py: the Stage-2 generator; parity.py: fixture checks.
-Stage 1 lives in posecrafter_ros.synthesis.interpolation (DynamiCrafterInterpolator).
+  device/dtype/offload (progress reaches the sampler as a plain callback); parity.py:
+  fixture checks.
+The stage adapters live in posecrafter_ros.stages: interpolate (DynamiCrafterInterpolator)
+and synthesize (ViewCrafterGenerator).
 """

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from ..checkpoint import CheckpointError
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ...core.types import RunContext
     from .latent_diffusion import LatentVideoDiffusion, LVDMConfig
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -60,12 +59,18 @@ class RuntimeConfig:
 
     @classmethod
     def from_dict(
-        cls, conf: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+        cls,
+        conf: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+        section: str = "lvdm model",
     ) -> "RuntimeConfig":
-        """Merge `defaults` (the stage's) and `conf`; keys unknown here are ignored so one
-        profile section can also carry other components' settings."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        merged = {**(defaults or {}), **{k: v for k, v in conf.items() if k in names}}
+        """Merge `defaults` (the stage's) and `conf`. A key that is not a field is an error
+        naming `section` (the profile section it came from) and the valid keys."""
+        names = sorted(f.name for f in dataclasses.fields(cls))
+        unknown = sorted(set(conf) - set(names))
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown} in {section}; valid keys: {names}")
+        merged = {**(defaults or {}), **conf}
         config = cls(**merged)
         config.checkpoint = str(config.checkpoint or "")
         if config.dtype not in DTYPES:
@@ -183,14 +188,15 @@ def condition_sample_decode(
     videos: "torch.Tensor",
     concat: "torch.Tensor",
     noise: Any,
-    ctx: "RunContext",
+    progress: Callable[[float], None],
 ) -> "torch.Tensor":
     """The half of image-guided synthesis that DynamiCrafter and ViewCrafter share.
 
     videos: [1 x 3 x T x H x W] in [-1, 1] (frame 0 conditions the cross-attention);
     concat: [1 x 4 x T x h x w] latents concatenated to the UNet input.
     Conditioning (text + first-frame image tokens, and the unconditional pair), DDIM sampling
-    with classifier-free guidance (progress reported per step), then VAE decoding:
+    with classifier-free guidance (`progress(fraction)` after every step; the caller's
+    callback may raise to stop), then VAE decoding:
     returns [3 x T x H x W] in [-1, 1]. Call under torch.no_grad().
     """
     with (
@@ -210,7 +216,7 @@ def condition_sample_decode(
             cfg_scale=conf.cfg_scale,
             guidance_rescale=conf.guidance_rescale,
             spacing=conf.timestep_spacing,
-            callback=lambda i, n: ctx.report((i + 1) / n),
+            callback=lambda i, n: progress((i + 1) / n),
             autocast_dtype=autocast_dtype(conf),
         )
     with placed(model.first_stage_model, conf.device, conf.offload):

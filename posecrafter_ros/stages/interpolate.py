@@ -3,7 +3,7 @@
 As the official `scripts/run_application.sh interp` (inference_512_v1.0.yaml, the
 dynamicrafter_512_interp_v1 checkpoint, scripts/evaluation/inference.py): both images are
 brought to 512x320 (`load_data_prompts`: short side resized, centre crop; see
-synthesis/imageops.py for the one deviation, 4:3 and portrait images are covered rather than
+core/imageops.py for the one deviation, 4:3 and portrait images are covered rather than
 padded), the input video is A repeated T/2 times then B, the image cross-attention sees A
 only, the concatenated latents keep only the first and last frames (the rest zeroed),
 frame_stride 5, CFG 7.5 with guidance rescale 0.7, DDIM 50 steps uniform-trailing, eta 1,
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from ..core.imageops import resize_to_model
 from ..core.types import Keyframe, RunContext
 from ..models.lvdm.runtime import RuntimeConfig, build_model, condition_sample_decode, placed
-from .imageops import resize_to_model
 
 if TYPE_CHECKING:
     from ..models.lvdm.latent_diffusion import LatentVideoDiffusion
@@ -38,11 +38,6 @@ DYNAMICRAFTER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def relay_indices(num_frames: int) -> list[int]:
-    """The paper's relay frames {I0, I1, I_{T-1}, I_T} as indices into T frames."""
-    return sorted({0, 1, num_frames - 2, num_frames - 1})
-
-
 class DynamiCrafterInterpolator:
     """Implements core.stages.Interpolator with a DynamiCrafter-512 interp model."""
 
@@ -50,7 +45,9 @@ class DynamiCrafterInterpolator:
         self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None
     ):
         if not isinstance(conf, RuntimeConfig):
-            conf = RuntimeConfig.from_dict(conf or {}, DYNAMICRAFTER_DEFAULTS)
+            conf = RuntimeConfig.from_dict(
+                conf or {}, DYNAMICRAFTER_DEFAULTS, "bridge.interpolator"
+            )
         if model.config.variant != "dynamicrafter":
             raise ValueError(
                 "DynamiCrafterInterpolator needs a DynamiCrafter (variant 'dynamicrafter') model"
@@ -66,7 +63,7 @@ class DynamiCrafterInterpolator:
 
         Raises CheckpointError when no checkpoint is configured and `tiny` is false.
         """
-        runtime = RuntimeConfig.from_dict(conf, DYNAMICRAFTER_DEFAULTS)
+        runtime = RuntimeConfig.from_dict(conf, DYNAMICRAFTER_DEFAULTS, "bridge.interpolator")
         return cls(build_model(runtime, "dynamicrafter", DYNAMICRAFTER_DEFAULTS["preset"]), runtime)
 
     def to(self, device: str) -> "DynamiCrafterInterpolator":
@@ -110,7 +107,7 @@ class DynamiCrafterInterpolator:
                 z = model.encode_frames(videos, noise, keep=[0, frames - 1])
             concat = torch.zeros_like(z)
             concat[:, :, 0], concat[:, :, -1] = z[:, :, 0], z[:, :, -1]
-            video = condition_sample_decode(model, conf, videos, concat, noise, ctx)
+            video = condition_sample_decode(model, conf, videos, concat, noise, ctx.report)
         images = [resize(image, conf.height, conf.width) for image in tensor_to_images(video)]
         K_mid = (K_a + K_b) / 2
         out = []

@@ -14,21 +14,7 @@ from posecrafter_ros.core.matching import get_matcher
 from posecrafter_ros.core.twoview import TwoViewEstimate, estimate_from_matches, resolve_conf
 from posecrafter_ros.eval.datasets import PosedPair
 from posecrafter_ros.eval.frames import read_rgb
-from posecrafter_ros.eval.metrics import FAILED_DEG, rotation_error_deg, translation_angle_deg
-
-
-def pose_errors(
-    estimate_R_b_in_a: np.ndarray | None, estimate_t: np.ndarray | None, pair: PosedPair
-):
-    """(rotation error, translation angle) in degrees against the pair's ground truth.
-
-    The estimate is the pose of B in A (p_A = R p_B + t); the ground truth is x_1 = R_0to1 x_0 + t.
-    """
-    if estimate_R_b_in_a is None:
-        return FAILED_DEG, FAILED_DEG
-    R_0to1 = estimate_R_b_in_a.T
-    t_0to1 = -estimate_R_b_in_a.T @ estimate_t
-    return rotation_error_deg(R_0to1, pair.R_0to1), translation_angle_deg(t_0to1, pair.t_0to1)
+from posecrafter_ros.eval.metrics import pose_errors
 
 
 @dataclass
@@ -68,8 +54,11 @@ def run_direct_on_pairs(
             gate_conf,
             {"match_seconds": time.perf_counter() - started},
         )
-        r_err, t_err = pose_errors(
-            est.pose.R if est.pose else None, est.pose.t if est.pose else None, pair
-        )
+        r_err, t_err = pair_errors(est.pose.to_epipolar() if est.pose else None, pair)
         runs.append(DirectRun(pair, est, r_err, t_err))
     return runs
+
+
+def pair_errors(epipolar: tuple[np.ndarray, np.ndarray] | None, pair: PosedPair):
+    """(rotation error, translation angle) in degrees of (R_0to1, t_0to1), or None (failed)."""
+    return pose_errors(*(epipolar or (None, None)), pair.R_0to1, pair.t_0to1)

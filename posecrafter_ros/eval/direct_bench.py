@@ -19,7 +19,7 @@ from posecrafter_ros.eval.baseline import estimate_five_point
 from posecrafter_ros.eval.datasets import PosedPair
 from posecrafter_ros.eval.frames import pair_keyframes
 
-from .common import pose_errors
+from .bench_common import pair_errors
 
 # The bare OpenCV script: eval/baseline.py's five-point row with the direct path's ORB settings.
 BASELINE_CONF: dict[str, Any] = {
@@ -34,11 +34,11 @@ BASELINE_CONF: dict[str, Any] = {
 def opencv_five_point(
     kf_a: Keyframe, kf_b: Keyframe, conf: dict[str, Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Pose of B in A (R, unit t) from the bare OpenCV pipeline, None when it finds none."""
+    """(R_0to1, unit t_0to1) from the bare OpenCV pipeline, None when it finds none."""
     est = estimate_five_point(kf_a, kf_b, {**BASELINE_CONF, **(conf or {})})
     if est.R_0to1 is None:
         return None
-    return est.R_0to1.T, -est.R_0to1.T @ est.t_0to1
+    return est.R_0to1, est.t_0to1
 
 
 @dataclass
@@ -70,10 +70,8 @@ def compare_direct_to_opencv(
             started = time.perf_counter()
             base = opencv_five_point(kf_a, kf_b)
             baseline_times.append(time.perf_counter() - started)
-        d_err = pose_errors(
-            est.pose.R if est.pose else None, est.pose.t if est.pose else None, pair
-        )
-        b_err = pose_errors(base[0] if base else None, base[1] if base else None, pair)
+        d_err = pair_errors(est.pose.to_epipolar() if est.pose else None, pair)
+        b_err = pair_errors(base, pair)
         rows.append(
             DirectComparison(
                 pair.name,

@@ -20,9 +20,9 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from ..synthesis.imageops import resize_to_model
-from .matching import Features, Matcher, get_matcher
-from .types import CandidateFrame, Keyframe, RunContext, Selection
+from ..core.imageops import resize_to_model
+from ..core.matching import Features, Matcher, get_matcher
+from ..core.types import CandidateFrame, Keyframe, RunContext, Selection
 
 DEFAULT_FMS_CONF: dict[str, Any] = {
     "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000

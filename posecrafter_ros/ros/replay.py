@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.types import Keyframe
-from .loaders.common import quaternion_wxyz_to_matrix
-from .rows import RowOutcome
+from ..core.rotations import quaternion_wxyz_to_matrix
+from ..core.types import Keyframe, invert_rigid
+from ..eval.rows import RowOutcome
 
 DEFAULT_SERVICE = "/posecrafter/estimate_relative_pose"
 KEYFRAME_NOT_FOUND = 2  # EstimateStatus.KEYFRAME_NOT_FOUND
@@ -189,7 +189,7 @@ class ServiceRow:
         node_seconds = response.diagnostics.total_seconds
         message = f"{response.message} (node: {node_seconds:.3f} s)"
         return RowOutcome(
-            R_b_in_a.T, -R_b_in_a.T @ t_b_in_a, message, path, {"node_seconds": node_seconds}
+            *invert_rigid(R_b_in_a, t_b_in_a), message, path, {"node_seconds": node_seconds}
         )
 
     def close(self) -> None:

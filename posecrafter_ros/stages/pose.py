@@ -1,6 +1,9 @@
-"""A CPU multi-view pose model: pairwise geometry -> incremental registration -> bundle adjustment.
+"""Bridge slot "pose_model": the relative pose of the last view in the first from N views.
 
-For views {I0, selected frames, IT} with known intrinsics:
+Two adapters: `ClassicalMultiViewPose` (CPU, below) and `Dust3rPoseModel` (DUSt3R pairwise
+inference + global alignment, sharing `relay_pose.Dust3rStage` with the relay poser).
+
+The classical model, pairwise geometry -> incremental registration -> bundle adjustment. For views {I0, selected frames, IT} with known intrinsics:
 1. every pair is matched and solved with the direct path's two-view estimator; pairs with
    enough support become edges of a view graph (I0 and IT must be connected through it);
 2. tracks are the connected components of the inlier matches;
@@ -21,11 +24,12 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .covariance import so3_exp
-from .gate import GateConf
-from .matching import get_matcher
-from .twoview import TwoViewEstimate, estimate_from_matches, resolve_conf
-from .types import EstimationError, Keyframe, RelativePose, RunContext, Status
+from ..core.covariance import so3_exp
+from ..core.gate import GateConf
+from ..core.matching import get_matcher
+from ..core.twoview import TwoViewEstimate, estimate_from_matches, resolve_conf
+from ..core.types import EstimationError, Keyframe, RelativePose, RunContext, Status
+from .relay_pose import Dust3rStage, Dust3rStageConfig
 
 DEFAULT_MULTIVIEW_CONF: dict[str, Any] = {
     "direct": {},  # two-view conf (matcher, geometry, covariance, gate) used for every pair
@@ -342,3 +346,85 @@ def bundle_adjust(views, feats, tracks, poses, points, conf, reference: int):
     )
     Rs, ts, _ = unpack(result.x)
     return {v: (Rs[v], ts[v]) for v in poses}
+
+
+class Dust3rPoseModel(Dust3rStage):
+    """MultiViewPoseModel: pose of the last view in the first view's frame, scale unknown."""
+
+    def estimate(self, views: Sequence[Keyframe], ctx: RunContext | None = None) -> RelativePose:
+        ctx = ctx or RunContext()
+        prepared, predictions = self._predict(views, ctx)
+        middle = list(range(1, len(views) - 1))
+        left_out: list[int] = []
+        if middle and self.config.leave_one_out > 0:
+            step = max(1, len(middle) // self.config.leave_one_out)
+            left_out = middle[::step][: self.config.leave_one_out]
+        runs = 1 + len(left_out)
+        with ctx.subspan(0.0, 1 / runs):
+            aligned = self.align_views(views, ctx, cached=(prepared, predictions))
+        rotation, t = RelativePose.from_cam_to_world(
+            aligned.cam_to_world[0], aligned.cam_to_world[-1]
+        )
+        # The spread of the pose when one middle view is left out measures how much it hinges
+        # on any single view (the pairwise predictions are reused; only alignment reruns).
+        samples = []
+        for run, view in enumerate(left_out, start=1):
+            subset = [v for v in range(len(views)) if v != view]
+            try:
+                with ctx.subspan(run / runs, (run + 1) / runs):
+                    sub = self.align_views(views, ctx, subset, cached=(prepared, predictions))
+            except EstimationError:
+                continue
+            samples.append(
+                RelativePose.from_cam_to_world(sub.cam_to_world[0], sub.cam_to_world[-1])
+            )
+        return pose_with_covariance(rotation, t, samples, self.config)
+
+
+def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))[0].ravel()
+
+
+def pose_with_covariance(
+    rotation: np.ndarray,
+    t: np.ndarray,
+    samples: list[tuple[np.ndarray, np.ndarray]],
+    config: Dust3rStageConfig,
+) -> RelativePose:
+    """Unit-translation RelativePose with a 6x6 covariance (x, y, z, rot x, rot y, rot z).
+
+    Rotation block: prior sigma^2 I plus the spread of the leave-one-out rotations, as
+    small-angle perturbations R_k R^T. Translation block: direction spread (lateral, unit
+    vector) plus `baseline_variance` along t, since DUSt3R's scale is arbitrary.
+    """
+    norm = float(np.linalg.norm(t))
+    if not np.isfinite(norm):
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP, "DUSt3R returned a non-finite translation"
+        )
+    direction = t / norm if norm > 1e-12 else np.zeros(3)
+    rot_sigma = np.deg2rad(config.rotation_sigma_deg)
+    dir_sigma = np.deg2rad(config.direction_sigma_deg)
+    rot_cov = np.eye(3) * rot_sigma**2
+    dir_cov = (np.eye(3) - np.outer(direction, direction)) * dir_sigma**2
+    if samples:
+        rot_dev = np.array([_rotation_vector(r @ rotation.T) for r, _ in samples])
+        dir_dev = np.array([(tk / max(np.linalg.norm(tk), 1e-12)) - direction for _, tk in samples])
+        rot_cov += rot_dev.T @ rot_dev / len(samples)
+        dir_cov += dir_dev.T @ dir_dev / len(samples)
+    if norm <= 1e-12:
+        # Pure rotation: no direction at all, every translation axis is unknown.
+        dir_cov = np.eye(3) * config.baseline_variance
+    else:
+        dir_cov += np.outer(direction, direction) * config.baseline_variance
+    covariance = np.zeros((6, 6))
+    covariance[:3, :3] = dir_cov
+    covariance[3:, 3:] = rot_cov
+    return RelativePose(
+        R=np.asarray(rotation, dtype=np.float64),
+        t=direction.astype(np.float64),
+        covariance=covariance,
+        scale_known=False,
+    )

@@ -13,7 +13,7 @@ resolution exactly as the images are resized (`known_intrinsics`):
     "all": every view (all views are real images with calibrated cameras).
     "none": nothing fixed, the official default.
 The network runs in float32 by default, as the official `inference` does; bfloat16 is an
-option (docs/evaluation.md gives its measured effect on the parity fixtures).
+option (docs/gpu.md gives its measured effect on the parity fixtures).
 
 Conf keys (all optional except `checkpoint` unless `tiny`):
     checkpoint: path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or its .safetensors copy
@@ -38,10 +38,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.imageops import resize_to_model
 from ..core.types import (
     EstimationError,
     Keyframe,
-    RelativePose,
     RunContext,
     SceneReconstruction,
     Status,
@@ -188,7 +188,7 @@ class AlignedViews:
         return np.stack([p.intrinsics_to_original(K) for p, K in zip(self.prepared, self.K)])
 
 
-class _Dust3rStage:
+class Dust3rStage:
     """Shared loading and view alignment of both DUSt3R stages."""
 
     def __init__(self, config: Dust3rStageConfig):
@@ -199,7 +199,7 @@ class _Dust3rStage:
     def from_config(cls, conf: dict[str, Any]):
         return cls(Dust3rStageConfig.from_dict(dict(conf)))
 
-    def to(self, device: str) -> "_Dust3rStage":
+    def to(self, device: str) -> "Dust3rStage":
         """Move the network (pipeline offloading between stages)."""
         self.model.to(device)
         return self
@@ -250,11 +250,11 @@ class _Dust3rStage:
         ctx: RunContext,
         subset: Sequence[int] | None = None,
         cached: tuple | None = None,
-        progress: tuple[float, float] = (0.0, 1.0),
     ) -> AlignedViews:
         """Inference (or `cached` = (prepared, predictions)) + global alignment of `subset`.
 
-        progress: the part of the stage's [0, 1] progress this alignment reports over.
+        Reports its progress over the whole of `ctx`'s current span (callers that run several
+        alignments give each one a `ctx.subspan`).
         """
         from ..models.dust3r.alignment import (
             AlignmentConfig,
@@ -296,8 +296,7 @@ class _Dust3rStage:
                     )
 
                 def report(iteration: int, _loss: float) -> None:
-                    done = (iteration + 1) / self.config.niter
-                    ctx.report(progress[0] + done * (progress[1] - progress[0]))
+                    ctx.report((iteration + 1) / self.config.niter)
 
                 optimizer, loss = global_alignment(
                     selected,
@@ -352,11 +351,9 @@ def _pinhole(focal: float, pp: Sequence[float]) -> np.ndarray:
 
 def _view_confidence(predictions, num_views: int) -> list[np.ndarray]:
     """Per view [H x W] float32: the best confidence any edge gives each pixel."""
-    best: list[np.ndarray | None] = [None] * num_views
-    for p in predictions:
-        for view, conf in ((p.i, p.conf_i.numpy()), (p.j, p.conf_j.numpy())):
-            best[view] = conf if best[view] is None else np.maximum(best[view], conf)
-    return [b.astype(np.float32) for b in best]
+    from ..models.dust3r.inference import view_confidence
+
+    return [c.numpy().astype(np.float32) for c in view_confidence(predictions, num_views)]
 
 
 def _check_result(cam_to_world, K, points, masks, loss) -> None:
@@ -378,7 +375,7 @@ def _check_result(cam_to_world, K, points, masks, loss) -> None:
         )
 
 
-class Dust3rRelayPoser(_Dust3rStage):
+class Dust3rRelayPoser(Dust3rStage):
     """RelayPoser: cameras and per-pixel world points of the relay frames."""
 
     def reconstruct(
@@ -395,91 +392,34 @@ class Dust3rRelayPoser(_Dust3rStage):
         )
 
 
-class Dust3rPoseModel(_Dust3rStage):
-    """MultiViewPoseModel: pose of the last view in the first view's frame, scale unknown."""
+def relay_indices(num_frames: int, num_relay: int) -> list[int]:
+    """Indices of the relay frames: the `num_relay / 2` frames nearest each end.
 
-    def estimate(self, views: Sequence[Keyframe], ctx: RunContext | None = None) -> RelativePose:
-        ctx = ctx or RunContext()
-        prepared, predictions = self._predict(views, ctx)
-        middle = list(range(1, len(views) - 1))
-        left_out: list[int] = []
-        if middle and self.config.leave_one_out > 0:
-            step = max(1, len(middle) // self.config.leave_one_out)
-            left_out = middle[::step][: self.config.leave_one_out]
-        runs = 1 + len(left_out)
-        aligned = self.align_views(
-            views, ctx, cached=(prepared, predictions), progress=(0.0, 1 / runs)
-        )
-        rotation, t = relative_pose(aligned.cam_to_world[0], aligned.cam_to_world[-1])
-        # The spread of the pose when one middle view is left out measures how much it hinges
-        # on any single view (the pairwise predictions are reused; only alignment reruns).
-        samples = []
-        for run, view in enumerate(left_out, start=1):
-            subset = [v for v in range(len(views)) if v != view]
-            try:
-                sub = self.align_views(
-                    views,
-                    ctx,
-                    subset,
-                    cached=(prepared, predictions),
-                    progress=(run / runs, (run + 1) / runs),
-                )
-            except EstimationError:
-                continue
-            samples.append(relative_pose(sub.cam_to_world[0], sub.cam_to_world[-1]))
-        return pose_with_covariance(rotation, t, samples, self.config)
-
-
-def relative_pose(first_c2w: np.ndarray, last_c2w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R, t) with p_first = R p_last + t from two camera-to-world matrices."""
-    relative = np.linalg.inv(first_c2w) @ last_c2w
-    return relative[:3, :3], relative[:3, 3]
-
-
-def _rotation_vector(rotation: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.Rodrigues(np.asarray(rotation, dtype=np.float64))[0].ravel()
-
-
-def pose_with_covariance(
-    rotation: np.ndarray,
-    t: np.ndarray,
-    samples: list[tuple[np.ndarray, np.ndarray]],
-    config: Dust3rStageConfig,
-) -> RelativePose:
-    """Unit-translation RelativePose with a 6x6 covariance (x, y, z, rot x, rot y, rot z).
-
-    Rotation block: prior sigma^2 I plus the spread of the leave-one-out rotations, as
-    small-angle perturbations R_k R^T. Translation block: direction spread (lateral, unit
-    vector) plus `baseline_variance` along t, since DUSt3R's scale is arbitrary.
+    The paper keeps {I0, I1, I_{T-1}, I_T} (4 relay frames beat 2, 6, 8 and all 16).
     """
-    norm = float(np.linalg.norm(t))
-    if not np.isfinite(norm):
-        raise EstimationError(
-            Status.INSUFFICIENT_OVERLAP, "DUSt3R returned a non-finite translation"
-        )
-    direction = t / norm if norm > 1e-12 else np.zeros(3)
-    rot_sigma = np.deg2rad(config.rotation_sigma_deg)
-    dir_sigma = np.deg2rad(config.direction_sigma_deg)
-    rot_cov = np.eye(3) * rot_sigma**2
-    dir_cov = (np.eye(3) - np.outer(direction, direction)) * dir_sigma**2
-    if samples:
-        rot_dev = np.array([_rotation_vector(r @ rotation.T) for r, _ in samples])
-        dir_dev = np.array([(tk / max(np.linalg.norm(tk), 1e-12)) - direction for _, tk in samples])
-        rot_cov += rot_dev.T @ rot_dev / len(samples)
-        dir_cov += dir_dev.T @ dir_dev / len(samples)
-    if norm <= 1e-12:
-        # Pure rotation: no direction at all, every translation axis is unknown.
-        dir_cov = np.eye(3) * config.baseline_variance
-    else:
-        dir_cov += np.outer(direction, direction) * config.baseline_variance
-    covariance = np.zeros((6, 6))
-    covariance[:3, :3] = dir_cov
-    covariance[3:, 3:] = rot_cov
-    return RelativePose(
-        R=np.asarray(rotation, dtype=np.float64),
-        t=direction.astype(np.float64),
-        covariance=covariance,
-        scale_known=False,
-    )
+    if num_frames < 2:
+        raise ValueError(f"need at least 2 interpolated frames, got {num_frames}")
+    per_end = max(1, min(num_relay // 2, num_frames // 2))
+    head = list(range(per_end))
+    tail = list(range(num_frames - per_end, num_frames))
+    return sorted(set(head + tail))
+
+
+def relay_frames(
+    a: Keyframe, b: Keyframe, frames: Sequence[Keyframe], num_relay: int
+) -> list[Keyframe]:
+    """The relay frames {I0, I1, ..., I_{T-1}, I_T} of an interpolated video `frames`.
+
+    I0 and I_T are the input keyframes themselves, cover-cropped to the video's geometry with
+    their intrinsics mapped (PoseCrafter: the relay set holds the inputs, not the video
+    model's regenerated end frames, which are only close to them); the frames next to the
+    ends come from the video.
+    """
+    indices = relay_indices(len(frames), num_relay)
+    out = [frames[i] for i in indices]
+    for position, (end, generated) in ((0, (a, frames[0])), (-1, (b, frames[-1]))):
+        size = (generated.image.shape[1], generated.image.shape[0])
+        image = end.image if end.image.ndim == 3 else np.repeat(end.image[:, :, None], 3, axis=2)
+        image, K, _ = resize_to_model(image, end.K, size)
+        out[position] = Keyframe(image=image, K=K, frame_id=end.frame_id, stamp_ns=end.stamp_ns)
+    return out

@@ -18,7 +18,6 @@ are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
 import time
 from contextlib import contextmanager
@@ -28,8 +27,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import yaml
 
-from .twoview import estimate_two_view
-from .types import (
+from .core.config import check_keys
+from .core.oracle import OracleSource
+from .core.twoview import estimate_two_view
+from .core.types import (
     BudgetExceeded,
     Canceled,
     CandidateFrame,
@@ -42,10 +43,12 @@ from .types import (
     StageRecord,
     Status,
 )
+from .stages import Placement, build_stage
+from .stages.relay_pose import relay_frames
 
 logger = logging.getLogger(__name__)
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 # Share of the overall progress each stage covers (action feedback).
 STAGE_SPANS = {
@@ -59,50 +62,10 @@ STAGE_SPANS = {
     "multiview_pose": (0.9, 1.0),
 }
 
-# Stage slot -> {type name: "module:factory"}; factories take the stage's conf dict.
-STAGE_FACTORIES: dict[str, dict[str, str]] = {
-    "interpolator": {
-        "dynamicrafter": "posecrafter_ros.synthesis.interpolation:DynamiCrafterInterpolator.from_config",
-    },
-    "relay_poser": {
-        "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rRelayPoser.from_config",
-    },
-    "synthesizer": {
-        "viewcrafter": "posecrafter_ros.core.pipeline:build_viewcrafter_synthesizer",
-        "render_only": "posecrafter_ros.core.pipeline:build_render_only_synthesizer",
-    },
-    "selector": {
-        "fms": "posecrafter_ros.core.fms:FeatureMatchingSelector.from_config",
-    },
-    "pose_model": {
-        "dust3r": "posecrafter_ros.reconstruction.dust3r:Dust3rPoseModel.from_config",
-        "classical": "posecrafter_ros.core.multiview:ClassicalMultiViewPose.from_config",
-    },
-}
 HVG_STAGES = ("interpolator", "relay_poser", "synthesizer")
-MODEL_STAGE_TYPES = ("dynamicrafter", "dust3r", "viewcrafter")
 SELECT_STAGES = ("selector", "pose_model")
-
-
-def _resolve(target: str):
-    module_name, _, attr_path = target.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for attr in attr_path.split("."):
-        obj = getattr(obj, attr)
-    return obj
-
-
-def build_viewcrafter_synthesizer(conf: dict):
-    from ..models.lvdm.viewcrafter import ViewCrafterGenerator
-    from ..synthesis.view_synthesis import PointCloudViewSynthesizer
-
-    return PointCloudViewSynthesizer(ViewCrafterGenerator.from_config(conf), conf)
-
-
-def build_render_only_synthesizer(conf: dict):
-    from ..synthesis.view_synthesis import PointCloudViewSynthesizer, RenderOnlyGenerator
-
-    return PointCloudViewSynthesizer(RenderOnlyGenerator(), conf)
+PROFILE_KEYS = ("name", "device", "dtype", "offload_idle", "direct", "bridge", "oracle_sequence")
+BRIDGE_KEYS = ("enabled", "oracle", "num_relay_frames") + HVG_STAGES + SELECT_STAGES
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -164,6 +127,10 @@ class Pipeline:
     """Configured stages plus the flow that uses them. Build with `from_profile`, then `load`."""
 
     def __init__(self, conf: dict):
+        """Raises ValueError for a key the profile's top level or `bridge:` does not have;
+        each stage checks its own section when it is built (see `load`)."""
+        check_keys("the profile", conf, PROFILE_KEYS)
+        check_keys("bridge", conf.get("bridge") or {}, BRIDGE_KEYS)
         self.conf = conf
         self.name = str(conf.get("name", "custom"))
         self.direct_conf: dict = dict(conf.get("direct") or {})
@@ -201,35 +168,18 @@ class Pipeline:
         slots = list(SELECT_STAGES) if (self.hvg_enabled or self.oracle_enabled) else []
         if self.hvg_enabled:
             slots = list(HVG_STAGES) + slots
+        placement = Placement(
+            str(self.conf.get("device", "cpu")), str(self.conf.get("dtype", "float32"))
+        )
         for slot in slots:
-            stage_conf = self.stage_conf(slot)
-            kind = str(stage_conf.get("type", ""))
-            factories = STAGE_FACTORIES[slot]
-            # A built-in type name, or "package.module:factory" for a user's own stage.
-            target = factories.get(kind) or (kind if ":" in kind else None)
-            if target is None:
-                self.unavailable[slot] = (
-                    f"unknown {slot} type {kind!r} (known: {sorted(factories)} or module:factory)"
-                )
-                continue
+            section = dict(self.bridge_conf.get(slot) or {})
             try:
-                self.stages[slot] = _resolve(target)(stage_conf)
+                self.stages[slot] = build_stage(slot, section, placement)
             except Exception as err:  # a stage that cannot load leaves the rest serving
                 self.unavailable[slot] = f"{type(err).__name__}: {err}"
-                logger.warning("stage %s (%s) unavailable: %s", slot, kind, err)
+                logger.warning("stage %s (%s) unavailable: %s", slot, section.get("type"), err)
         self.loaded = True
         return self
-
-    def stage_conf(self, slot: str) -> dict:
-        """The conf a stage slot is built from: its profile section, plus the profile's
-        device and dtype for model stages unless the section sets its own."""
-        stage_conf = dict(self.bridge_conf.get(slot) or {})
-        kind = str(stage_conf.get("type", ""))
-        if kind in MODEL_STAGE_TYPES or ":" in kind:
-            for key in ("device", "dtype"):
-                if key in self.conf:
-                    stage_conf.setdefault(key, self.conf[key])
-        return stage_conf
 
     def describe(self) -> dict[str, str]:
         """Stage -> 'ready' / reason unavailable, for diagnostics."""
@@ -418,8 +368,6 @@ class Pipeline:
 
     def _oracle_candidates(self, a, b, sequence, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "oracle_candidates"):
-            from .oracle import OracleSource
-
             return OracleSource(list(sequence)).candidates_between(a, b)
 
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
@@ -431,38 +379,3 @@ class Pipeline:
             relay = self.stages["relay_poser"].reconstruct(relay, ctx)
         with self._stage(ctx, diag, "synthesize", "synthesizer"):
             return self.stages["synthesizer"].synthesize(relay, ctx)
-
-
-def relay_indices(num_frames: int, num_relay: int) -> list[int]:
-    """Indices of the relay frames: the `num_relay / 2` frames nearest each end.
-
-    The paper keeps {I0, I1, I_{T-1}, I_T} (4 relay frames beat 2, 6, 8 and all 16).
-    """
-    if num_frames < 2:
-        raise ValueError(f"need at least 2 interpolated frames, got {num_frames}")
-    per_end = max(1, min(num_relay // 2, num_frames // 2))
-    head = list(range(per_end))
-    tail = list(range(num_frames - per_end, num_frames))
-    return sorted(set(head + tail))
-
-
-def relay_frames(
-    a: Keyframe, b: Keyframe, frames: Sequence[Keyframe], num_relay: int
-) -> list[Keyframe]:
-    """The relay frames {I0, I1, ..., I_{T-1}, I_T} of an interpolated video `frames`.
-
-    I0 and I_T are the input keyframes themselves, cover-cropped to the video's geometry with
-    their intrinsics mapped (PoseCrafter: the relay set holds the inputs, not the video
-    model's regenerated end frames, which are only close to them); the frames next to the
-    ends come from the video.
-    """
-    from ..synthesis.imageops import resize_to_model
-
-    indices = relay_indices(len(frames), num_relay)
-    out = [frames[i] for i in indices]
-    for position, (end, generated) in ((0, (a, frames[0])), (-1, (b, frames[-1]))):
-        size = (generated.image.shape[1], generated.image.shape[0])
-        image = end.image if end.image.ndim == 3 else np.repeat(end.image[:, :, None], 3, axis=2)
-        image, K, _ = resize_to_model(image, end.K, size)
-        out[position] = Keyframe(image=image, K=K, frame_id=end.frame_id, stamp_ns=end.stamp_ns)
-    return out

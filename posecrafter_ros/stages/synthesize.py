@@ -1,8 +1,8 @@
 """HVG stage 2: relay reconstruction -> camera trajectory -> point-cloud renders -> video model.
 
 The relay cameras (DUSt3R poses of {I0, I1, I_{T-1}, I_T}) are joined by a dense trajectory
-(slerp + linear, `trajectory.py`); the relay points are rasterised into every trajectory
-camera at the model resolution (`render.py`, PyTorch3D point semantics as ViewCrafter); each
+(slerp + linear, `core/trajectory.py`); the relay points are rasterised into every trajectory
+camera at the model resolution (`core/render.py`, PyTorch3D point semantics as ViewCrafter); each
 clip of renders goes to a video generator (ViewCrafter, or `RenderOnlyGenerator` as a
 model-free baseline), and the generated frames become candidates for the Feature Matching
 Selector.
@@ -26,7 +26,7 @@ c + 1. Renders at a relay camera are replaced by the relay image itself, and eac
 reference image is the relay image nearest its first camera (the relay image it starts at
 in the default layout).
 
-The first and last relay views are the input keyframes A and B (see pipeline.relay_frames),
+The first and last relay views are the input keyframes A and B (see stages.relay_pose.relay_frames),
 so the generated frames at their cameras are copies of the inputs (their renders are the
 inputs, and the first is also the clip's reference image). They are not offered to the
 Feature Matching Selector: they would score highest while adding no view between A and B.
@@ -35,14 +35,23 @@ Feature Matching Selector: they would score highest while adding no view between
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
+from ..core.config import check_keys
+from ..core.imageops import cover_crop
+from ..core.render import (
+    VIEWCRAFTER_POINTS_PER_PIXEL,
+    VIEWCRAFTER_RADIUS_NDC,
+    PointRasterRenderer,
+)
+from ..core.trajectory import CameraTrajectory, interpolate_trajectory
 from ..core.types import CandidateFrame, Keyframe, RunContext, SceneReconstruction
-from .imageops import cover_crop
-from .render import VIEWCRAFTER_POINTS_PER_PIXEL, VIEWCRAFTER_RADIUS_NDC, PointRasterRenderer
-from .trajectory import CameraTrajectory, interpolate_trajectory
+from ..models.lvdm.runtime import RuntimeConfig, build_model, condition_sample_decode, placed
+
+if TYPE_CHECKING:
+    from ..models.lvdm.latent_diffusion import LatentVideoDiffusion
 
 # Share of the stage's progress spent on rendering; the rest is spread over the clips.
 RENDER_PROGRESS_SHARE = 0.1
@@ -93,6 +102,12 @@ class ViewSynthesisConfig:
     min_depth: float = 1e-6
     replace_key_renders: bool = True
     device: str = "cpu"
+
+    @classmethod
+    def from_dict(cls, conf: dict[str, Any], section: str = "synthesizer.render"):
+        """Raises ValueError naming `section` and the valid keys for an unknown key."""
+        check_keys(section, conf, (f.name for f in fields(cls)))
+        return cls(**conf)
 
 
 @dataclass
@@ -275,16 +290,13 @@ class RenderOnlyGenerator:
 class PointCloudViewSynthesizer:
     """ViewSynthesizer: renders the relay point cloud along the trajectory, then generates.
 
-    generator: a VideoGenerator. conf: ViewSynthesisConfig, or the synthesizer's section of a
-    profile as a dict; that section is shared with the generator, so keys that are not
-    ViewSynthesisConfig fields (checkpoint, ddim_steps, ...) are the generator's and are
-    left alone here.
+    generator: a VideoGenerator. conf: ViewSynthesisConfig, or the `render` part of the
+    profile's synthesizer section as a dict (unknown keys are an error).
     """
 
     def __init__(self, generator: VideoGenerator, conf: ViewSynthesisConfig | dict | None = None):
         if isinstance(conf, dict):
-            own_fields = {f.name for f in fields(ViewSynthesisConfig)}
-            conf = ViewSynthesisConfig(**{k: v for k, v in conf.items() if k in own_fields})
+            conf = ViewSynthesisConfig.from_dict(conf)
         self.conf = conf or ViewSynthesisConfig()
         if self.conf.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {self.conf.num_frames}")
@@ -409,3 +421,146 @@ class PointCloudViewSynthesizer:
                 f"expected uint8 {renders.shape} (one frame per render)"
             )
         return generated
+
+
+# ViewCrafter, the video generator of the paper.
+# ViewCrafter: point-cloud renders -> sharp video frames (HVG stage 2).
+#
+# Conditioning as the official `ViewCrafter.run_diffusion` + `image_guided_synthesis`:
+# - the first render is replaced by the reference image (the render of the reference camera);
+#   in ViewCrafter's sparse-view mode the last one too (`last_reference`);
+# - every frame, in [-1, 1], is VAE-encoded (posterior sampled, one draw per frame) and the
+#   latents of ALL frames are the concatenated condition (`c_concat = z`);
+# - the image cross-attention condition is frame `condition_index[0] = 0` only (the reference);
+# - prompt "Rotating view of a scene", frame_stride 10, CFG 7.5 with guidance rescale 0.7,
+#   DDIM with uniform-trailing spacing and eta 1; the unconditional branch keeps c_concat.
+VIEWCRAFTER_DEFAULTS: dict[str, Any] = {
+    "preset": "viewcrafter_25_512",
+    "frame_stride": 10,
+    "num_frames": 25,
+    "prompt": "Rotating view of a scene",
+}
+
+
+class ViewCrafterGenerator:
+    """Implements the synthesizer's VideoGenerator: generate(renders, reference, ctx)."""
+
+    def __init__(
+        self, model: "LatentVideoDiffusion", conf: RuntimeConfig | Mapping[str, Any] | None = None
+    ):
+        if not isinstance(conf, RuntimeConfig):
+            conf = RuntimeConfig.from_dict(
+                conf or {}, VIEWCRAFTER_DEFAULTS, "bridge.synthesizer.generator"
+            )
+        if model.config.variant != "viewcrafter":
+            raise ValueError(
+                "ViewCrafterGenerator needs a ViewCrafter (variant 'viewcrafter') model"
+            )
+        self.model = model
+        self.conf = conf
+
+    @classmethod
+    def from_config(cls, conf: Mapping[str, Any]) -> "ViewCrafterGenerator":
+        """Build from a profile dict (see models/lvdm/runtime.py for the keys); loads the checkpoint."""
+        runtime = RuntimeConfig.from_dict(
+            conf, VIEWCRAFTER_DEFAULTS, "bridge.synthesizer.generator"
+        )
+        return cls(build_model(runtime, "viewcrafter", VIEWCRAFTER_DEFAULTS["preset"]), runtime)
+
+    def to(self, device: str) -> "ViewCrafterGenerator":
+        self.conf.device = str(device)
+        if not self.conf.offload:
+            self.model.to(device)
+        return self
+
+    def generate(
+        self,
+        renders: np.ndarray,
+        reference: np.ndarray,
+        ctx: RunContext,
+        last_reference: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """renders: [T x H x W x 3] uint8 (point-cloud renders along the trajectory; frame 0 at
+        the reference camera); reference: [H x W x 3] uint8 -> [T x H x W x 3] uint8 frames.
+
+        Renders are resized (bilinear, no crop: they keep their camera) to the model size
+        (conf height x width) and the generated frames resized back to H x W.
+        """
+        import torch
+
+        from ..models.lvdm.diffusion import TorchNoise
+        from ..models.lvdm.video import images_to_tensor, resize, tensor_to_images
+
+        renders = np.asarray(renders)
+        if (
+            renders.ndim != 4
+            or renders.shape[-1] != 3
+            or renders.dtype != np.uint8
+            or renders.shape[0] < 2
+        ):
+            raise ValueError(
+                f"renders must be [T x H x W x 3] uint8 with T >= 2, got {renders.dtype} {renders.shape}"
+            )
+        t, h, w, _ = renders.shape
+        model_h, model_w = self.conf.model_size
+        frames = np.stack([resize(f, model_h, model_w) for f in renders])
+        frames[0] = resize(np.asarray(reference), model_h, model_w)
+        if last_reference is not None:
+            frames[-1] = resize(np.asarray(last_reference), model_h, model_w)
+        conf, model = self.conf, self.model
+        device = torch.device(conf.device)
+        noise = TorchNoise(conf.seed, device)
+        with torch.no_grad():
+            videos = (
+                images_to_tensor(frames).transpose(0, 1)[None].to(device)
+            )  # [1 x 3 x T x H x W]
+            with placed(model.first_stage_model, conf.device, conf.offload):
+                z = model.encode_frames(videos, noise)
+            video = condition_sample_decode(model, conf, videos, z, noise, ctx.report)
+        out = tensor_to_images(video)
+        if (h, w) != out.shape[1:3]:
+            out = np.stack([resize(f, h, w) for f in out])
+        return out
+
+
+# The generator runs at the renders' size and clip length, so those are the render section's.
+SHARED_WITH_GENERATOR = ("num_frames", "height", "width")
+SYNTHESIZER_PARTS = ("generator", "render")
+
+
+def _split_section(section: dict[str, Any], parts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Generator settings go under `generator:`, rendering under `render:`."""
+    check_keys("bridge.synthesizer", section, parts)
+    return {part: dict(section.get(part) or {}) for part in parts}
+
+
+def build_viewcrafter_synthesizer(
+    section: dict[str, Any], device: str = "cpu", dtype: str = "float32"
+) -> PointCloudViewSynthesizer:
+    """PointCloudViewSynthesizer + ViewCrafterGenerator from `{generator: {...}, render: {...}}`.
+
+    The generator takes the render section's num_frames, height and width (set them there).
+    """
+    parts = _split_section(section, SYNTHESIZER_PARTS)
+    render = ViewSynthesisConfig.from_dict(parts["render"])
+    generator = parts["generator"]
+    repeated = sorted(set(generator) & set(SHARED_WITH_GENERATOR))
+    if repeated:
+        raise ValueError(
+            f"bridge.synthesizer.generator sets {repeated}; set them once under "
+            "bridge.synthesizer.render (the generator runs at the renders' size)"
+        )
+    generator = {
+        "device": device,
+        "dtype": dtype,
+        **generator,
+        **{key: getattr(render, key) for key in SHARED_WITH_GENERATOR},
+    }
+    render.device = device  # rasterise where the generator runs
+    return PointCloudViewSynthesizer(ViewCrafterGenerator.from_config(generator), render)
+
+
+def build_render_only_synthesizer(section: dict[str, Any]) -> PointCloudViewSynthesizer:
+    """PointCloudViewSynthesizer + RenderOnlyGenerator from `{render: {...}}`."""
+    parts = _split_section(section, ("render",))
+    return PointCloudViewSynthesizer(RenderOnlyGenerator(), parts["render"])

@@ -15,6 +15,8 @@ steps are affine in pixel coordinates (OpenCV convention: pixel centres at integ
 whole map is u' = s_x u + b_x, v' = s_y v + b_y, and intrinsics map as K' = A K with
 A = [[s_x, 0, b_x], [0, s_y, b_y], [0, 0, 1]]. s_x and s_y are the exact per-axis ratios of
 the integer resized size to the original size, so they may differ by a rounding hair.
+(The official loaders resize the SHORT side and centre-crop, which pads with black when the
+image is less wide than 1.6:1; covering the target keeps every output pixel real.)
 """
 
 from __future__ import annotations

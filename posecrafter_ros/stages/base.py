@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from .types import (
+from ..core.types import (
     CandidateFrame,
     Keyframe,
     RelativePose,

@@ -6,20 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from posecrafter_ros.core.fms import FeatureMatchingSelector
-from posecrafter_ros.core.multiview import ClassicalMultiViewPose
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.twoview import estimate_two_view
 from posecrafter_ros.core.types import EstimationError, Keyframe, RunContext
 from posecrafter_ros.eval.datasets import PosedView, make_pair
 from posecrafter_ros.eval.frames import read_rgb
+from posecrafter_ros.stages.pose import ClassicalMultiViewPose
+from posecrafter_ros.stages.select import FeatureMatchingSelector
 
-from .common import pose_errors
-from .direct import opencv_five_point
+from .bench_common import pair_errors
+from .direct_bench import opencv_five_point
 
 
 @dataclass
-class OracleRow:
+class OracleComparison:
     name: str
     rotation_deg: float
     errors: dict[str, tuple[float, float]]  # row name -> (rotation, translation) error, degrees
@@ -35,7 +35,7 @@ def run_oracle(
     fms_conf: dict[str, Any] | None = None,
     multiview_conf: dict[str, Any] | None = None,
     span: str = "all",
-) -> list[OracleRow]:
+) -> list[OracleComparison]:
     """Rows 'opencv', 'direct' and 'oracle' for each (i, j) pair of view indices.
 
     span: OracleSource candidate span ("all": every other view of the set is a candidate).
@@ -50,22 +50,20 @@ def run_oracle(
         a, b = keyframes[i], keyframes[j]
         errors: dict[str, tuple[float, float]] = {}
         base = opencv_five_point(a, b)
-        errors["opencv"] = pose_errors(base[0] if base else None, base[1] if base else None, pair)
+        errors["opencv"] = pair_errors(base, pair)
         direct = estimate_two_view(a, b, direct_conf)
-        errors["direct"] = pose_errors(
-            direct.pose.R if direct.pose else None, direct.pose.t if direct.pose else None, pair
-        )
+        errors["direct"] = pair_errors(direct.pose.to_epipolar() if direct.pose else None, pair)
         candidates = source.candidates_between(i, j)
         selection = selector.select(a, b, candidates, RunContext())
         chosen = sorted(candidates[k].index for k in selection.indices)
         message = ""
         try:
             pose = pose_model.estimate([a] + [keyframes[k] for k in chosen] + [b], RunContext())
-            errors["oracle"] = pose_errors(pose.R, pose.t, pair)
+            errors["oracle"] = pair_errors(pose.to_epipolar(), pair)
         except EstimationError as err:
-            errors["oracle"] = pose_errors(None, None, pair)
+            errors["oracle"] = pair_errors(None, pair)
             message = err.message
         rows.append(
-            OracleRow(pair.name, pair.rotation_deg, errors, direct.accepted, chosen, message)
+            OracleComparison(pair.name, pair.rotation_deg, errors, direct.accepted, chosen, message)
         )
     return rows
