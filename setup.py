@@ -13,6 +13,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["posecrafter_ros", "posecrafter_ros.*"]),
+    # Packages live at the repository root: with this mapping setuptools' default (lenient)
+    # editable install is a plain .pth to the root, the generated interfaces in site-packages
+    # stay importable beside it (posecrafter_ros/__init__.py extends __path__).
+    package_dir={"": "."},
     package_data={"posecrafter_ros": ["py.typed", "profiles/*.yaml", "models/lvdm/assets/*"]},
     install_requires=["numpy", "scipy", "opencv-python-headless", "poselib", "pyyaml", "pillow"],
     extras_require={

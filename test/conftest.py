@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import random
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "test" / "data"
 POSED_PAIRS = DATA / "posed_pairs_fixture"
 
-# Keep DDS on this machine and away from other test sessions (set before rclpy loads).
-os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(101, 232))
+# Keep DDS on this machine and away from other test sessions (set before rclpy loads): a
+# random domain in 1..232 (0 is every unconfigured tool's) and unique node namespaces, so
+# concurrent sessions that happen to draw the same domain still do not talk to each other.
+os.environ["ROS_DOMAIN_ID"] = str(1 + int.from_bytes(os.urandom(4), "little") % 232)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
 # The test process and the node processes share 2 cores: one intra-op thread each avoids the
@@ -71,7 +73,7 @@ def start_node(tmp_path_factory, rclpy_context):
             if ros_args is not None
             else ["--params-file", str(REPO / "config" / "cpu.yaml")]
         )
-        node = NodeProcess(args, namespace or f"/t{len(started)}", log)
+        node = NodeProcess(args, namespace or f"/t{uuid.uuid4().hex[:12]}", log)
         client = PoseCrafterClient(service=node.service)
         started.append((node, client))
         deadline = time.monotonic() + 60

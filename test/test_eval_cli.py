@@ -210,6 +210,7 @@ def test_rows_without_their_code_are_skipped_with_a_reason(tmp_path, monkeypatch
             "--bins",
             "0-50",
             "--no-progress",
+            "--skip-unavailable",
         ]
     )
     assert code == 0

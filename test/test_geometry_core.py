@@ -12,6 +12,7 @@ from scipy.stats import chi2
 from posecrafter_ros.core.covariance import pose_covariance, rotation_mahalanobis2, so3_exp, so3_log
 from posecrafter_ros.core.gate import GateConf, decide, probability_wrong
 from posecrafter_ros.core.geometry import calibrate, estimate_relative_geometry
+from posecrafter_ros.core.twoview import DEFAULT_COVARIANCE_CONF
 from posecrafter_ros.eval.metrics import rotation_error_deg, translation_angle_deg
 
 K = np.array([[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]])
@@ -86,6 +87,40 @@ def test_gauss_newton_covariance_is_calibrated_on_gaussian_noise():
     assert 0.8 <= np.mean(inside) <= 1.0
 
 
+def test_covariance_contract_against_monte_carlo_spread_in_a_frame():
+    """The reported rotation covariance (default inflation, without the rotation floor) against
+    the spread of 200 noisy re-estimates, both in camera A's frame (R_est = exp([w]x) R_true).
+    B looks at the points from the side and is rolled, so A's and B's axes differ: a covariance
+    expressed in B's frame fails, as do an overconfident one and one far too wide. Gaussian
+    noise is the easy case (Gauss-Newton alone is calibrated on it), so the inflated covariance
+    must be wider than the spread, but within 5x."""
+    rng = np.random.default_rng(7)
+    R_true = so3_exp(np.radians([0.0, -90.0, 0.0])) @ so3_exp(np.radians([0.0, 0.0, 90.0]))
+    t_true = np.array([5.5, 0.0, 5.5])  # B at the side of the point cloud, looking at it
+    errors, covariances = [], []
+    for _ in range(200):
+        px_a, px_b = synthetic_pair(rng, R_true, t_true, n=150, noise_px=1.0)
+        geometry = estimate_relative_geometry(px_a, px_b, K, K, {"threshold_px": 4.0})
+        R, t = to_b_in_a(geometry)
+        inl = geometry.inliers
+        cov = pose_covariance(
+            R,
+            t,
+            calibrate(px_a[inl], K),
+            calibrate(px_b[inl], K),
+            inflation=DEFAULT_COVARIANCE_CONF["inflation"],
+        )
+        errors.append(so3_log(R @ R_true.T))
+        covariances.append(cov[3:, 3:])
+    errors = np.array(errors)
+    spread = errors.T @ errors / len(errors)
+    predicted = np.mean(covariances, axis=0)
+    # Generalised eigenvalues: predicted / observed variance along every direction.
+    whiten = np.linalg.inv(np.linalg.cholesky(spread))
+    ratios = np.linalg.eigvalsh(whiten @ predicted @ whiten.T)
+    assert ratios.min() >= 1.0 and ratios.max() <= 5.0, ratios
+
+
 def test_covariance_layout_scale_direction_and_pure_rotation():
     rng = np.random.default_rng(4)
     R_true = so3_exp(np.radians([0.0, 10.0, 0.0]))
@@ -116,6 +151,27 @@ def test_gate_decisions():
     assert not decide(0.01, 0.5, 10, "none", conf).accepted
     with pytest.raises(ValueError, match=r"in direct.gate; valid keys"):
         GateConf.from_dict({"max_pwrong": 0.1})
+
+
+def test_gate_default_thresholds_just_above_and_below():
+    """The defaults the gate report measured (docs/geometry.md): P(wrong) 0.1, rotation std
+    3 deg, 30 inliers. Each criterion alone flips the decision across its threshold."""
+    conf = GateConf()
+    ok = {"p_wrong": 0.01, "rotation_sigma_deg": 0.5, "num_inliers": 400, "degeneracy": "none"}
+    assert decide(**ok, conf=conf).accepted
+    for key, below, above in [
+        ("p_wrong", 0.099, 0.101),
+        ("rotation_sigma_deg", 2.99, 3.01),
+    ]:
+        assert decide(**{**ok, key: below}, conf=conf).accepted, key
+        assert not decide(**{**ok, key: above}, conf=conf).accepted, key
+    assert decide(**{**ok, "num_inliers": 30}, conf=conf).accepted
+    assert not decide(**{**ok, "num_inliers": 29}, conf=conf).accepted
+    for degeneracy in ("too_few_matches", "too_few_inliers"):
+        assert not decide(**{**ok, "degeneracy": degeneracy}, conf=conf).accepted
+    # The support model: 100 inliers of 400 matches is a likely-wrong estimate, 400 of 500 not.
+    assert probability_wrong(100, 400, conf) > conf.max_p_wrong
+    assert probability_wrong(400, 500, conf) < conf.max_p_wrong
 
 
 def test_relative_pose_conversions_round_trip():

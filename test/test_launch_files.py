@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import types
+import uuid
 from pathlib import Path
 
 import pytest
@@ -176,16 +177,17 @@ def _run_launch_case(path, overrides, expected_params, subscribed_topic, monkeyp
 
 @requires_ros
 def test_node_alone_launch_file(monkeypatch, tmp_path, rclpy_context):
+    unique = uuid.uuid4().hex[:8]  # concurrent test sessions may share a DDS domain
     _run_launch_case(
         LAUNCH_DIR / "posecrafter.launch.py",
-        {"namespace": "/launch_a", "image_topic": "/cam_a/image_raw"},
+        {"namespace": f"/launch_{unique}", "image_topic": f"/cam_{unique}/image_raw"},
         {
             "profile": "cpu",
             "max_concurrent_requests": 2,
             "request_timeout_sec": 30.0,
             "buffer.max_frames": 120,
         },
-        "/cam_a/image_raw",
+        f"/cam_{unique}/image_raw",
         monkeypatch,
         tmp_path,
     )
@@ -196,7 +198,11 @@ def test_slam_launch_file_remaps_and_includes(monkeypatch, tmp_path, rclpy_conte
     slam = tmp_path / "fake_slam.launch.py"
     description = _run_launch_case(
         LAUNCH_DIR / "posecrafter_with_slam.launch.py",
-        {"namespace": "/launch_b", "publish_tf": "true", "slam_launch": str(slam)},
+        {
+            "namespace": f"/launch_{uuid.uuid4().hex[:8]}",
+            "publish_tf": "true",
+            "slam_launch": str(slam),
+        },
         {"profile": "cpu", "publish_tf": True, "use_sim_time": False},
         "/camera/color/image_raw",
         monkeypatch,

@@ -11,7 +11,12 @@ from safetensors.torch import load_file
 
 from posecrafter_ros.models.checkpoint import select_prefix
 from posecrafter_ros.models.lvdm.autoencoder import convert_ldm_vae_state_dict
-from posecrafter_ros.models.lvdm.diffusion import NoiseSchedule, ScheduleConfig, ddim_timesteps
+from posecrafter_ros.models.lvdm.diffusion import (
+    NoiseSchedule,
+    ScheduleConfig,
+    ddim_timesteps,
+    make_ddim_schedule,
+)
 from posecrafter_ros.models.lvdm.loading import read_checkpoint
 from posecrafter_ros.models.lvdm.tokenizer import ClipTokenizer
 from posecrafter_ros.models.lvdm.unet3d import UNet3D, UNetConfig, timestep_embedding
@@ -63,6 +68,24 @@ def test_schedule_zero_terminal_snr_and_spacing() -> None:
     assert ddim_timesteps("uniform_trailing", 6, 1000).tolist() == [166, 332, 499, 666, 832, 999]
     ref = load_file(str(GOLDEN / "viewcrafter_ddim" / "schedule.safetensors"))
     assert torch.equal(schedule.alphas_cumprod, ref["alphas_cumprod"])
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_ddim_sigmas_follow_eta(eta: float) -> None:
+    """sigma_t = eta * sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) (DDIM, Song et al.
+    eq. 16), computed here in float64 from the schedule's alphas_cumprod: eta = 0 is the
+    deterministic sampler, and sigma scales linearly with eta."""
+    schedule = NoiseSchedule(ScheduleConfig())
+    plan = make_ddim_schedule(schedule, 10, eta)
+    ac = schedule.alphas_cumprod.double().numpy()
+    a_t = ac[plan.timesteps]
+    a_prev = np.concatenate([[ac[0]], ac[plan.timesteps[:-1]]])
+    expected = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+    np.testing.assert_allclose(plan.sigmas, expected, rtol=1e-5, atol=1e-12)
+    if eta == 0.0:
+        assert np.all(plan.sigmas == 0.0)
+    else:
+        assert np.all(plan.sigmas[1:] > 0.0)
 
 
 def test_timestep_embedding_is_cos_first() -> None:

@@ -54,3 +54,24 @@ def test_manifest_mismatch_is_reported(tmp_path: Path) -> None:
     (tmp_path / "x.manifest.json").write_text(json.dumps(manifest))
     (result,) = parity.check_fixture(tmp_path)
     assert not result.passed and result.max_abs_diff == 2
+
+
+def test_a_nan_in_one_sampler_step_fails_the_check(tmp_path: Path) -> None:
+    """One official per-step reference made NaN: the step comparison must fail, not be
+    skipped over by a max() that ignores NaN."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "dynamicrafter_interp_ddim"
+    shutil.copytree(GOLDEN / "dynamicrafter_interp_ddim", folder)
+    steps = load_file(str(folder / "steps.safetensors"))
+    key = sorted(k for k in steps if k.endswith("_pred_x0"))[1]
+    steps[key] = steps[key].clone()
+    steps[key].view(-1)[0] = torch.nan
+    save_file(steps, str(folder / "steps.safetensors"))
+    results = {r.name: r for r in parity.check_fixture(folder)}
+    pred_x0 = [r for name, r in results.items() if "steps.pred_x0" in name]
+    assert pred_x0 and not any(r.passed for r in pred_x0), pred_x0
+    assert all(r.passed for name, r in results.items() if "steps.x_prev" in name)

@@ -150,8 +150,8 @@ def test_three_concurrent_clients_are_all_answered(start_node, posed_pairs):
 
     def ask(i):
         client = PoseCrafterClient(service=node.service)
-        client.wait(20)
-        answers[i] = client.call(client.request(*_refs(pair)), timeout_sec=60)
+        if client.wait(60):  # otherwise answers[i] stays None and the test fails
+            answers[i] = client.call(client.request(*_refs(pair)), timeout_sec=60)
         client.destroy()
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
@@ -219,3 +219,32 @@ def test_action_reports_feedback_and_result(cpu_node, posed_pairs):
     assert "validate" in stages and "direct" in stages
     progress = [f.progress for f in feedback]
     assert progress == sorted(progress) and progress[-1] == pytest.approx(0.05)
+
+
+def test_query_cli_action_shows_a_direct_answer_as_complete(cpu_node, posed_pairs, tmp_path):
+    """posecrafter-query --action on an overlapping pair: the progress ends at 100% and says
+    the direct path answered (the bridge stages after it never run)."""
+    import subprocess
+    import sys
+
+    node, _ = cpu_node
+    pair = posed_pairs["templeR0001-templeR0003"]
+    yamls = []
+    for name, image, K in (("a", pair.image0, pair.K0), ("b", pair.image1, pair.K1)):
+        height, width = read_rgb(image).shape[:2]
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"image_width: {width}\nimage_height: {height}\n"
+            f"camera_matrix: {{rows: 3, cols: 3, data: {np.asarray(K).ravel().tolist()}}}\n"
+        )
+        yamls.append(str(path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "posecrafter_ros.cli.query", str(pair.image0), str(pair.image1)]
+        + ["--camera-info", *yamls, "--service", node.service, "--action", "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "[100.0%]" in last and "answered directly" in last, proc.stderr

@@ -65,6 +65,5 @@ SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 rm -rf "$SITE/posecrafter_ros/__init__.py" "$SITE"/posecrafter_ros-*.egg-info
 
 step "installing posecrafter_ros (editable)"
-"$PY" -m pip install "${PIP_FLAGS[@]}" --no-deps --no-build-isolation -e "$ROOT" \
-  --config-settings editable_mode=compat
+"$PY" -m pip install "${PIP_FLAGS[@]}" --no-deps --no-build-isolation -e "$ROOT"
 "$PY" -c "from posecrafter_ros.srv import EstimateRelativePose as S; S.__class__.__import_type_support__(); print('interfaces OK')"

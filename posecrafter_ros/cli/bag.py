@@ -30,7 +30,15 @@ from ..eval.bag import (
 from ..eval.datasets import DatasetError, sample_view_pairs
 from ..eval.report import write_report
 from ..eval.runner import EvalItem, evaluate, spaced, summarize_results
-from .eval import add_common_arguments, add_data_arguments, build_rows, cap_pairs, load_data
+from .eval import (
+    HelpFormatter,
+    add_common_arguments,
+    add_data_arguments,
+    build_rows,
+    cap_pairs,
+    load_data,
+    refuse_skipped,
+)
 
 logger = logging.getLogger("posecrafter_ros.eval")
 
@@ -73,6 +81,7 @@ def run_make(args) -> int:
 
 def run_eval(args) -> int:
     topics = topics_of(args)
+    logger.info("indexing %s (images, camera_info, ground truth)", args.bag)
     frames = index_bag(args.bag, topics, int(args.gt_tolerance * 1e9))
     views = bag_views(frames, args.bag)
     rows, skipped = build_rows(args.rows, args.baseline_features, args.force_bridge)
@@ -91,6 +100,7 @@ def run_eval(args) -> int:
             skipped[live.name] = live.skip_reason
         else:
             rows.append(live)
+    refuse_skipped(skipped, args.skip_unavailable)
     pairs = cap_pairs(
         sample_view_pairs(views, args.pairs_per_bin, args.seed, args.bins), args.max_pairs
     )
@@ -153,14 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="posecrafter-bag",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    make = commands.add_parser("make", help="write a posed image set as a ROS 2 bag")
+    make = commands.add_parser(
+        "make",
+        help="write a posed image set as a ROS 2 bag",
+        formatter_class=HelpFormatter,
+    )
     add_data_arguments(make)
     make.add_argument("--out", type=Path, required=True, help="bag folder to create")
-    make.add_argument("--storage", choices=STORAGES, default="sqlite3")
+    make.add_argument("--storage", choices=STORAGES, default="sqlite3", help="bag storage format")
     make.add_argument("--rate", type=float, default=10.0, help="images per second of bag time")
     make.add_argument(
         "--max-side", type=int, default=0, help="downscale images (longer side, 0: native)"
@@ -172,10 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--camera-frame", default="camera_optical_frame", help="camera optical frame id"
     )
     make.add_argument("--world-frame", default="world", help="ground-truth parent frame id")
-    make.add_argument("--no-progress", action="store_true")
+    make.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_topic_arguments(make)
 
-    ev = commands.add_parser("eval", help="replay a bag and evaluate rows on ground-truth pairs")
+    ev = commands.add_parser(
+        "eval",
+        help="replay a bag and evaluate rows on ground-truth pairs",
+        formatter_class=HelpFormatter,
+    )
     ev.add_argument("bag", type=Path, help="bag folder (sqlite3 or mcap)")
     add_common_arguments(ev)
     add_topic_arguments(ev)

@@ -108,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             print(f"  path: {resp.diagnostics.path}; stages: {stages}")
+            from ..ros.conversions import NO_INFORMATION_VARIANCE, pose_from_msg
+
             if resp.status.code != 0:
-                continue
+                cov_diag = np.diag(np.asarray(resp.pose.pose.covariance).reshape(6, 6))
+                if np.all(cov_diag >= NO_INFORMATION_VARIANCE):
+                    continue  # no pose at all
+                print("  LOW-CONFIDENCE direct estimate (rejected by the gate; not an answer):")
             print_pose_msg(resp.pose)
-            from ..ros.conversions import pose_from_msg
 
             R, t, _ = pose_from_msg(resp.pose)  # camera B in camera A: p_A = R p_B + t
             R_0to1, t_0to1 = R.T, -R.T @ t

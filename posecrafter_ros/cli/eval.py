@@ -1,8 +1,9 @@
 """posecrafter-eval: compare rows (baseline, direct, pipeline:<profile>, oracle) on posed pairs.
 
-Example:
-  posecrafter-eval --data test/data/eval/templering --rows baseline,direct --out runs/temple \
-      --pairs-per-bin 10 --seed 0
+Example (as in the README):
+  posecrafter-eval --data test/data/templering --rows baseline,direct,oracle \\
+      --out runs/templering --pairs-per-bin 10 --seed 0
+A requested row that cannot run here fails the command unless --skip-unavailable is given.
 Writes summary.json, summary.csv, pairs.csv, results.md and error_cdf.png into --out.
 """
 
@@ -21,6 +22,10 @@ from ..eval.rows import ROW_NAMES, build_row
 from ..eval.runner import dataset_items, evaluate, summarize_results
 
 logger = logging.getLogger("posecrafter_ros.eval")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and shows every option's default."""
 
 
 def parse_rows(text: str) -> list[str]:
@@ -91,8 +96,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows",
         type=parse_rows,
-        default=["baseline", "direct"],
-        help=f"comma-separated rows: {', '.join(ROW_NAMES)} (default: baseline,direct)",
+        default="baseline,direct",
+        help=f"comma-separated rows: {', '.join(ROW_NAMES)}",
     )
     parser.add_argument("--out", type=Path, required=True, help="report folder (created)")
     parser.add_argument(
@@ -101,8 +106,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bins",
         type=parse_bins,
-        default=list(ROTATION_BINS),
-        help=f"comma-separated rotation bins (default: {','.join(ROTATION_BINS)})",
+        default=",".join(ROTATION_BINS),
+        help="comma-separated rotation bins (degrees), a subset of the built-in ones",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pair sampling")
     parser.add_argument("--max-pairs", type=int, default=0, help="cap on all pairs (0: none)")
@@ -131,6 +136,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "path answers the pairs it is confident about)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="leave out requested rows that cannot run here (reported as skipped) "
+        "instead of failing",
+    )
 
 
 def build_rows(
@@ -150,11 +161,19 @@ def build_rows(
     return rows, skipped
 
 
+def refuse_skipped(skipped: dict[str, str], skip_unavailable: bool) -> None:
+    """A requested row that cannot run fails the command, unless the user opted in."""
+    if skipped and not skip_unavailable:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        msg = f"requested rows cannot run ({reasons}); pass --skip-unavailable to run the others"
+        raise ValueError(msg)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="posecrafter-eval",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_data_arguments(parser)
     add_common_arguments(parser)
@@ -164,12 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         dataset = load_data(args)
         rows, skipped = build_rows(args.rows, args.baseline_features, args.force_bridge)
+        if "oracle" in args.rows and not dataset.is_sequence and "oracle" not in skipped:
+            skipped["oracle"] = (
+                f"the {dataset.layout} data is not a sequence: no frames between pairs"
+            )
+            rows = [r for r in rows if r.name != "oracle"]
+        refuse_skipped(skipped, args.skip_unavailable)
     except (DatasetError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    if "oracle" in args.rows and not dataset.is_sequence and "oracle" not in skipped:
-        skipped["oracle"] = f"the {dataset.layout} data is not a sequence: no frames between pairs"
-        rows = [r for r in rows if r.name != "oracle"]
     pairs = cap_pairs(
         dataset.sample_pairs(args.pairs_per_bin, args.seed, args.bins), args.max_pairs
     )

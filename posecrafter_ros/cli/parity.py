@@ -1,10 +1,12 @@
-"""posecrafter-parity FIXTURE_DIR: compare our models against an official-code fixture.
+"""posecrafter-parity FIXTURE_DIR...: compare our models against official-code fixtures.
 
-Works on any folder in the ../shared/golden format (tiny config + state dict + inputs +
-outputs, or a folder of *.manifest.json): each model family decides which folders it owns.
+The fixtures shipped with the repository are in test/data/golden/ (one folder per model
+and code path; each folder's README gives the official call that produced it):
+  posecrafter-parity test/data/golden/*
+Any folder in the same format works (tiny config + state dict + inputs + outputs, or a
+folder of *.manifest.json): each model family decides which folders it owns.
 Prints one line per output with its max abs difference and PASS/FAIL; exits 1 on any FAIL,
-2 when no checker recognises the folder.
-"""
+2 when no checker recognises the folder."""
 
 from __future__ import annotations
 
@@ -29,7 +31,11 @@ def run(folder: Path) -> int:
             claimed = True
             results.extend(checker.check_fixture(folder))
     if not claimed:
-        print(f"ERROR: {folder} is not a fixture folder any checker recognises", file=sys.stderr)
+        print(
+            f"ERROR: {folder} is not a fixture folder any checker recognises "
+            "(the repository's fixtures: test/data/golden/*)",
+            file=sys.stderr,
+        )
         return 2
     width = max((len(r.name) for r in results), default=10)
     for r in results:
@@ -44,8 +50,14 @@ def run(folder: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="posecrafter-parity", description=__doc__.splitlines()[0])
-    parser.add_argument("fixtures", type=Path, nargs="+", help="fixture folder(s)")
+    parser = argparse.ArgumentParser(
+        prog="posecrafter-parity",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "fixtures", type=Path, nargs="+", help="fixture folder(s), e.g. test/data/golden/*"
+    )
     args = parser.parse_args(argv)
     codes = []
     for folder in args.fixtures:

@@ -25,18 +25,60 @@ from ..eval.datasets import DatasetError
 from ..eval.frames import read_rgb
 
 
-def read_camera_info(path: Path) -> np.ndarray:
-    """K from a ROS camera_info YAML (camera_matrix.data / k) or a JSON/YAML with "K"."""
+def read_camera_info(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """(K, (width, height) or None) from a ROS camera_info YAML (camera_matrix.data / k,
+    image_width / image_height) or a JSON/YAML with "K". Errors name the file."""
     import yaml
 
-    data = yaml.safe_load(path.read_text())
-    for key in ("camera_matrix", "K", "k"):
-        if key in data:
-            value = data[key]
-            value = value["data"] if isinstance(value, dict) else value
-            K = np.asarray(value, dtype=np.float64).reshape(3, 3)
-            return K
-    raise ValueError(f"{path}: no camera_matrix / K / k entry")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping with camera_matrix / K / k")
+    key = next((k for k in ("camera_matrix", "K", "k") if k in data), None)
+    if key is None:
+        raise ValueError(f"{path}: no camera_matrix / K / k entry")
+    value = data[key]
+    value = value.get("data") if isinstance(value, dict) else value
+    try:
+        K = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: {key} is not a list of numbers") from None
+    if K.size != 9:
+        raise ValueError(f"{path}: {key} has {K.size} values, a 3x3 K needs 9")
+    width, height = data.get("image_width"), data.get("image_height")
+    size = (int(width), int(height)) if width and height else None
+    return K.reshape(3, 3), size
+
+
+def inline_intrinsics(args, images: list[np.ndarray]) -> list[np.ndarray]:
+    """K of each inline image from --camera-info (one for both, or one each) or --K."""
+    if args.camera_info and args.K:
+        raise ValueError("give --camera-info or --K, not both")
+    if args.K:
+        fx, fy, cx, cy = args.K
+        return [np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])] * 2
+    if not args.camera_info:
+        raise ValueError("inline images need --camera-info or --K")
+    if len(args.camera_info) > 2:
+        raise ValueError(
+            f"--camera-info takes one YAML (both images) or two (A, B), got {len(args.camera_info)}"
+        )
+    paths = args.camera_info * 2 if len(args.camera_info) == 1 else args.camera_info
+    Ks = []
+    for path, image, label in zip(paths, images, "AB", strict=True):
+        K, size = read_camera_info(path)
+        image_size = (image.shape[1], image.shape[0])
+        if size is not None and size != image_size:
+            raise ValueError(
+                f"{path}: calibrated for {size[0]}x{size[1]}, image {label} is "
+                f"{image_size[0]}x{image_size[1]} (give a camera_info for this size)"
+            )
+        Ks.append(K)
+    return Ks
 
 
 def format_response(resp) -> dict:
@@ -68,6 +110,17 @@ def format_response(resp) -> dict:
     }
 
 
+def finished_how(response) -> str:
+    """The last progress line: the stages after the one that answered never run."""
+    status = status_name(response.status.code)
+    path = response.diagnostics.path
+    if path == "direct":
+        return f"{status}: answered directly (matched pair), the bridge was not needed"
+    if path == "bridge":
+        return f"{status}: answered through the generative bridge"
+    return f"{status}: no pose ({response.message})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="posecrafter-query",
@@ -77,14 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("images", nargs="*", type=Path, help="image A and image B (inline request)")
     parser.add_argument(
-        "--camera-info", nargs="+", type=Path, metavar="YAML", help="camera_info YAML for A (and B)"
+        "--camera-info",
+        nargs="+",
+        type=Path,
+        metavar="YAML",
+        help="camera_info YAML for both images, or one for A and one for B",
     )
     parser.add_argument(
         "--K",
         nargs=4,
         type=float,
         metavar=("FX", "FY", "CX", "CY"),
-        help="pinhole intrinsics for both images",
+        help="pinhole intrinsics for both images (instead of --camera-info)",
     )
     parser.add_argument(
         "--frame-id", default="camera_optical_frame", help="frame id of inline images"
@@ -137,14 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(args.images) != 2:
                 raise ValueError("give exactly two images")
             images = [read_rgb(p) for p in args.images]
-            if args.camera_info:
-                Ks = [read_camera_info(p) for p in args.camera_info]
-                Ks = Ks * 2 if len(Ks) == 1 else Ks
-            elif args.K:
-                fx, fy, cx, cy = args.K
-                Ks = [np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])] * 2
-            else:
-                raise ValueError("inline images need --camera-info or --K")
+            Ks = inline_intrinsics(args, images)
             refs = [inline_ref(img, K, args.frame_id) for img, K in zip(images, Ks, strict=False)]
         elif args.stamps:
             refs = [stamp_ref(t) for t in args.stamps]
@@ -173,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
             response, _ = client.call_action(request, feedback=show, timeout_sec=args.timeout)
+            if response is not None:
+                print(f"  [100.0%] {finished_how(response)}", file=sys.stderr)
         else:
             response = client.call(request, timeout_sec=args.timeout)
         if response is None:

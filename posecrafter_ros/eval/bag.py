@@ -16,7 +16,8 @@ ground-truth poses on /ground_truth/pose or /tf) back into posed frames.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,26 @@ ENCODING_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 
 class BagError(Exception):
     """A bag cannot be written or lacks what the evaluation needs."""
+
+
+@contextmanager
+def open_bag(path: str | Path) -> Iterator:
+    """An open rosbags AnyReader; a folder or file that is not a readable bag is a BagError."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(f"{path} does not exist")
+    try:
+        reader = AnyReader([path], default_typestore=_typestore())
+        reader.open()
+    except (FileNotFoundError, AnyReaderError) as err:
+        msg = f"{path} is not a readable ROS bag (a rosbag2 folder or a ROS 1 .bag): {err}"
+        raise BagError(msg) from None
+    try:
+        yield reader
+    finally:
+        reader.close()
 
 
 @dataclass(frozen=True)
@@ -252,17 +273,12 @@ def index_bag(
     transform whose child is the image's frame (nearest within `tolerance_ns`). The
     group of a frame is the ground truth's parent (world) frame.
     """
-    from rosbags.highlevel import AnyReader
-
-    path = Path(path)
-    if not path.exists():
-        raise BagError(f"{path} does not exist")
     images: list[tuple[int, str, int, int]] = []
     infos: dict[str, list[tuple[int, np.ndarray]]] = {}
     poses: dict[
         str, list[tuple[int, str, np.ndarray, np.ndarray]]
     ] = {}  # child -> (stamp, world, R, t)
-    with AnyReader([path], default_typestore=_typestore()) as reader:
+    with open_bag(path) as reader:
         wanted = {topics.image, topics.camera_info, topics.tf, topics.pose}
         connections = [c for c in reader.connections if c.topic in wanted]
         if not any(c.topic == topics.image for c in connections):
@@ -336,11 +352,9 @@ def read_images(
     path: str | Path, stamps: Iterable[int], topics: BagTopics = DEFAULT_TOPICS
 ) -> dict[int, np.ndarray]:
     """The images at the given stamps (only those are decoded), by stamp."""
-    from rosbags.highlevel import AnyReader
-
     wanted = set(stamps)
     images: dict[int, np.ndarray] = {}
-    with AnyReader([Path(path)], default_typestore=_typestore()) as reader:
+    with open_bag(path) as reader:
         connections = [c for c in reader.connections if c.topic == topics.image]
         for conn, _, raw in reader.messages(connections=connections):
             msg = reader.deserialize(raw, conn.msgtype)

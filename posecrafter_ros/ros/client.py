@@ -86,6 +86,7 @@ class PoseCrafterClient:
         self.service_name = service
         self.service = self.node.create_client(EstimateRelativePose, service)
         self._action: ActionClient | None = None
+        self._action_ready = False
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
 
@@ -133,6 +134,42 @@ class PoseCrafterClient:
         self.service.remove_pending_request(future)
         return None
 
+    @staticmethod
+    def _goal(request):
+        return EstimateRelativePoseAction.Goal(
+            keyframe_a=request.keyframe_a,
+            keyframe_b=request.keyframe_b,
+            force_bridge=request.force_bridge,
+            budget_sec=request.budget_sec,
+        )
+
+    def wait_action(self, timeout_sec: float = 10.0) -> bool:
+        """True once the action server has completed a probe goal (within `timeout_sec`).
+
+        As for the service (see wait()), discovery is not a match: a goal, or the first
+        feedback of a goal, sent before the server has matched this client can be lost. A
+        probe goal (unknown keyframe ids: the node answers KEYFRAME_NOT_FOUND at once) is sent
+        until its result comes back; the server has then matched the endpoints this client
+        announced together, the feedback reader among them. Done once per client.
+        """
+        if self._action_ready:
+            return True
+        deadline = time.monotonic() + timeout_sec
+        if not self.action.wait_for_server(timeout_sec=timeout_sec):
+            return False
+        probe = self._goal(self.request(id_ref(PROBE_ID), id_ref(PROBE_ID)))
+        while (remaining := deadline - time.monotonic()) > 0:
+            send = self.action.send_goal_async(probe)
+            self._spin_until(send, min(1.0, remaining))
+            if not send.done() or not send.result().accepted:
+                continue
+            result = send.result().get_result_async()
+            self._spin_until(result, max(0.0, deadline - time.monotonic()))
+            if result.done():
+                self._action_ready = True
+                return True
+        return False
+
     def call_action(
         self,
         request,
@@ -142,17 +179,12 @@ class PoseCrafterClient:
     ):
         """Run the action; returns (result, feedback messages). Optionally cancel after N feedbacks.
 
-        The result is None when the server did not appear, refused the goal, or did not finish
-        within `timeout_sec`.
+        The result is None when the server did not answer a probe goal (see wait_action()),
+        refused the goal, or did not finish within `timeout_sec`.
         """
-        if not self.action.wait_for_server(timeout_sec=min(timeout_sec, 30.0)):
+        if not self.wait_action(min(timeout_sec, 30.0)):
             return None, []
-        goal = EstimateRelativePoseAction.Goal(
-            keyframe_a=request.keyframe_a,
-            keyframe_b=request.keyframe_b,
-            force_bridge=request.force_bridge,
-            budget_sec=request.budget_sec,
-        )
+        goal = self._goal(request)
         seen = []
         state: dict = {"handle": None, "canceled": False}
 

@@ -15,6 +15,8 @@ Every callback turns every failure into a status; no exception escapes to the ex
 from __future__ import annotations
 
 import collections
+import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,9 +25,10 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -47,35 +50,67 @@ from ..pipeline import Pipeline
 from ..srv import EstimateRelativePose
 from . import conversions as conv
 
-# parameter -> (default, description)
+# parameter -> (default, description, allowed range or None); `posecrafter_node --help`
+# prints this table, and a value outside its range is refused at start.
 PARAMETERS = {
-    "profile": ("cpu", "pipeline profile: a name in posecrafter_ros/profiles or a YAML path"),
-    "device": ("", "torch device for the models ('' = the profile's)"),
-    "dtype": ("", "model dtype: float32, float16 or bfloat16 ('' = the profile's)"),
-    "checkpoints.dynamicrafter": ("", "path to dynamicrafter_512_interp_v1/model.ckpt"),
-    "checkpoints.viewcrafter": ("", "path to the ViewCrafter_25_512 model.ckpt"),
-    "checkpoints.dust3r": ("", "path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors"),
+    "profile": ("cpu", "pipeline profile: a name in posecrafter_ros/profiles or a YAML path", None),
+    "device": ("", "torch device for the models ('' = the profile's)", None),
+    "dtype": ("", "model dtype: float32, float16 or bfloat16 ('' = the profile's)", None),
+    "checkpoints.dynamicrafter": ("", "path to dynamicrafter_512_interp_v1/model.ckpt", None),
+    "checkpoints.viewcrafter": ("", "path to the ViewCrafter_25_512 model.ckpt", None),
+    "checkpoints.dust3r": (
+        "",
+        "path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or .safetensors",
+        None,
+    ),
     "torch_num_threads": (
         0,
         "intra-op threads of the models (0 = torch's default); leave cores to SLAM",
+        (0, 1024),
     ),
-    "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY"),
-    "request_timeout_sec": (60.0, "default per-request budget (a request's budget_sec overrides)"),
-    "buffer.max_frames": (120, "images kept from the image topic for requests by stamp"),
-    "buffer.max_keyframes": (500, "keyframes kept from the keyframes topic for requests by id"),
-    "buffer.stamp_tolerance_sec": (0.005, "how far a requested stamp may be from a buffered one"),
-    "buffer.use_as_oracle": (True, "offer buffered frames between two stamps as bridge candidates"),
+    "max_concurrent_requests": (2, "requests computed at once; more are answered BUSY", (1, 1024)),
+    "request_timeout_sec": (
+        60.0,
+        "default per-request budget (a request's budget_sec overrides)",
+        (0.001, 86400.0),
+    ),
+    "buffer.max_frames": (
+        120,
+        "images kept from the image topic for requests by stamp",
+        (1, 1_000_000),
+    ),
+    "buffer.max_keyframes": (
+        500,
+        "keyframes kept from the keyframes topic for requests by id",
+        (1, 1_000_000),
+    ),
+    "buffer.stamp_tolerance_sec": (
+        0.005,
+        "how far a requested stamp may be from a buffered one",
+        (0.0, 60.0),
+    ),
+    "buffer.use_as_oracle": (
+        True,
+        "offer buffered frames between two stamps as bridge candidates",
+        None,
+    ),
     "buffer.reliable": (
         False,
         "subscribe images reliably (bag replay); default best effort, like camera drivers",
+        None,
     ),
-    "default_frame_id": ("camera_optical_frame", "frame used when a keyframe's header has none"),
-    "publish_tf": (False, "publish each successful result on /tf"),
+    "default_frame_id": (
+        "camera_optical_frame",
+        "frame used when a keyframe's header has none",
+        None,
+    ),
+    "publish_tf": (False, "publish each successful result on /tf", None),
     "tf_child_suffix": (
         "_posecrafter",
         "child frame = B's frame + this suffix (avoids TF conflicts)",
+        None,
     ),
-    "diagnostics_period_sec": (1.0, "period of the /diagnostics publication"),
+    "diagnostics_period_sec": (1.0, "period of the /diagnostics publication", (0.05, 3600.0)),
 }
 CHECKPOINT_SLOTS = {  # parameter -> the profile sections (paths under `bridge:`) it fills
     "checkpoints.dynamicrafter": (("interpolator",),),
@@ -84,11 +119,46 @@ CHECKPOINT_SLOTS = {  # parameter -> the profile sections (paths under `bridge:`
 }
 
 
+def parameter_descriptor(description: str, allowed: tuple | None) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description)
+    if allowed is not None:
+        low, high = allowed
+        if isinstance(low, int):
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+        else:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=low, to_value=high, step=0.0)
+            ]
+    return descriptor
+
+
+def parameter_help() -> str:
+    """The `--help` text: every parameter with its default, allowed range and description."""
+    lines = [
+        "usage: posecrafter_node [--help] [--ros-args --params-file FILE -p NAME:=VALUE ...]",
+        "",
+        (__doc__ or "").split("\n\n")[0],
+        "",
+        "parameters (default; allowed range):",
+    ]
+    for name, (default, description, allowed) in PARAMETERS.items():
+        bounds = f"; {allowed[0]} .. {allowed[1]}" if allowed is not None else ""
+        lines.append(f"  {name} ({default!r}{bounds})")
+        lines.append(f"      {description}")
+    lines += ["", "Parameter files: config/cpu.yaml, config/gpu.yaml."]
+    return "\n".join(lines)
+
+
+class ConfigurationError(Exception):
+    """A setting the node cannot start with (bad parameter value, unknown profile)."""
+
+
 class PoseCrafterNode(Node):
     def __init__(self, **kwargs):
         super().__init__("posecrafter", **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        forward_python_logging(self.get_logger())
+        for name, (default, description, allowed) in PARAMETERS.items():
+            self.declare_parameter(name, default, parameter_descriptor(description, allowed))
         p = self.param
         if p("torch_num_threads") > 0:
             import torch
@@ -96,13 +166,14 @@ class PoseCrafterNode(Node):
             torch.set_num_threads(p("torch_num_threads"))
         self.pipeline = Pipeline.from_profile(p("profile"), self._profile_overrides()).load()
         for stage, state in self.pipeline.describe().items():
-            self.get_logger().info(f"stage {stage}: {state}")
+            if stage not in self.pipeline.unavailable:  # those were warned about while loading
+                self.get_logger().info(f"stage {stage}: {state}")
         self.buffer = KeyframeBuffer(
             p("buffer.max_frames"),
             p("buffer.max_keyframes"),
             int(p("buffer.stamp_tolerance_sec") * 1e9),
         )
-        self._slots = threading.BoundedSemaphore(max(1, p("max_concurrent_requests")))
+        self._slots = threading.BoundedSemaphore(p("max_concurrent_requests"))
         self._infos: dict[str, CameraInfo] = {}
         self._counts: collections.Counter[str] = collections.Counter()
         self._last_latency = 0.0
@@ -139,7 +210,7 @@ class PoseCrafterNode(Node):
 
             self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.create_timer(
-            max(0.05, p("diagnostics_period_sec")), self._publish_diagnostics, callback_group=topics
+            p("diagnostics_period_sec"), self._publish_diagnostics, callback_group=topics
         )
         service = f"{self.get_namespace().rstrip('/')}/{self.get_name()}/estimate_relative_pose"
         self.get_logger().info(f"ready: profile '{self.pipeline.name}', service {service}")
@@ -368,11 +439,30 @@ class PoseCrafterNode(Node):
         self._diag_pub.publish(array)
 
 
-def main(args: list[str] | None = None) -> None:
+def _start_node() -> PoseCrafterNode:
+    """The node, or a ConfigurationError saying which setting is wrong."""
+    try:
+        return PoseCrafterNode()
+    except (InvalidParameterValueException, InvalidParameterTypeException) as err:
+        raise ConfigurationError(str(err)) from None
+    except (FileNotFoundError, ValueError) as err:  # profile missing, unknown profile keys
+        raise ConfigurationError(f"{type(err).__name__}: {err}") from None
+
+
+def main(args: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if args is None else list(args)
+    user_args = argv[: argv.index("--ros-args")] if "--ros-args" in argv else argv
+    if "--help" in user_args or "-h" in user_args:
+        print(parameter_help())
+        return 0
     rclpy.init(args=args)
     node = None
     try:
-        node = PoseCrafterNode()
+        try:
+            node = _start_node()
+        except ConfigurationError as err:
+            print(f"ERROR: posecrafter_node cannot start: {err}", file=sys.stderr)
+            return 2
         executor = MultiThreadedExecutor(
             num_threads=max(4, node.param("max_concurrent_requests") + 3)
         )
@@ -385,7 +475,37 @@ def main(args: list[str] | None = None) -> None:
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return 0
+
+
+class _ToRosLog(logging.Handler):
+    """Python logging records -> a ROS logger, at the matching severity."""
+
+    def __init__(self, ros_logger):
+        super().__init__()
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            log = self.ros_logger.error
+        elif record.levelno >= logging.WARNING:
+            log = self.ros_logger.warning
+        elif record.levelno >= logging.INFO:
+            log = self.ros_logger.info
+        else:
+            log = self.ros_logger.debug
+        log(f"{record.name}: {record.getMessage()}")
+
+
+def forward_python_logging(ros_logger) -> None:
+    """Messages of the ROS-free layers (python logging) go to the node's log, once."""
+    package_logger = logging.getLogger("posecrafter_ros")
+    for handler in [h for h in package_logger.handlers if isinstance(h, _ToRosLog)]:
+        package_logger.removeHandler(handler)
+    package_logger.addHandler(_ToRosLog(ros_logger))
+    package_logger.setLevel(logging.INFO)
+    package_logger.propagate = False
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

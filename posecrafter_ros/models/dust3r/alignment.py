@@ -175,6 +175,7 @@ class PointCloudOptimizer(nn.Module):
         self.register_buffer("_ej", torch.tensor([j for _, j in self.edges]))
         self.total_area_i = sum(areas[i] for i, _ in self.edges)
         self.total_area_j = sum(areas[j] for _, j in self.edges)
+        self.pnp_views: tuple[int, ...] = ()  # views the last MST init posed by PnP-RANSAC
 
     # ------------------------------------------------------------------ state
     def focals(self) -> torch.Tensor:
@@ -383,13 +384,19 @@ class PointCloudOptimizer(nn.Module):
         for i, j in ranked.tolist():
             if focals[i] is None:
                 focals[i] = self._known_focal(i) or estimate_focal(self.pred_i[edge_index[(i, j)]])
+        pnp_views = []
         for view in range(n):
             if cam_to_world[view] is None:
                 found = self._pnp_pose(view, points[view], focals[view])
                 if found is not None:
                     focals[view], cam_to_world[view] = found
+                    pnp_views.append(view)
             if cam_to_world[view] is None:
                 cam_to_world[view] = torch.eye(4)
+        # PnP-RANSAC on noisy points picks its consensus set chaotically: float32 rounding
+        # that differs between CPUs (e.g. AVX2 vs AVX512 reductions) can flip it, so the
+        # poses and depths of these views are only reproducible bit-exactly on one machine.
+        self.pnp_views = tuple(pnp_views)
         return points, focals, torch.stack(cam_to_world)
 
     def _pnp_pose(self, view: int, points: torch.Tensor, focal: float | None):

@@ -24,7 +24,15 @@ from .fixtures import is_model_fixture
 from .inference import view_confidence
 
 INIT_RTOL = 1e-5
+# The init loss is an L1 sum over residuals at float32 rounding level (a view's points ARE its
+# pair's prediction right after the MST init): it moved by 9.0e-6 relative between two CPUs
+# (official code and ours bit-identical on each); a wrong confidence transform moves it by 0.55.
+INIT_LOSS_RTOL = 5e-5
 GRAD_RTOL = 1e-4
+# A fixture whose init moves by more than this under 1e-6 input noise (its meta
+# `sensitivity_to_1e6_relative_input_noise`) has a chaotic PnP-RANSAC init.
+CHAOTIC_INIT_CHANGE = 1e-3
+ALIGNMENT_PARAMS = ("im_depthmaps", "im_poses", "im_focals", "pw_poses")
 LOSS_CURVE_RTOL = 0.05
 FINAL_RTOL = 0.1
 
@@ -39,6 +47,35 @@ def _max_abs(a, b) -> float:
 def _scale(ref) -> float:
     ref = np.asarray(ref, dtype=np.float64)
     return max(1.0, float(np.abs(ref).max())) if ref.size else 1.0
+
+
+def loss_and_gradients_at(optimizer, state: dict) -> tuple[float, dict, dict]:
+    """Loss, gradients and their float32 rounding spread at the fixture's stored parameters.
+
+    state: `param.<name>` tensors. The spread is max |grad(float32) - grad(float64)| per
+    parameter: where residuals are at rounding level the L1 (sub)gradient directions are
+    rounding noise and differ between CPUs by about that much (measured: synthetic pose
+    gradients 0.024 of 0.17, model ones 6.5e-7 of 0.66), so it bounds what can be compared.
+    """
+    import copy
+
+    import torch
+
+    with torch.no_grad():
+        for name in ALIGNMENT_PARAMS:
+            getattr(optimizer, name).copy_(state[f"param.{name}"])
+            getattr(optimizer, name).grad = None
+    reference64 = copy.deepcopy(optimizer).double()
+    loss = optimizer()
+    loss.backward()
+    reference64().backward()
+    grads = {name: getattr(optimizer, name).grad for name in ALIGNMENT_PARAMS}
+    spread = {
+        name: float((grads[name] - getattr(reference64, name).grad).abs().max())
+        for name in ALIGNMENT_PARAMS
+        if grads[name] is not None
+    }
+    return float(loss.detach()), grads, spread
 
 
 def _call_kwargs(calls: list[str], function: str) -> dict[str, Any]:
@@ -135,26 +172,43 @@ def _model_variant_predictions(folder: Path, pairs: list):
     return None, None
 
 
-def _compare_state(name: str, optimizer, reference: dict, rtol: float) -> list[ParityResult]:
-    """Raw parameters and derived quantities present in `reference`."""
-    derived = {
+def _compare_state(
+    name: str, optimizer, reference: dict, rtol: float, skip_views: tuple[int, ...] = ()
+) -> list[ParityResult]:
+    """Raw parameters and derived quantities present in `reference`; per-view quantities of
+    `skip_views` are left out (named in the row detail)."""
+    import torch
+
+    per_view = {
         "im_poses_c2w": optimizer.cam_to_world(),
         "focals": optimizer.focals(),
         "principal_points": optimizer.principal_points(),
-        "pw_poses_scaled": optimizer.pairwise_poses(),
+        "param.im_depthmaps": optimizer.im_depthmaps,
+        "param.im_poses": optimizer.im_poses,
+        "param.im_focals": optimizer.im_focals,
     }
+    derived = {"pw_poses_scaled": optimizer.pairwise_poses(), "param.pw_poses": optimizer.pw_poses}
     for view, (depth, points) in enumerate(zip(optimizer.depthmaps(), optimizer.world_points())):
-        derived[f"depthmap{view}"] = depth
-        derived[f"pts3d{view}"] = points
-    for param in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
-        derived[f"param.{param}"] = getattr(optimizer, param)
+        if view not in skip_views:
+            derived[f"depthmap{view}"] = depth
+            derived[f"pts3d{view}"] = points
+    keep = [v for v in range(optimizer.num_views) if v not in skip_views]
+    detail = f"views {list(skip_views)} (PnP, chaotic) not compared" if skip_views else ""
     results = []
-    for key, ours in derived.items():
+    for key, ours in {**per_view, **derived}.items():
         if key not in reference:
             continue
-        ref = reference[key].numpy()
+        ref = reference[key]
+        if key in per_view:
+            ours, ref = ours[keep], ref[torch.tensor(keep, dtype=torch.long)]
+        ref = ref.numpy()
         results.append(
-            ParityResult(f"{name}/{key}", _max_abs(ours.detach().numpy(), ref), rtol * _scale(ref))
+            ParityResult(
+                f"{name}/{key}",
+                _max_abs(ours.detach().numpy(), ref),
+                rtol * _scale(ref),
+                detail if key in per_view else "",
+            )
         )
     return results
 
@@ -189,29 +243,44 @@ def check_global_alignment(folder: Path, meta: dict, variant: str) -> list[Parit
 
     optimizer = PointCloudOptimizer(predictions, config)
     optimizer.init_minimum_spanning_tree()
-    results = _compare_state(f"{name}/init", optimizer, init, INIT_RTOL)
-    loss = optimizer()
-    loss.backward()
-    init_loss = float(loss.detach())
+    # Official code replayed on another CPU reproduces ours bit for bit but not the fixture:
+    # PnP-RANSAC on noisy predictions flips its consensus set under rounding differences.
+    sensitivity = expected.get("sensitivity_to_1e6_relative_input_noise", {})
+    chaotic = sensitivity.get("init_max_abs_change", 0.0) > CHAOTIC_INIT_CHANGE
+    skip_views = optimizer.pnp_views if chaotic else ()
+    with torch.no_grad():
+        results = _compare_state(f"{name}/init", optimizer, init, INIT_RTOL, skip_views)
+        if not skip_views:
+            init_loss = float(optimizer())
+            results.append(
+                ParityResult(
+                    f"{name}/init_loss",
+                    abs(init_loss - expected["init_loss"]),
+                    INIT_LOSS_RTOL * abs(expected["init_loss"]),
+                    f"ours {init_loss:.9g} official {expected['init_loss']:.9g}; from {source}",
+                )
+            )
+    # Loss and gradients at the fixture's own initial state: CPU-independent up to rounding.
+    loss, grads, spread = loss_and_gradients_at(optimizer, init)
     results.append(
         ParityResult(
-            f"{name}/init_loss",
-            abs(init_loss - expected["init_loss"]),
-            INIT_RTOL * max(1.0, abs(expected["init_loss"])),
-            f"ours {init_loss:.9g} official {expected['init_loss']:.9g}; from {source}",
+            f"{name}/loss_at_official_init",
+            abs(loss - expected["init_loss"]),
+            1e-6 * abs(expected["init_loss"]),
+            f"ours {loss:.9g} official {expected['init_loss']:.9g}",
         )
     )
-    for param in ("im_depthmaps", "im_poses", "im_focals", "pw_poses"):
+    for param in ALIGNMENT_PARAMS:
         key = f"grad_at_init.{param}"
         if key in init:
-            grad = getattr(optimizer, param).grad
             ref = init[key].numpy()
-            ours = np.zeros_like(ref) if grad is None else grad.numpy()
+            ours = np.zeros_like(ref) if grads[param] is None else grads[param].numpy()
             results.append(
                 ParityResult(
                     f"{name}/{key}",
                     _max_abs(ours, ref),
-                    GRAD_RTOL * max(float(np.abs(ref).max()), 1e-12),
+                    max(GRAD_RTOL * float(np.abs(ref).max()), spread.get(param, 0.0), 1e-12),
+                    f"at the official init state; float32 rounding spread {spread.get(param, 0.0):.3g}",
                 )
             )
     masks = [int(m.sum()) for m in optimizer.masks()]
@@ -229,18 +298,21 @@ def check_global_alignment(folder: Path, meta: dict, variant: str) -> list[Parit
     curve: list[float] = []
     returned = optimizer.optimize(report=lambda _, value: curve.append(value), report_every=1)
     if "losses" in final:
-        ref_curve = final["losses"].numpy()
+        # Only the end of the curve: mid-way, Adam's sign-like steps on rounding-level
+        # gradients make it CPU-dependent (measured: synthetic up to 33%, last 3 <= 1.8%).
+        ref_curve = final["losses"].numpy()[-3:]
         results.append(
             ParityResult(
-                f"{name}/loss_curve",
-                _max_abs(curve, ref_curve),
+                f"{name}/loss_curve_end",
+                _max_abs(curve[-3:], ref_curve),
                 LOSS_CURVE_RTOL * float(np.abs(ref_curve).max()),
                 f"{len(curve)} iterations, final {returned:.9g} "
                 f"official {expected['returned_loss']:.9g}",
             )
         )
     with torch.no_grad():
-        results += _compare_state(f"{name}/final", optimizer, final, FINAL_RTOL)
+        # Views whose init was chaotic stay apart from the fixture's after optimisation.
+        results += _compare_state(f"{name}/final", optimizer, final, FINAL_RTOL, skip_views)
     return results
 
 

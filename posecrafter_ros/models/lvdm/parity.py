@@ -11,6 +11,7 @@ Everything is built from the folder's own config; nothing about a fixture is har
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,12 @@ def check_fixture(folder: Path) -> list[ParityResult]:
     if kind == "manifests":
         return check_manifests(folder)
     raise ValueError(f"{folder} is not an lvdm fixture folder")
+
+
+def _worst(current: float, diff: float) -> float:
+    """The larger difference, NaN winning (Python's max(0.0, nan) is 0.0: a step whose output
+    is NaN would pass)."""
+    return diff if math.isnan(diff) or diff > current else current
 
 
 def _diff(name: str, ours, ref, tol: float, detail: str = "") -> ParityResult:
@@ -272,12 +279,12 @@ def check_ddim(folder: Path) -> list[ParityResult]:
                 )
             )
         for ours, ref in zip(ours_applies, applies, strict=False):
-            step_max["apply_out"] = max(step_max["apply_out"], (ours - ref).abs().max().item())
+            step_max["apply_out"] = _worst(step_max["apply_out"], (ours - ref).abs().max().item())
         for i, rec in enumerate(record):
             for key, ours in (("pred_x0", rec.pred_x0), ("x_prev", rec.x_prev)):
                 ref = steps_ref.get(f"step{i}_{key}")
                 if ref is not None:
-                    step_max[key] = max(step_max[key], (ours - ref).abs().max().item())
+                    step_max[key] = _worst(step_max[key], (ours - ref).abs().max().item())
         for key, value in step_max.items():
             results.append(
                 ParityResult(
