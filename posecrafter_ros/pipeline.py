@@ -9,6 +9,8 @@ are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
             a supplied frame sequence (oracle source), or
             HVG: interpolate (stage 1) -> relay poses -> trajectory renders -> video (stage 2)
         -> Feature Matching Selector -> multi-view pose on {A, selected, B}
+        (when the oracle source does not bridge the pair and HVG is configured, HVG is
+        tried next, and the message says so)
 
 `estimate` never raises: every failure becomes a Status and a message.
 """
@@ -43,7 +45,7 @@ from .core.types import (
     Status,
 )
 from .stages import Placement, build_stage
-from .stages.relay_pose import relay_indices
+from .stages.relay_pose import relay_frames
 from .stages.select import ends_overlap
 
 logger = logging.getLogger(__name__)
@@ -326,40 +328,70 @@ class Pipeline:
         diag: Diagnostics,
         sequence: Sequence[Keyframe] | None,
     ) -> EstimateResult:
-        """The bridge alone (candidates -> select -> multi-view pose), after the direct path
-        gave up or was skipped. Failures come back as a status and the reason; Canceled and
-        BudgetExceeded propagate (estimate turns them into statuses)."""
+        """The bridge alone, after the direct path gave up or was skipped: the real frames of
+        `sequence` first (oracle), the generative bridge when they do not bridge the pair (or
+        there are none) and it is configured. Failures come back as a status and the reason;
+        Canceled and BudgetExceeded propagate (estimate turns them into statuses)."""
+        oracle_failure = ""
         if sequence and self.oracle_enabled:
-            candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
-        elif self.hvg_enabled:
-            missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
-            if missing:
-                reasons = "; ".join(
-                    f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
-                )
-                return EstimateResult(
-                    Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})"
-                )
-            candidates = self._hvg_candidates(a, b, ctx, diag)
-        else:
+            try:
+                return self._bridged(a, b, "oracle", sequence, ctx, diag)
+            except EstimationError as err:
+                if not (self.hvg_enabled and err.status == Status.INSUFFICIENT_OVERLAP):
+                    return EstimateResult(err.status, err.message)
+                # The real frames did not bridge the pair; the generative bridge may.
+                oracle_failure = f"the oracle bridge failed ({err.message})"
+                logger.info("%s; falling back to the generative bridge", oracle_failure)
+        if not self.hvg_enabled:
             return EstimateResult(
                 Status.INSUFFICIENT_OVERLAP,
                 f"the generative bridge is not configured (profile '{self.name}'; use the gpu "
                 "profile with checkpoints, or supply a frame sequence for the oracle bridge)",
             )
+        missing = [s for s in HVG_STAGES + SELECT_STAGES if s not in self.stages]
+        if missing:
+            reasons = "; ".join(
+                f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
+            )
+            if oracle_failure:
+                return EstimateResult(
+                    Status.INSUFFICIENT_OVERLAP,
+                    f"{oracle_failure}; no generative fallback ({reasons})",
+                )
+            return EstimateResult(
+                Status.MODEL_UNAVAILABLE, f"generative bridge unavailable ({reasons})"
+            )
+        try:
+            result = self._bridged(a, b, "generative", sequence, ctx, diag)
+        except EstimationError as err:
+            prefix = f"{oracle_failure}; the generative bridge: " if oracle_failure else ""
+            return EstimateResult(err.status, prefix + err.message)
+        if oracle_failure:
+            result.message = (
+                f"{oracle_failure}; fell back to the generative bridge: {result.message}"
+            )
+        return result
+
+    def _bridged(self, a, b, source, sequence, ctx, diag) -> EstimateResult:
+        """One bridge source ("oracle" or "generative"): candidates -> selection ->
+        multi-view pose. Raises EstimationError when it cannot bridge the pair."""
+        if source == "oracle":
+            candidates = self._oracle_candidates(a, b, sequence, ctx, diag)
+        else:
+            candidates = self._hvg_candidates(a, b, ctx, diag)
         missing = [s for s in SELECT_STAGES if s not in self.stages]
         if missing:
             reasons = "; ".join(
                 f"{s}: {self.unavailable.get(s, 'not configured')}" for s in missing
             )
-            return EstimateResult(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
+            raise EstimationError(Status.MODEL_UNAVAILABLE, f"bridge stage unavailable ({reasons})")
         diag.num_candidate_frames = len(candidates)
         with self._stage(ctx, diag, "select", "selector"):
             selection = self.stages["selector"].select(a, b, candidates, ctx)
         diag.selected_frames = [candidates[i].index for i in selection.indices]
         diag.selected_scores = [int(s) for s in selection.scores]
         if not selection.indices:
-            return EstimateResult(
+            raise EstimationError(
                 Status.INSUFFICIENT_OVERLAP,
                 f"no candidate frame of {len(candidates)} matched both keyframes",
             )
@@ -391,9 +423,9 @@ class Pipeline:
     def _hvg_candidates(self, a, b, ctx, diag) -> list[CandidateFrame]:
         with self._stage(ctx, diag, "interpolate", "interpolator"):
             frames = self.stages["interpolator"].interpolate(a, b, ctx)
-        relay_idx = relay_indices(len(frames), int(self.bridge_conf.get("num_relay_frames", 4)))
-        diag.num_relay_frames = len(relay_idx)
+        relay = relay_frames(a, b, frames, int(self.bridge_conf.get("num_relay_frames", 4)))
+        diag.num_relay_frames = len(relay)
         with self._stage(ctx, diag, "relay_pose", "relay_poser"):
-            relay = self.stages["relay_poser"].reconstruct([frames[i] for i in relay_idx], ctx)
+            relay = self.stages["relay_poser"].reconstruct(relay, ctx)
         with self._stage(ctx, diag, "synthesize", "synthesizer"):
             return self.stages["synthesizer"].synthesize(relay, ctx)

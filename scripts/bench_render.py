@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Renders per second of the point splatting renderer at the video model resolution.
+"""Renders per second of the point rasteriser (ViewCrafter semantics) at the video model size.
 
   python scripts/bench_render.py                      # 512x320, 4 point maps, 1 and 2 threads
-  python scripts/bench_render.py --radius 1.5 --threads 2 --frames 50 --repeats 5
+  python scripts/bench_render.py --radius 0.01 --threads 2 --frames 50 --repeats 5
 
 The cloud is what HVG stage 2 renders: four 512x320 point maps (655,360 points) of a
 synthetic bumpy surface seen from four relay cameras; the cameras rendered are a 25-frame
@@ -52,7 +52,10 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--views", type=int, default=4, help="relay point maps in the cloud")
-    parser.add_argument("--radius", type=float, nargs="+", default=[0.0, 1.0, 1.5, 2.0])
+    parser.add_argument(
+        "--radius", type=float, nargs="+", default=[0.01], help="point radius, NDC units"
+    )
+    parser.add_argument("--points-per-pixel", type=int, default=10)
     parser.add_argument("--frames", type=int, default=25, help="trajectory cameras rendered")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads")
     parser.add_argument("--repeats", type=int, default=3, help="passes; the fastest is shown")
@@ -60,7 +63,7 @@ def main() -> int:
 
     import torch
 
-    from posecrafter_ros.core.render import PointSplatRenderer, splat_offsets
+    from posecrafter_ros.core.render import PointRasterRenderer, radius_in_pixels
     from posecrafter_ros.core.trajectory import interpolate_trajectory
 
     points, colors, poses, K = relay_point_maps(args.width, args.height, args.views)
@@ -72,7 +75,9 @@ def main() -> int:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for radius in args.radius:
-            renderer = PointSplatRenderer(points, colors, radius=radius)
+            renderer = PointRasterRenderer(
+                points, colors, radius_ndc=radius, points_per_pixel=args.points_per_pixel
+            )
             renderer.render(trajectory.cam_to_world[0], trajectory.K[0], args.height, args.width)
             best = float("inf")
             for _ in range(args.repeats):
@@ -83,8 +88,9 @@ def main() -> int:
                     coverage += rendering.mask.mean()
                 best = min(best, time.perf_counter() - start)
             print(
-                f"threads {threads}, radius {radius:3.1f} "
-                f"({len(splat_offsets(radius)):2d} px splat):"
+                f"threads {threads}, radius {radius:.3f} NDC "
+                f"({radius_in_pixels(radius, args.height, args.width):.2f} px), "
+                f"{args.points_per_pixel} points per pixel:"
                 f" {args.frames / best:6.1f} renders/s, {1000 * best / args.frames:6.1f} ms/render,"
                 f" coverage {100 * coverage / args.frames:5.1f}%"
             )

@@ -62,3 +62,25 @@ def interpolator(conf: dict) -> FaultyInterpolator:
 
 def never_reached(conf: dict) -> NeverReached:
     return NeverReached(conf)
+
+
+class PoseFailingOnSequenceFrames:
+    """A multi-view pose model that cannot connect real sequence frames (frame ids starting
+    with "seq-") but answers from generated ones: makes the oracle bridge fail so that the
+    pipeline's fallback to the generative bridge is exercised."""
+
+    def __init__(self, conf: dict):
+        self.conf = conf
+
+    def estimate(self, views, ctx):
+        import numpy as np
+
+        from posecrafter_ros.core.types import EstimationError, RelativePose, Status
+
+        if any(view.frame_id.startswith("seq-") for view in views):
+            raise EstimationError(Status.INSUFFICIENT_OVERLAP, "the real frames do not connect")
+        return RelativePose(np.eye(3), np.array([1.0, 0.0, 0.0]), np.eye(6), scale_known=False)
+
+
+def pose_failing_on_sequence_frames(conf: dict) -> PoseFailingOnSequenceFrames:
+    return PoseFailingOnSequenceFrames(conf)

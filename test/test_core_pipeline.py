@@ -199,6 +199,96 @@ def test_run_context_subspans_map_progress_into_the_stage():
     assert seen[3] == pytest.approx(("synthesize", 0.1, 0.24))
 
 
+def test_relay_frames_are_the_inputs_at_the_ends_and_video_frames_next_to_them():
+    """{I0, I1, I_T-1, I_T}: I0 and I_T are A and B cover-cropped to the video's 512x320
+    (not the video model's regenerated end frames); I1 and I_T-1 come from the video."""
+    from posecrafter_ros.core.imageops import resize_to_model
+    from posecrafter_ros.core.types import Keyframe
+    from posecrafter_ros.stages.relay_pose import relay_frames
+
+    rng = np.random.default_rng(0)
+    a = Keyframe(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), np.eye(3) * 900, "a", 10)
+    a.K[2, 2], a.K[0, 2], a.K[1, 2] = 1.0, 640.0, 360.0
+    b = Keyframe(rng.integers(0, 256, (480, 640), dtype=np.uint8), a.K / 2, "b", 20)
+    b.K[2, 2] = 1.0
+    video = [
+        Keyframe(np.full((320, 512, 3), i, np.uint8), np.eye(3), "a", 10 + i) for i in range(16)
+    ]
+    relay = relay_frames(a, b, video, 4)
+    assert len(relay) == 4
+    expected_a, K_a, _ = resize_to_model(a.image, a.K)
+    np.testing.assert_array_equal(relay[0].image, expected_a)
+    np.testing.assert_allclose(relay[0].K, K_a)
+    assert relay[0].image.shape == relay[-1].image.shape == (320, 512, 3)
+    grey_b = np.repeat(b.image[:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(relay[-1].image, resize_to_model(grey_b, b.K)[0])
+    assert (relay[-1].frame_id, relay[-1].stamp_ns) == ("b", 20)
+    assert relay[1] is video[1] and relay[2] is video[14]
+
+
+def test_oracle_failure_falls_back_to_the_generative_bridge(posed_pairs):
+    """With both sources configured (as the gpu profile), real frames that do not bridge the
+    pair hand over to HVG, and the message says so."""
+    from posecrafter_ros.core.types import EstimateOptions, Keyframe, Status
+    from posecrafter_ros.pipeline import Pipeline
+
+    a, b = keyframes(posed_pairs["templeR0001-templeR0013"])
+    sequence = [Keyframe(a.image.copy(), a.K, f"seq-{i}", i) for i in range(3)]
+    overrides = {
+        "bridge": {
+            "oracle": True,
+            "pose_model": {"type": "fault_stages:pose_failing_on_sequence_frames"},
+        }
+    }
+    pipeline = Pipeline.from_profile("tiny", overrides).load()
+    options = EstimateOptions(force_bridge=True)
+    result = pipeline.estimate(a, b, options, sequence=sequence)
+    assert result.status == Status.SUCCESS, result.message
+    assert "the oracle bridge failed (the real frames do not connect)" in result.message
+    assert "fell back to the generative bridge" in result.message
+    stages = [s.name for s in result.diagnostics.stages]
+    assert stages.index("oracle_candidates") < stages.index("interpolate")
+    # Without the generative bridge, the oracle's failure is the answer.
+    no_hvg = Pipeline.from_profile("tiny", {"bridge": {**overrides["bridge"], "enabled": False}})
+    result = no_hvg.load().estimate(a, b, options, sequence=sequence)
+    assert result.status == Status.INSUFFICIENT_OVERLAP
+    assert "the real frames do not connect" in result.message
+
+
+def test_the_generative_bridge_poses_the_inputs_not_the_regenerated_end_frames(posed_pairs):
+    """Wiring of relay_frames: the relay poser receives A and B (cover-cropped), and the
+    interpolated frames 1 and T-2 between them."""
+    from posecrafter_ros.core.imageops import resize_to_model
+    from posecrafter_ros.core.types import EstimateOptions, Status
+    from posecrafter_ros.pipeline import Pipeline
+
+    a, b = keyframes(posed_pairs["templeR0001-templeR0013"])
+    pipeline = Pipeline.from_profile("tiny").load()
+    seen = {}
+    interpolate = pipeline.stages["interpolator"].interpolate
+    reconstruct = pipeline.stages["relay_poser"].reconstruct
+
+    def recording_interpolate(*args):
+        seen["video"] = interpolate(*args)
+        return seen["video"]
+
+    def recording_reconstruct(frames, ctx):
+        seen["relay"] = list(frames)
+        return reconstruct(frames, ctx)
+
+    pipeline.stages["interpolator"].interpolate = recording_interpolate
+    pipeline.stages["relay_poser"].reconstruct = recording_reconstruct
+    result = pipeline.estimate(a, b, EstimateOptions(force_bridge=True))
+    assert result.status == Status.SUCCESS, result.message
+    video, relay = seen["video"], seen["relay"]
+    height, width = video[0].image.shape[:2]
+    for end, frame in ((a, relay[0]), (b, relay[-1])):
+        np.testing.assert_array_equal(
+            frame.image, resize_to_model(end.image, end.K, (width, height))[0]
+        )
+    assert relay[1] is video[1] and relay[2] is video[-2]
+
+
 def test_a_typo_in_any_profile_section_names_the_section_and_the_valid_keys():
     from posecrafter_ros.pipeline import Pipeline
 
@@ -212,10 +302,10 @@ def test_a_typo_in_any_profile_section_names_the_section_and_the_valid_keys():
     ).load()
     assert "bridge.synthesizer.generator" in pipe.unavailable["synthesizer"]
     pipe = Pipeline.from_profile(
-        "tiny", {"bridge": {"synthesizer": {"render": {"splat_radus": 2}}}}
+        "tiny", {"bridge": {"synthesizer": {"render": {"point_radus": 2}}}}
     ).load()
     assert "synthesizer.render" in pipe.unavailable["synthesizer"]
-    assert "splat_radius" in pipe.unavailable["synthesizer"]
+    assert "point_radius" in pipe.unavailable["synthesizer"]
     # The profile's own keys are checked when it is read.
     with pytest.raises(ValueError, match=r"in the profile; valid keys: .*'device'"):
         Pipeline.from_profile("cpu", {"devise": "cuda"})

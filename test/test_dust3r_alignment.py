@@ -220,3 +220,24 @@ def test_checker_claims_by_content_and_passes(tmp_path):
         GOLDEN / "manifests"
     )
     assert results and all(r.passed for r in results), [r for r in results if not r.passed]
+
+
+def test_only_the_preset_views_keep_their_intrinsics(meta):
+    """Known K for the real keyframes only: the other views' focals are optimised, with
+    their principal points at the image centre (the official preset_focal froze them all)."""
+    config = AlignmentConfig(niter=20)
+    optimizer = PointCloudOptimizer(_variant_predictions(meta, "synthetic"), config)
+    centres = [(w / 2 + 1, h / 2 - 1) for h, w in optimizer.imshapes]
+    optimizer.preset_intrinsics([80.0, 82.0], [centres[0], centres[2]], views=[0, 2])
+    optimizer.init_minimum_spanning_tree()
+    initial_middle = float(optimizer.focals()[1, 0].detach())
+    optimizer.optimize()
+    focals = optimizer.focals().detach().numpy().ravel()
+    np.testing.assert_allclose(focals[[0, 2]], [80.0, 82.0], rtol=1e-6)
+    assert abs(focals[1] - initial_middle) > 1e-3 * initial_middle  # the middle focal moved
+    pps = optimizer.principal_points().detach().numpy()
+    np.testing.assert_allclose(pps[[0, 2]], [centres[0], centres[2]], atol=1e-4)
+    h, w = optimizer.imshapes[1]
+    np.testing.assert_allclose(pps[1], (w / 2, h / 2), atol=1e-6)
+    with pytest.raises(ValueError, match="2 focals"):
+        optimizer.preset_intrinsics([80.0, 82.0], centres, views=[0, 2])

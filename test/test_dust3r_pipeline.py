@@ -56,7 +56,7 @@ def fixture_conf(tmp_path_factory):
         "niter": 30,
         "lr": 0.01,
         "schedule": "linear",
-        "fix_intrinsics": False,
+        "known_intrinsics": "none",
         "leave_one_out": 0,
         # Head counts cannot be read from tensor shapes; the rest is inferred from them.
         "model": {k: config["ctor_kwargs"][k] for k in ("enc_num_heads", "dec_num_heads")},
@@ -108,7 +108,7 @@ def test_relay_poser_reproduces_official_alignment(fixture_conf):
 
 def test_relay_poser_reconstruction_layout(fixture_conf):
     frames = _fixture_keyframes()[:2]
-    conf = dict(fixture_conf, fix_intrinsics=True, niter=5)
+    conf = dict(fixture_conf, known_intrinsics="ends", niter=5)
     recon = Dust3rRelayPoser.from_config(conf).reconstruct(frames, RunContext())
     assert recon.points.shape == (2, 64, 96, 3) and recon.confidence.shape == (2, 64, 96)
     assert recon.cam_to_world.shape == (2, 4, 4) and recon.K.shape == (2, 3, 3)
@@ -183,3 +183,52 @@ def test_covariance_grows_with_leave_one_out_spread():
     assert shaky.covariance[5, 5] == pytest.approx(calm.covariance[5, 5] + 0.01, rel=1e-3)
     assert shaky.covariance[1, 1] > calm.covariance[1, 1]
     np.testing.assert_allclose(shaky.covariance, shaky.covariance.T)
+
+
+def test_generated_views_focals_are_optimised_and_only_the_ends_are_known(fixture_conf):
+    """As ViewCrafter and the DUSt3R demo: unknown (generated) views get optimised focals with
+    the principal point at the centre; the real keyframes A and B (first, last) stay fixed."""
+    frames = _fixture_keyframes()
+    middle = frames[1]
+    h, w = middle.image.shape[:2]
+    wrong = np.array([[500.0, 0, 10.0], [0, 500.0, 10.0], [0, 0, 1]])  # a generated frame's "K"
+    frames[1] = Keyframe(middle.image, wrong, middle.frame_id)
+    stage = Dust3rPoseModel.from_config(dict(fixture_conf, known_intrinsics="ends", niter=10))
+    aligned = stage.align_views(frames, RunContext())
+    np.testing.assert_allclose(aligned.K[[0, 2], 0, 0], 80.0, rtol=1e-5)
+    assert abs(aligned.K[1, 0, 0] - 500.0) > 50  # not the given focal: optimised from the data
+    np.testing.assert_allclose(aligned.K[1, :2, 2], [w / 2, h / 2], atol=1e-4)
+
+
+def test_gpu_profile_runs_dust3r_in_float32():
+    """The profile's bfloat16 is for the video models; DUSt3R runs in fp32 (official)."""
+    from posecrafter_ros.pipeline import Pipeline
+    from posecrafter_ros.stages import Placement
+    from posecrafter_ros.stages.relay_pose import Dust3rStageConfig
+
+    pipeline = Pipeline.from_profile("gpu")
+    placement = Placement(pipeline.conf["device"], pipeline.conf["dtype"])
+    assert placement.dtype == "bfloat16"
+    for slot in ("relay_poser", "pose_model"):
+        config = Dust3rStageConfig.from_dict(placement.fill(pipeline.bridge_conf[slot]))
+        assert config.dtype == "float32" and config.known_intrinsics == "ends"
+    assert placement.fill(pipeline.bridge_conf["interpolator"])["dtype"] == "bfloat16"
+
+
+def test_random_weights_build_the_full_configuration_without_a_checkpoint():
+    """bench_pipeline --random-weights: the official configuration (here with shallower
+    stacks through `model` overrides, the path is the same), random and seeded, no file."""
+    from posecrafter_ros.models.dust3r.config import Dust3rConfig
+
+    small = {"enc_depth": 1, "dec_depth": 4, "enc_embed_dim": 64, "enc_num_heads": 4}
+    small.update(dec_embed_dim=64, dec_num_heads=4, dpt_feature_dim=16, dpt_last_dim=8)
+    small.update(dpt_layer_dims=[8, 8, 16, 16])
+    conf = {"random_weights": True, "model": small, "seed": 4, "image_size": 64, "niter": 3}
+    stage = Dust3rRelayPoser.from_config(conf)
+    full = Dust3rConfig()
+    assert stage.model.config.img_size == full.img_size == 512  # the official geometry
+    assert stage.model.config.head_type == full.head_type == "dpt"
+    assert stage.model.config.enc_depth == 1
+    frames = _fixture_keyframes()[:2]
+    recon = stage.reconstruct([Keyframe(f.image[:64, :64].copy(), f.K) for f in frames])
+    assert np.isfinite(recon.points).all()

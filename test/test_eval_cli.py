@@ -192,6 +192,22 @@ def test_pipeline_and_oracle_rows_use_the_pipeline_entry_points(tmp_path, stub_p
     )
 
 
+def test_force_bridge_makes_pipeline_rows_bridge_every_pair(tmp_path, stub_pipeline):
+    def run(*extra):
+        stub_pipeline["options"].clear()
+        out = tmp_path / f"report{len(extra)}"
+        args = ["--data", str(TEMPLE), "--rows", "pipeline:tiny", "--out", str(out)]
+        assert eval_cli.main(args + ["--pairs-per-bin", "2", "--no-progress", *extra]) == 0
+        return json.loads((out / "summary.json").read_text())["meta"]
+
+    meta = run()
+    assert stub_pipeline["options"] and not any(o.force_bridge for o in stub_pipeline["options"])
+    assert meta["force_bridge"] is False
+    meta = run("--force-bridge")
+    assert stub_pipeline["options"] and all(o.force_bridge for o in stub_pipeline["options"])
+    assert meta["force_bridge"] is True
+
+
 def test_rows_without_their_code_are_skipped_with_a_reason(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "posecrafter_ros.pipeline", None)  # import fails
     out = tmp_path / "report"

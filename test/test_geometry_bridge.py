@@ -59,3 +59,33 @@ def test_fms_prefers_frames_that_see_both_ends_and_extracts_ends_once(ring):
     assert chosen == {1, 2, 3}  # the views between them on the ring
     assert selection.scores == sorted(selection.scores, reverse=True)
     assert len(selection.all_scores) == len(candidates)
+
+
+def test_fms_scores_do_not_depend_on_the_keyframes_resolution(ring):
+    """Like with like: A and B are matched at the candidates' 512x320 geometry, so the same
+    ends given at 3x their resolution (a 1920x1440 camera) score the candidates alike.
+    (Matching the ends at full resolution, the summed inliers dropped ~8x at 3x.)"""
+    import cv2
+
+    from posecrafter_ros.core.imageops import resize_to_model
+    from posecrafter_ros.core.types import CandidateFrame
+
+    _, keyframes = ring
+    a, b = keyframes[0], keyframes[4]
+    candidates = [
+        CandidateFrame(Keyframe(*resize_to_model(kf.image, kf.K)[:2]), i, "oracle")
+        for i, kf in enumerate(keyframes[1:4], start=1)
+    ]
+
+    def upscaled(kf: Keyframe, factor: int) -> Keyframe:
+        size = (kf.image.shape[1] * factor, kf.image.shape[0] * factor)
+        image = cv2.resize(kf.image, size, interpolation=cv2.INTER_CUBIC)
+        return Keyframe(image, np.diag([factor, factor, 1.0]) @ kf.K)
+
+    selector = FeatureMatchingSelector()
+    totals = {}
+    for factor in (1, 3):
+        scores = selector.score_candidates(upscaled(a, factor), upscaled(b, factor), candidates)
+        totals[factor] = sum(sa + sb for sa, sb in scores)
+    assert totals[1] > 100
+    assert abs(totals[3] - totals[1]) <= 0.3 * totals[1], totals

@@ -31,10 +31,11 @@ def centroid(image: np.ndarray) -> np.ndarray:
     "source,resized,offset",
     [
         ((640, 480), (512, 384), (0, 32)),  # 4:3 -> crop rows
-        ((1024, 576), (569, 320), (28, 0)),  # 16:9 -> crop columns
+        ((1024, 576), (568, 320), (28, 0)),  # 16:9 -> crop columns (568.9 truncated)
         ((512, 320), (512, 320), (0, 0)),  # already the model size
         ((256, 160), (512, 320), (0, 0)),  # enlarged
-        ((300, 400), (512, 683), (0, 181)),  # portrait
+        ((300, 400), (512, 682), (0, 181)),  # portrait
+        ((1000, 560), (571, 320), (30, 0)),  # offset 29.5 rounds half to even
     ],
 )
 def test_cover_crop_sizes(source, resized, offset):

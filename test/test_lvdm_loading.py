@@ -144,3 +144,26 @@ def test_meta_device_build_then_load(tmp_path, source) -> None:
     assert torch.equal(text_a, text_b) and torch.equal(image_a, image_b)
     assert torch.equal(frames_a, frames_b)
     assert torch.equal(model_b.alphas_cumprod, state["alphas_cumprod"])
+
+
+def test_random_weights_build_the_preset_without_a_checkpoint(monkeypatch) -> None:
+    """bench_pipeline --random-weights: the full-size preset (here shrunk to the tiny
+    architecture, the path is the same) with seeded random weights and no checkpoint."""
+    from posecrafter_ros.models.lvdm.runtime import RuntimeConfig, build_model
+
+    requested = []
+
+    def small_preset(name):
+        requested.append(name)
+        return configs.tiny("dynamicrafter", 64, 64)
+
+    monkeypatch.setattr(configs, "preset", small_preset)
+    conf = RuntimeConfig(random_weights=True, height=64, width=64, seed=3)
+    model = build_model(conf, "dynamicrafter", "dynamicrafter_512_interp")
+    assert requested == ["dynamicrafter_512_interp"]
+    assert model.config.latent_size == (8, 8)  # height // 8, width // 8 as a checkpoint run
+    again = build_model(conf, "dynamicrafter", "dynamicrafter_512_interp")
+    for (name, p), (_, q) in zip(model.named_parameters(), again.named_parameters()):
+        assert torch.equal(p, q), name  # seeded
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        build_model(RuntimeConfig(height=64, width=64), "dynamicrafter", "dynamicrafter_512_interp")

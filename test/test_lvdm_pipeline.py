@@ -8,7 +8,7 @@ import pytest
 from posecrafter_ros.core.imageops import cover_crop
 from posecrafter_ros.core.types import Canceled, Keyframe, RunContext
 from posecrafter_ros.models.checkpoint import CheckpointError
-from posecrafter_ros.stages.interpolate import DynamiCrafterInterpolator
+from posecrafter_ros.stages.interpolate import DYNAMICRAFTER_DEFAULTS, DynamiCrafterInterpolator
 from posecrafter_ros.stages.relay_pose import relay_indices
 from posecrafter_ros.stages.synthesize import ViewCrafterGenerator
 
@@ -101,3 +101,41 @@ def test_gpu_options_run_on_cpu() -> None:
         keyframe(0, 0), keyframe(1, 1), RunContext()
     )
     assert len(frames) == 3 and frames[1].image.shape == (128, 256, 3)
+
+
+def official_interp_preprocessing(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """DynamiCrafter's `load_data_prompts` (scripts/evaluation/inference.py), restated:
+    transforms.Resize(min(h, w)) on a PIL image (short side to 320, long side truncated, PIL
+    bilinear), then transforms.CenterCrop((h, w)) (offsets int(round(d / 2.0)))."""
+    from PIL import Image
+
+    rows, cols = image.shape[:2]
+    short = min(height, width)
+    size = (int(short * cols / rows), short) if cols >= rows else (short, int(short * rows / cols))
+    resized = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    top = int(round((resized.shape[0] - height) / 2.0))
+    left = int(round((resized.shape[1] - width) / 2.0))
+    return resized[top : top + height, left : left + width]
+
+
+@pytest.mark.parametrize("cols,rows", [(1280, 720), (1000, 560), (1024, 576)])
+def test_preprocessing_and_defaults_are_the_official_interpolation_scripts(cols, rows) -> None:
+    """Images at least 1.6:1 wide reach the network exactly as the official script loads
+    them; sampling defaults are run_application.sh interp's."""
+    rng = np.random.default_rng(cols)
+    image = rng.integers(0, 256, (rows, cols, 3), dtype=np.uint8)
+    K = np.array([[900.0, 0, cols / 2], [0, 900.0, rows / 2], [0, 0, 1]])
+    interpolator = DynamiCrafterInterpolator.from_config(dict(TINY, height=320, width=512))
+    crop, _ = interpolator.prepare(Keyframe(image, K))
+    np.testing.assert_array_equal(crop, official_interp_preprocessing(image, 320, 512))
+
+    from posecrafter_ros.models.lvdm.runtime import RuntimeConfig
+    from posecrafter_ros.pipeline import Pipeline
+
+    section = dict(Pipeline.from_profile("gpu").bridge_conf["interpolator"])
+    section.pop("type")
+    runtime = RuntimeConfig.from_dict(section, DYNAMICRAFTER_DEFAULTS)
+    official = dict(seed=12306, frame_stride=5, ddim_steps=50, cfg_scale=7.5, eta=1.0)
+    official.update(guidance_rescale=0.7, timestep_spacing="uniform_trailing", num_frames=16)
+    official.update(height=320, width=512, prompt="")
+    assert {key: getattr(runtime, key) for key in official} == official

@@ -84,7 +84,7 @@ def run_eval(args) -> int:
     logger.info("indexing %s (images, camera_info, ground truth)", args.bag)
     frames = index_bag(args.bag, topics, int(args.gt_tolerance * 1e9))
     views = bag_views(frames, args.bag)
-    rows, skipped = build_rows(args.rows, args.baseline_features)
+    rows, skipped = build_rows(args.rows, args.baseline_features, args.force_bridge)
     if args.service:
         from ..ros.replay import ServiceRow
 
@@ -151,6 +151,7 @@ def run_eval(args) -> int:
         "seed": args.seed,
         "service": args.service or "",
         "baseline_features": args.baseline_features,
+        "force_bridge": args.force_bridge,
         "command": "posecrafter-bag " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
     }
     paths = write_report(args.out, summarize_results(results), results, skipped, meta)

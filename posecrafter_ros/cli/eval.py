@@ -135,6 +135,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=32,
         help="in-between frames offered to the oracle row (evenly spaced)",
     )
+    parser.add_argument(
+        "--force-bridge",
+        action="store_true",
+        help="pipeline rows bridge every pair, as the paper reports (default: the direct "
+        "path answers the pairs it is confident about)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--skip-unavailable",
@@ -144,11 +150,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_rows(names: Sequence[str], baseline_features: str) -> tuple[list, dict[str, str]]:
+def build_rows(
+    names: Sequence[str], baseline_features: str, force_bridge: bool = False
+) -> tuple[list, dict[str, str]]:
     """(rows that can run, {row: reason} for those skipped)."""
     rows, skipped = [], {}
     for name in names:
-        row = build_row(name, baseline_conf={"features": baseline_features})
+        row = build_row(
+            name, baseline_conf={"features": baseline_features}, force_bridge=force_bridge
+        )
         if row.skip_reason:
             logger.warning("row %s skipped: %s", row.name, row.skip_reason)
             skipped[row.name] = row.skip_reason
@@ -222,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR: no pair of {args.data} falls in the bins {args.bins}", file=sys.stderr)
         return 2
     items = dataset_items(dataset, pairs, args.max_side, args.oracle_max_frames)
-    make_rows = functools.partial(build_rows, names, args.baseline_features)
+    make_rows = functools.partial(build_rows, names, args.baseline_features, args.force_bridge)
     try:
         with build_executor(
             args.executor,
@@ -249,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "max_side": args.max_side,
         "baseline_features": args.baseline_features,
+        "force_bridge": args.force_bridge,
         "command": "posecrafter-eval " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     paths = write_report(args.out, summarize_results(results), results, skipped, meta)

@@ -1,7 +1,16 @@
 """Resize-to-cover + centre crop to a video model's resolution, with exact intrinsics.
 
 DynamiCrafter and ViewCrafter work at 512x320 (width x height). An image of another size is
-scaled (aspect preserved) until it covers the target, then cropped around its centre. Both
+scaled (aspect preserved) until it covers the target, then cropped around its centre.
+
+This is the official DynamiCrafter interpolation preprocessing (`load_data_prompts` in
+scripts/evaluation/inference.py: `transforms.Resize(min(video_size))`, `CenterCrop(video_size)`
+on PIL images) for every image at least 1.6:1 wide, to the pixel: PIL bilinear resampling, the
+long side truncated (torchvision's `int(size * long / short)`), the crop offset rounded half to
+even (`int(round((W - w) / 2.0))`). For narrower images (4:3, portrait) the official
+short-side resize leaves the image narrower than 512 and `CenterCrop` pads it with black bars;
+here the image is scaled to cover instead, so every pixel stays real (the model was trained on
+cover-cropped video, and black bars would reach DUSt3R and FMS as fake structure). Both
 steps are affine in pixel coordinates (OpenCV convention: pixel centres at integers), so the
 whole map is u' = s_x u + b_x, v' = s_y v + b_y, and intrinsics map as K' = A K with
 A = [[s_x, 0, b_x], [0, s_y, b_y], [0, 0, 1]]. s_x and s_y are the exact per-axis ratios of
@@ -66,16 +75,18 @@ class CoverCrop:
         return (np.asarray(points, dtype=np.float64) - A[:2, 2]) / A[[0, 1], [0, 1]]
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """Resize + crop an [H x W (x C)] image of source_size to target_size."""
-        import cv2
+        """Resize + crop an [H x W (x C)] uint8 image of source_size to target_size."""
+        from PIL import Image
 
         height, width = image.shape[:2]
         if (width, height) != self.source_size:
             raise ValueError(f"image is {width}x{height}, this crop expects {self.source_size}")
-        shrinking = self.resized_size[0] * self.resized_size[1] < width * height
-        # INTER_AREA averages when shrinking (no aliasing); cubic when enlarging.
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
-        resized = cv2.resize(image, self.resized_size, interpolation=interpolation)
+        if self.resized_size == self.source_size:
+            resized = image
+        else:
+            # As torchvision's Resize on a PIL image: PIL bilinear (antialiased when shrinking).
+            pil = Image.fromarray(np.ascontiguousarray(image))
+            resized = np.asarray(pil.resize(self.resized_size, Image.BILINEAR))
         x0, y0 = self.crop_offset
         target_width, target_height = self.target_size
         return np.ascontiguousarray(resized[y0 : y0 + target_height, x0 : x0 + target_width])
@@ -89,13 +100,22 @@ def cover_crop(
     target_width, target_height = target_size
     if min(source_width, source_height, target_width, target_height) <= 0:
         raise ValueError(f"sizes must be positive, got {source_size} -> {target_size}")
-    scale = max(target_width / source_width, target_height / source_height)
-    # Round, but never below the target on either axis (the resized image must cover it).
-    resized = (
-        max(target_width, round(source_width * scale)),
-        max(target_height, round(source_height * scale)),
+    if target_width / source_width >= target_height / source_height:
+        # The width binds; the height follows, truncated as torchvision does.
+        resized = (
+            target_width,
+            max(target_height, int(target_width * source_height / source_width)),
+        )
+    else:
+        resized = (
+            max(target_width, int(target_height * source_width / source_height)),
+            target_height,
+        )
+    # torchvision's CenterCrop: int(round(...)), Python's round (half to even).
+    offset = (
+        int(round((resized[0] - target_width) / 2.0)),
+        int(round((resized[1] - target_height) / 2.0)),
     )
-    offset = ((resized[0] - target_width) // 2, (resized[1] - target_height) // 2)
     return CoverCrop(
         source_size=(source_width, source_height),
         resized_size=resized,

@@ -1,34 +1,41 @@
-"""Z-buffer point splatting in torch (CPU or GPU), the renderer behind HVG stage 2.
+"""Point-cloud rasterisation with PyTorch3D's point semantics, the renderer behind HVG stage 2.
 
-ViewCrafter conditions its video model on renders of the DUSt3R point cloud along the
-camera trajectory, plus the masks of the pixels those renders cover. This module draws a
-coloured point cloud into a pinhole camera: every point covers the pixel it falls in and
-the pixels within `radius` pixels of that one (a digital disc), and each pixel keeps the
-nearest point. The nearest point per pixel is found with `scatter_reduce(amin)` over 64-bit
-keys that pack (depth bits << 32 | point index): for positive float32 depths the bit
-pattern orders like the value, so the minimum key is the nearest point and carries its
-index; equal depths resolve to the lower point index, so renders are deterministic. Splats
-away from their own pixel compete with a slightly inflated depth (`depth_bias`), so a
-surface's own point keeps its pixel and splats only fill holes or draw true occluders.
+ViewCrafter conditions its video model on renders of the DUSt3R point cloud along the camera
+trajectory. The official code (`setup_renderer` in ViewCrafter's utils/pvd_utils.py) draws
+them with PyTorch3D: `PointsRasterizationSettings(radius=0.01, points_per_pixel=10,
+bin_size=0)`, a `PointsRenderer` whose weights are `1 - dist^2 / radius^2`, and an
+`AlphaCompositor` without a background colour. This module reproduces those semantics in
+plain torch (PyTorch3D does not install here), so the renders match what ViewCrafter was
+trained on:
 
-Conventions: OpenCV camera axes (x right, y down, z forward), pixel centres at integer
-coordinates, cam_to_world [4 x 4], K [3 x 3].
+- a point covers every pixel whose centre lies strictly within `radius` of its projection
+  (PyTorch3D's `dist2 < radius2` in `RasterizePointsNaiveCpu`); the radius is given in NDC
+  units, where the image's shorter side spans 2, so it is `radius * min(H, W) / 2` pixels;
+- points with negative camera depth are skipped; of the others, each pixel keeps the
+  `points_per_pixel` nearest, smallest depth first (exactly equal depths, which PyTorch3D
+  orders by point index, are ordered here by splat offset, then point index);
+- the pixel's colour is front-to-back alpha compositing of those points with
+  alpha_k = 1 - d_k^2 / r^2: sum_k alpha_k prod_{j<k} (1 - alpha_j) c_k, over a black
+  background (pixels no point reaches stay black).
+
+One difference is deliberate: PyTorch3D's screen space puts pixel centres at half-integer
+coordinates, while ViewCrafter passes DUSt3R's intrinsics (pixel centres at integers), so its
+renders sit half a pixel off the relay images; here K is used with pixel centres at integers
+(OpenCV convention) throughout, so renders and relay images line up.
+
+Conventions: OpenCV camera axes (x right, y down, z forward), cam_to_world [4 x 4], K [3 x 3].
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import torch
-
-_INDEX_BITS = 32
-_INDEX_MASK = (1 << _INDEX_BITS) - 1
-_EMPTY_KEY = np.iinfo(np.int64).max
+# ViewCrafter's PointsRasterizationSettings (utils/pvd_utils.py, setup_renderer).
+VIEWCRAFTER_RADIUS_NDC = 0.01
+VIEWCRAFTER_POINTS_PER_PIXEL = 10
 
 
 @dataclass
@@ -36,8 +43,8 @@ class Rendering:
     """One rendered view.
 
     image: [H x W x 3] uint8 RGB, `background` where mask is False.
-    mask: [H x W] bool, True where a point was drawn.
-    depth: [H x W] float32 camera-frame z of the drawn point, 0 where mask is False.
+    mask: [H x W] bool, True where at least one point was drawn.
+    depth: [H x W] float32 camera-frame z of the nearest drawn point, 0 where mask is False.
     """
 
     image: np.ndarray
@@ -45,40 +52,28 @@ class Rendering:
     depth: np.ndarray
 
 
-def splat_offsets(radius: float) -> np.ndarray:
-    """[O x 2] integer offsets (dx, dy) with dx^2 + dy^2 <= radius^2: the splat footprint.
-
-    Offsets are taken from the pixel a point falls in (its rounded projection), so the
-    footprint is the same digital disc for every point: radius 0 is one pixel, 1 a plus sign,
-    1.5 a 3x3 square, 2 a 13-pixel disc.
-    """
-    reach = math.floor(radius)
-    steps = np.arange(-reach, reach + 1)
-    dx, dy = np.meshgrid(steps, steps, indexing="xy")
-    offsets = np.stack([dx.ravel(), dy.ravel()], axis=1)
-    return offsets[(offsets**2).sum(axis=1) <= radius**2]
+def radius_in_pixels(radius_ndc: float, height: int, width: int) -> float:
+    """A PyTorch3D point radius (NDC units: the shorter image side spans 2) in pixels."""
+    return radius_ndc * min(height, width) / 2.0
 
 
-class PointSplatRenderer:
+class PointRasterRenderer:
     """Renders one fixed coloured point cloud from any number of pinhole cameras.
 
     points: [P x 3] world coordinates; colors: [P x 3] uint8 RGB.
-    radius: splat radius in pixels (0: only the pixel a point falls in).
-    depth_bias: a splat competes at offset (dx, dy) from its own pixel with its depth scaled
-        by about (1 + depth_bias (dx^2 + dy^2)), so on a slanted surface each pixel keeps its
-        own point rather than a slightly nearer neighbour's splat (which would shift the
-        texture by up to `radius` pixels); true occluders, nearer by more than that margin,
-        still win.
-    min_depth: points with camera z <= min_depth are behind the camera / too close.
-    background: RGB of pixels no point covers.
+    radius_ndc: point radius in NDC units (ViewCrafter: 0.01).
+    points_per_pixel: points composited per pixel, nearest first (ViewCrafter: 10).
+    min_depth: points with camera z <= min_depth are not drawn (PyTorch3D skips z < 0;
+        a tiny positive bound also keeps the projection finite).
+    background: RGB of pixels no point covers (PyTorch3D's AlphaCompositor: black).
     """
 
     def __init__(
         self,
         points: np.ndarray,
         colors: np.ndarray,
-        radius: float = 1.0,
-        depth_bias: float = 0.1,
+        radius_ndc: float = VIEWCRAFTER_RADIUS_NDC,
+        points_per_pixel: int = VIEWCRAFTER_POINTS_PER_PIXEL,
         min_depth: float = 1e-6,
         background: tuple[int, int, int] = (0, 0, 0),
         device: str = "cpu",
@@ -89,29 +84,19 @@ class PointSplatRenderer:
         colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
         if points.shape[0] != colors.shape[0]:
             raise ValueError(f"{points.shape[0]} points but {colors.shape[0]} colours")
-        if points.shape[0] >= 2**31:
-            raise ValueError(f"at most 2^31 - 1 points can be rendered, got {points.shape[0]}")
-        if radius < 0:
-            raise ValueError(f"radius must be >= 0, got {radius}")
-        if depth_bias < 0:
-            raise ValueError(f"depth_bias must be >= 0, got {depth_bias}")
+        if radius_ndc <= 0:
+            raise ValueError(f"radius_ndc must be > 0, got {radius_ndc}")
+        if points_per_pixel < 1:
+            raise ValueError(f"points_per_pixel must be >= 1, got {points_per_pixel}")
         finite = np.isfinite(points).all(axis=1)
         self.device = torch.device(device)
         # Stored as [3 x P] so x, y and z are contiguous rows for the elementwise passes.
         self.points_t = torch.from_numpy(np.ascontiguousarray(points[finite].T)).to(self.device)
-        self.point_index = torch.arange(self.points_t.shape[1], device=self.device)
-        self.colors = torch.from_numpy(colors[finite]).to(self.device)
-        self.radius = float(radius)
+        self.colors = torch.from_numpy(colors[finite]).to(self.device).float()
+        self.radius_ndc = float(radius_ndc)
+        self.points_per_pixel = int(points_per_pixel)
         self.min_depth = float(min_depth)
         self.background = np.asarray(background, dtype=np.uint8)
-        self.offsets = splat_offsets(self.radius)
-        self.reach = int(np.abs(self.offsets).max())
-        # The bits of a positive float32 are a piecewise-linear log2 of it (2^23 per octave),
-        # so adding log2(factor) 2^23 to the key's depth bits scales the depth by ~factor.
-        squared_offset = (self.offsets**2).sum(axis=1)
-        # Kept under one octave so a key never outgrows int64 (finite float32 bits < 2^31 - 2^23).
-        octaves = np.minimum(np.log2(1.0 + depth_bias * squared_offset), 1.0 - 2.0**-23)
-        self.offset_penalties = [int(round(o * 2**23)) << _INDEX_BITS for o in octaves]
 
     def __len__(self) -> int:
         return int(self.points_t.shape[1])
@@ -127,61 +112,85 @@ class PointSplatRenderer:
                 depth=np.zeros((height, width), dtype=np.float32),
             )
         with torch.no_grad():
-            zbuffer, point_depth = self._zbuffer(cam_to_world, K, height, width)
-            mask = zbuffer != _EMPTY_KEY
-            point = torch.where(mask, zbuffer & _INDEX_MASK, 0)
-            depth = torch.where(mask, point_depth[point], 0.0)
-            background = torch.from_numpy(self.background).to(self.device)
-            image = torch.where(mask[:, None], self.colors[point], background)
+            alpha, point, depth = self._rasterize(cam_to_world, K, height, width)
+            # Front-to-back compositing: each point is seen through those before it.
+            transmittance = torch.cumprod(1.0 - alpha, dim=1)
+            seen_through = torch.cat([torch.ones_like(alpha[:, :1]), transmittance[:, :-1]], 1)
+            weights = alpha * seen_through
+            colour = (weights[..., None] * self.colors[point.clamp(min=0)]).sum(dim=1)
+            mask = point[:, 0] >= 0
+            background = torch.from_numpy(self.background).to(self.device).float()
+            image = torch.where(mask[:, None], colour, background)
+            image = image.round().clamp(0, 255).to(torch.uint8)
+            nearest_depth = torch.where(mask, depth, 0.0)
         return Rendering(
             image=image.cpu().numpy().reshape(height, width, 3),
             mask=mask.cpu().numpy().reshape(height, width),
-            depth=depth.cpu().numpy().reshape(height, width),
+            depth=nearest_depth.cpu().numpy().reshape(height, width).astype(np.float32),
         )
 
-    def _zbuffer(
-        self, cam_to_world: np.ndarray, K: np.ndarray, height: int, width: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Winning keys [H*W] int64 (biased depth bits << 32 | point index, or _EMPTY_KEY)
-        and the camera-frame depths [P] of all points."""
+    def _rasterize(self, cam_to_world: np.ndarray, K: np.ndarray, height: int, width: int):
+        """Per pixel [H*W x k] alphas and point indices (-1: none), nearest first, and the
+        depth [H*W] of each pixel's nearest point."""
         import torch
 
+        k = self.points_per_pixel
+        num_pixels = height * width
+        alpha = torch.zeros((num_pixels, k), device=self.device)
+        point = torch.full((num_pixels, k), -1, dtype=torch.int64, device=self.device)
+        depth_out = torch.zeros(num_pixels, device=self.device)
         cam_to_world = np.asarray(cam_to_world, dtype=np.float64)
         rotation = cam_to_world[:3, :3].T  # world -> camera
         translation = -rotation @ cam_to_world[:3, 3]
-        # Project in one step: pixel_h = (K R) p + K t, and its third entry is the camera z.
         projection = np.asarray(K, dtype=np.float64) @ np.hstack([rotation, translation[:, None]])
         projection_t = torch.from_numpy(projection.astype(np.float32)).to(self.device)
         homogeneous = torch.addmm(projection_t[:, 3:], projection_t[:, :3], self.points_t)
         depth = homogeneous[2]
-        nearest_u = torch.round(homogeneous[0] / depth)
-        nearest_v = torch.round(homogeneous[1] / depth)
+        in_front = depth > self.min_depth
+        index = torch.nonzero(in_front).squeeze(1)
+        depth = depth[index]
+        u = homogeneous[0, index] / depth
+        v = homogeneous[1, index] / depth
 
-        # Splats are drawn into a buffer padded by twice the splat reach on every side, so no
-        # splat needs a bounds test (a drawn point falls at most `reach` pixels outside the
-        # image); points whose splat misses the image all go to one parking pixel below the
-        # padded image, whose splat lands in rows that are cropped away.
-        reach = self.reach
-        pad = 2 * reach
-        padded_width = width + 2 * pad
-        padded_height = height + 2 * pad
-        drawn = (
-            (depth > self.min_depth)
-            & (nearest_u >= -reach)
-            & (nearest_u <= width - 1 + reach)
-            & (nearest_v >= -reach)
-            & (nearest_v <= height - 1 + reach)
+        radius = radius_in_pixels(self.radius_ndc, height, width)
+        reach = math.ceil(radius)
+        base_u, base_v = torch.round(u), torch.round(v)
+        # Candidate (pixel, point) pairs: every pixel within `reach` of the nearest pixel.
+        pixels, points, dist2s = [], [], []
+        for dy in range(-reach, reach + 1):
+            for dx in range(-reach, reach + 1):
+                pu, pv = base_u + dx, base_v + dy
+                dist2 = (pu - u) ** 2 + (pv - v) ** 2
+                hit = (dist2 < radius * radius) & (pu >= 0) & (pu < width) & (pv >= 0)
+                hit &= pv < height
+                pixels.append((pv[hit] * width + pu[hit]).to(torch.int64))
+                points.append(index[hit])
+                dist2s.append(dist2[hit])
+        pixel = torch.cat(pixels)
+        hit_point = torch.cat(points)
+        dist2 = torch.cat(dist2s)
+        if pixel.numel() == 0:
+            return alpha, point, depth_out
+        hit_depth = torch.zeros(len(self), device=self.device)
+        hit_depth[index] = depth
+        hit_depth = hit_depth[hit_point]
+
+        # Sort by (pixel, depth) in one pass: for positive float32 depths the bit pattern
+        # orders like the value, so pixel << 32 | depth bits is one int64 key.
+        key = (pixel << 32) | hit_depth.view(torch.int32).to(torch.int64)
+        order = torch.argsort(key, stable=True)
+        pixel, hit_point, dist2 = pixel[order], hit_point[order], dist2[order]
+        hit_depth = hit_depth[order]
+        # Rank of each hit among its pixel's hits; keep the `k` nearest.
+        _, counts = torch.unique_consecutive(pixel, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(pixel), device=self.device) - torch.repeat_interleave(
+            starts, counts
         )
-        parking = (padded_height + reach) * padded_width + reach
-        # Flat indices in int64: float32 is exact only up to 2^24 pixels.
-        centre = (nearest_v.to(torch.int64) + pad) * padded_width + nearest_u.to(torch.int64) + pad
-        centre = torch.where(drawn, centre, parking)
-        keys = (depth.view(torch.int32).to(torch.int64) << _INDEX_BITS) | self.point_index
-
-        buffer_size = (padded_height + 2 * reach + 1) * padded_width
-        zbuffer = torch.full((buffer_size,), _EMPTY_KEY, dtype=torch.int64, device=self.device)
-        for (dx, dy), penalty in zip(self.offsets.tolist(), self.offset_penalties):
-            pixel = centre + (dy * padded_width + dx)
-            zbuffer.scatter_reduce_(0, pixel, keys + penalty if penalty else keys, reduce="amin")
-        image_rows = zbuffer[: padded_height * padded_width].view(padded_height, padded_width)
-        return image_rows[pad : pad + height, pad : pad + width].reshape(-1), depth
+        keep = rank < k
+        pixel, rank = pixel[keep], rank[keep]
+        alpha[pixel, rank] = 1.0 - dist2[keep] / (radius * radius)
+        point[pixel, rank] = hit_point[keep]
+        nearest = rank == 0
+        depth_out[pixel[nearest]] = hit_depth[keep][nearest]
+        return alpha, point, depth_out

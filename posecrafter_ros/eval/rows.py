@@ -127,13 +127,18 @@ def _outcome_of(result) -> RowOutcome:
 
 
 class PipelineRow:
-    """The full pipeline of a profile (name in posecrafter_ros/profiles or a YAML path)."""
+    """The full pipeline of a profile (name in posecrafter_ros/profiles or a YAML path).
+
+    force_bridge: bridge every pair, even those the direct path answers (the paper reports
+    bridged numbers per bin; without it the row shows the product's gated behaviour).
+    """
 
     needs_between = False
 
-    def __init__(self, profile: str):
+    def __init__(self, profile: str, force_bridge: bool = False):
         self.name = f"pipeline:{profile}"
         self.profile = profile
+        self.force_bridge = force_bridge
         self.pipeline = None
         Pipeline, self.skip_reason = _pipeline_class()
         if Pipeline is None:
@@ -151,7 +156,8 @@ class PipelineRow:
     def estimate(self, a, b, between=None) -> RowOutcome:
         from ..core.types import EstimateOptions
 
-        return _outcome_of(self.pipeline.estimate(a, b, options=EstimateOptions(), ctx=None))
+        options = EstimateOptions(force_bridge=self.force_bridge)
+        return _outcome_of(self.pipeline.estimate(a, b, options=options, ctx=None))
 
 
 class OracleRow:
@@ -196,8 +202,16 @@ def check_row_name(spec: str) -> None:
     raise ValueError(f"unknown row {spec!r} (known: {', '.join(ROW_NAMES)})")
 
 
-def build_row(spec: str, baseline_conf: dict | None = None, direct_conf: dict | None = None) -> Row:
-    """A row from its name: baseline, direct, oracle or pipeline:<profile>."""
+def build_row(
+    spec: str,
+    baseline_conf: dict | None = None,
+    direct_conf: dict | None = None,
+    force_bridge: bool = False,
+) -> Row:
+    """A row from its name: baseline, direct, oracle or pipeline:<profile>.
+
+    force_bridge applies to pipeline rows (the oracle row always bridges).
+    """
     check_row_name(spec)
     if spec == "baseline":
         return BaselineRow(baseline_conf)
@@ -205,4 +219,4 @@ def build_row(spec: str, baseline_conf: dict | None = None, direct_conf: dict | 
         return DirectRow(direct_conf)
     if spec == "oracle":
         return OracleRow()
-    return PipelineRow(spec.split(":", 1)[1])
+    return PipelineRow(spec.split(":", 1)[1], force_bridge)

@@ -1,15 +1,18 @@
 """HVG stage 1: DynamiCrafter interpolation between two keyframes (I0, IT) -> T frames.
 
-As the official `run_application.sh interp` (inference_512_v1.0.yaml, the
-dynamicrafter_512_interp_v1 checkpoint): both images are brought to 512x320, the input
-video is A repeated T/2 times then B, the image cross-attention sees A only, the
-concatenated latents keep only the first and last frames (the rest zeroed), frame_stride
-5, CFG 7.5 with guidance rescale 0.7, DDIM 50 steps uniform-trailing, eta 1.
+As the official `scripts/run_application.sh interp` (inference_512_v1.0.yaml, the
+dynamicrafter_512_interp_v1 checkpoint, scripts/evaluation/inference.py): both images are
+brought to 512x320 (`load_data_prompts`: short side resized, centre crop; see
+core/imageops.py for the one deviation, 4:3 and portrait images are covered rather than
+padded), the input video is A repeated T/2 times then B, the image cross-attention sees A
+only, the concatenated latents keep only the first and last frames (the rest zeroed),
+frame_stride 5, CFG 7.5 with guidance rescale 0.7, DDIM 50 steps uniform-trailing, eta 1,
+seed 12306. The official prompt comes from a text file next to each image pair; a robot's
+keyframes have none, so the prompt is empty (the official code's unconditional text).
 
-Intrinsics: each image is scaled to cover the model size and centre-cropped (see
-core.imageops.cover_crop), and its K is mapped through the same transform. Frame 0
-carries A's mapped K, the last frame B's; middle frames carry the average of the two (equal
-to either when A and B come from the same camera, which is the common case).
+Intrinsics: each K is mapped through the same resize + crop. Frame 0 carries A's mapped K,
+the last frame B's; middle frames carry the average of the two (the relay and pose stages
+treat generated frames' intrinsics as unknown and optimise their focals).
 The caller picks relay frames from the returned list, e.g. indices {0, 1, T-2, T-1}.
 """
 
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ..core.imageops import cover_crop
+from ..core.imageops import resize_to_model
 from ..core.types import Keyframe, RunContext
 from ..models.lvdm.runtime import RuntimeConfig, build_model, condition_sample_decode, placed
 
@@ -28,9 +31,10 @@ if TYPE_CHECKING:
 
 DYNAMICRAFTER_DEFAULTS: dict[str, Any] = {
     "preset": "dynamicrafter_512_interp",
-    "frame_stride": 5,
+    "frame_stride": 5,  # run_application.sh: FS=5
     "num_frames": 16,
     "prompt": "",
+    "seed": 12306,  # run_application.sh interp
 }
 
 
@@ -73,8 +77,8 @@ class DynamiCrafterInterpolator:
         image = keyframe.image
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
-        crop = cover_crop((image.shape[1], image.shape[0]), (self.conf.width, self.conf.height))
-        return crop.apply(image), crop.map_intrinsics(keyframe.K)
+        crop, K, _ = resize_to_model(image, keyframe.K, (self.conf.width, self.conf.height))
+        return crop, K
 
     def interpolate(self, a: Keyframe, b: Keyframe, ctx: RunContext) -> list[Keyframe]:
         """T frames from A to B, each [height x width x 3] uint8 with mapped intrinsics.

@@ -3,15 +3,26 @@
 Both stages run the same steps: official preprocessing of every view (long side to
 `image_size`, crop to multiples of 16), pairwise inference on the complete symmetric graph,
 then global alignment (PointCloudOptimizer with MST init, or the two-view path for a pair
-without known intrinsics). Known intrinsics of the keyframes can be fixed during alignment
-(`fix_intrinsics`), mapped to the working resolution exactly as the images are resized.
+without known intrinsics). Known intrinsics are fixed during alignment, mapped to the working
+resolution exactly as the images are resized (`known_intrinsics`):
+    "ends" (default): the first and last views, i.e. the real keyframes A and B (or their
+        cover-crops); the views between them are generated frames (relay frames, ViewCrafter
+        frames) whose intrinsics nobody knows, so their focals are optimised with the principal
+        point at the image centre, as ViewCrafter's `run_dust3r` and the DUSt3R demo optimise
+        every focal (`global_aligner(...).compute_global_alignment(init='mst')`).
+    "all": every view (all views are real images with calibrated cameras).
+    "none": nothing fixed, the official default.
+The network runs in float32 by default, as the official `inference` does; bfloat16 is an
+option (docs/gpu.md gives its measured effect on the parity fixtures).
 
 Conf keys (all optional except `checkpoint` unless `tiny`):
     checkpoint: path to DUSt3R_ViTLarge_BaseDecoder_512_dpt.pth or its .safetensors copy
     tiny: true -> a small random network (seeded by `seed`) for CPU plumbing tests
+    random_weights: true -> the full-size network with random weights, no checkpoint (the
+        official model's compute and memory, for cost benchmarks)
     model: {Dust3rConfig field: value} overrides (e.g. head counts of a non-released network)
     device ("cpu"), dtype ("float32" | "bfloat16"), image_size (512), batch_size (1)
-    niter (300), lr (0.01), schedule ("linear" | "cosine"), fix_intrinsics (true),
+    niter (300), lr (0.01), schedule ("linear" | "cosine"), known_intrinsics ("ends"),
     min_conf_thr (3.0), report_every (10)
     Dust3rPoseModel only: leave_one_out (4: max number of middle views left out, in turn, to
     measure the spread of the pose), rotation_sigma_deg (2.0), direction_sigma_deg (5.0),
@@ -27,6 +38,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.imageops import resize_to_model
 from ..core.types import (
     EstimationError,
     Keyframe,
@@ -36,6 +48,7 @@ from ..core.types import (
 )
 
 DTYPES = ("float32", "bfloat16")
+KNOWN_INTRINSICS = ("ends", "all", "none")
 MIN_CONFIDENT_PIXELS = 16
 
 
@@ -43,6 +56,7 @@ MIN_CONFIDENT_PIXELS = 16
 class Dust3rStageConfig:
     checkpoint: str = ""
     tiny: bool = False
+    random_weights: bool = False
     seed: int = 0
     model: dict = field(default_factory=dict)
     device: str = "cpu"
@@ -52,7 +66,7 @@ class Dust3rStageConfig:
     niter: int = 300
     lr: float = 0.01
     schedule: str = "linear"
-    fix_intrinsics: bool = True
+    known_intrinsics: str = "ends"
     min_conf_thr: float = 3.0
     report_every: int = 10
     leave_one_out: int = 4
@@ -66,6 +80,10 @@ class Dust3rStageConfig:
         if self.image_size % 16 or self.image_size < 32:
             raise ValueError(
                 f"image_size must be a multiple of 16 and >= 32, got {self.image_size}"
+            )
+        if self.known_intrinsics not in KNOWN_INTRINSICS:
+            raise ValueError(
+                f"known_intrinsics must be one of {KNOWN_INTRINSICS}, got {self.known_intrinsics!r}"
             )
         if self.niter < 1 or self.batch_size < 1:
             raise ValueError("niter and batch_size must be >= 1")
@@ -98,6 +116,7 @@ def _shared_model(config: Dust3rStageConfig):
     key = (
         config.checkpoint,
         config.tiny,
+        config.random_weights,
         config.seed,
         json.dumps(config.model, sort_keys=True),
         config.device,
@@ -106,8 +125,9 @@ def _shared_model(config: Dust3rStageConfig):
     with _MODELS_LOCK:
         if key in _MODELS:
             return _MODELS[key]
-        if config.tiny:
-            net_config = Dust3rConfig.from_dict({**TINY_CONFIG.to_dict(), **config.model})
+        if config.tiny or config.random_weights:
+            base = TINY_CONFIG.to_dict() if config.tiny else Dust3rConfig().to_dict()
+            net_config = Dust3rConfig.from_dict({**base, **config.model})
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed)
                 model = Dust3rModel(net_config)
@@ -216,6 +236,14 @@ class Dust3rStage:
             centres.append((float(K[0, 2]), float(K[1, 2])))
         return focals, centres
 
+    def _known_views(self, num_views: int) -> list[int]:
+        """Positions (in the aligned subset) of the views whose intrinsics are fixed."""
+        if self.config.known_intrinsics == "all":
+            return list(range(num_views))
+        if self.config.known_intrinsics == "ends":
+            return [0, num_views - 1]
+        return []
+
     def align_views(
         self,
         frames: Sequence[Keyframe],
@@ -246,7 +274,8 @@ class Dust3rStage:
             min_conf_thr=self.config.min_conf_thr,
         )
         try:
-            if len(views) == 2 and not self.config.fix_intrinsics:
+            known_views = self._known_views(len(views))
+            if len(views) == 2 and not known_views:
                 two = two_view_alignment(selected, config.min_conf_thr)
                 cam_to_world = two.cam_to_world.numpy().astype(np.float64)
                 K = np.stack(
@@ -260,16 +289,23 @@ class Dust3rStage:
                 loss = 0.0
             else:
                 known = None
-                if self.config.fix_intrinsics:
+                if known_views:
                     known = self._known_intrinsics(
-                        [frames[v] for v in views], [prepared[v] for v in views]
+                        [frames[views[k]] for k in known_views],
+                        [prepared[views[k]] for k in known_views],
                     )
 
                 def report(iteration: int, _loss: float) -> None:
                     ctx.report((iteration + 1) / self.config.niter)
 
                 optimizer, loss = global_alignment(
-                    selected, config, known, report, self.config.report_every, self.config.device
+                    selected,
+                    config,
+                    known,
+                    report,
+                    self.config.report_every,
+                    self.config.device,
+                    known_views,
                 )
                 import torch
 
@@ -367,3 +403,23 @@ def relay_indices(num_frames: int, num_relay: int) -> list[int]:
     head = list(range(per_end))
     tail = list(range(num_frames - per_end, num_frames))
     return sorted(set(head + tail))
+
+
+def relay_frames(
+    a: Keyframe, b: Keyframe, frames: Sequence[Keyframe], num_relay: int
+) -> list[Keyframe]:
+    """The relay frames {I0, I1, ..., I_{T-1}, I_T} of an interpolated video `frames`.
+
+    I0 and I_T are the input keyframes themselves, cover-cropped to the video's geometry with
+    their intrinsics mapped (PoseCrafter: the relay set holds the inputs, not the video
+    model's regenerated end frames, which are only close to them); the frames next to the
+    ends come from the video.
+    """
+    indices = relay_indices(len(frames), num_relay)
+    out = [frames[i] for i in indices]
+    for position, (end, generated) in ((0, (a, frames[0])), (-1, (b, frames[-1]))):
+        size = (generated.image.shape[1], generated.image.shape[0])
+        image = end.image if end.image.ndim == 3 else np.repeat(end.image[:, :, None], 3, axis=2)
+        image, K, _ = resize_to_model(image, end.K, size)
+        out[position] = Keyframe(image=image, K=K, frame_id=end.frame_id, stamp_ns=end.stamp_ns)
+    return out

@@ -7,6 +7,12 @@ against I0 plus the number against IT (paper: ORB with 2000 keypoints, RANSAC). 
 candidates are also matched against their sequence neighbours, and the widest path of that
 match graph comes first. Every frame's features are extracted once per call; I0 and IT get a
 search index (LSH for ORB) that every candidate is matched against.
+
+Like with like: I0 and IT are matched at the candidates' geometry. Generated candidates are
+512x320, while keyframes may come from a 1920x1080 camera; ORB's pyramid (8 levels x 1.2)
+spans only 3.6x, so full-resolution ends barely match small candidates. Each end is therefore
+cover-cropped to the candidate size (as the video models saw it, intrinsics mapped) before its
+features are extracted; candidates of the ends' own size (oracle frames) are matched as is.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..core.chain import bounded_pairs, chain_selection
+from ..core.imageops import resize_to_model
 from ..core.matching import Features, Matcher, get_matcher
 from ..core.types import CandidateFrame, Keyframe, RunContext, Selection
 
@@ -105,8 +112,7 @@ class FeatureMatchingSelector:
         """Inliers {(i, j): n} over graph nodes 0 = A, 1..m = candidates, m + 1 = B: every
         candidate against both ends, and (with_neighbours) against its sequence neighbours."""
         m = len(candidates)
-        feats_a, feats_b = self.matcher.extract(a.image), self.matcher.extract(b.image)
-        index_a, index_b = self.matcher.build_index(feats_a), self.matcher.build_index(feats_b)
+        ends_by_size: dict[tuple[int, int], tuple] = {}  # candidate size -> both ends' features
         neighbour_pairs = (
             list(bounded_pairs(m, int(self.conf["neighbour_window"]))) if with_neighbours else []
         )
@@ -114,7 +120,12 @@ class FeatureMatchingSelector:
         feats: dict[int, Features] = {}
         weights: dict[tuple[int, int], int] = {}
         for node, candidate in enumerate(candidates, start=1):
-            feats[node] = self.matcher.extract(candidate.keyframe.image)
+            image = candidate.keyframe.image
+            size = (image.shape[1], image.shape[0])
+            if size not in ends_by_size:
+                ends_by_size[size] = tuple(self._end_features(end, size) for end in (a, b))
+            (index_a, feats_a), (index_b, feats_b) = ends_by_size[size]
+            feats[node] = self.matcher.extract(image)
             weights[(0, node)] = self._inliers(index_a, feats_a, feats[node])
             weights[(node, m + 1)] = self._inliers(index_b, feats_b, feats[node])
             if ctx is not None:
@@ -139,6 +150,15 @@ class FeatureMatchingSelector:
         weights = self._match_graph(a, b, candidates, ctx, with_neighbours=False)
         m = len(candidates)
         return [(weights[(0, n)], weights[(n, m + 1)]) for n in range(1, m + 1)]
+
+    def _end_features(self, end: Keyframe, size: tuple[int, int]) -> tuple[Any, Features]:
+        """(search index, features) of a keyframe cover-cropped to `size` (width, height)."""
+        if (end.image.shape[1], end.image.shape[0]) != size:
+            image, _, _ = resize_to_model(end.image, end.K, size)
+        else:
+            image = end.image
+        feats = self.matcher.extract(image)
+        return self.matcher.build_index(feats), feats
 
     def select(
         self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext

@@ -1,10 +1,23 @@
 """HVG stage 2: relay reconstruction -> camera trajectory -> point-cloud renders -> video model.
 
 The relay cameras (DUSt3R poses of {I0, I1, I_{T-1}, I_T}) are joined by a dense trajectory
-(slerp + linear, `trajectory.py`); the confident relay points are splatted into every
-trajectory camera at the model resolution (`render.py`); each clip of renders goes to a
-video generator (ViewCrafter, or `RenderOnlyGenerator` as a model-free baseline), and the
-generated frames become candidates for the Feature Matching Selector.
+(slerp + linear, `core/trajectory.py`); the relay points are rasterised into every trajectory
+camera at the model resolution (`core/render.py`, PyTorch3D point semantics as ViewCrafter); each
+clip of renders goes to a video generator (ViewCrafter, or `RenderOnlyGenerator` as a
+model-free baseline), and the generated frames become candidates for the Feature Matching
+Selector.
+
+The point cloud is the one ViewCrafter's sparse-view interpolation builds
+(`nvs_sparse_view_interp` in the official viewcrafter.py, after `run_dust3r(...,
+clean_pc=True)`): with two relay views every point is kept; with more,
+1. `clean_pointcloud` (DUSt3R's cloud_opt/base_opt.py): a point seen in front of another
+   view's depth map where that view is more confident has its confidence set to 0;
+2. a point is kept where its raw confidence exceeds `conf_trf(min_conf_thr)`: the official
+   code sets `scene.min_conf_thr = conf_trf(3.0)`, i.e. log 3 = 1.10 for the default log
+   transform, and compares the raw (1 + exp) confidences with it;
+3. OR where its depth exceeds `bg_trd * (max + min)` of its view's depth map without the 40
+   rows at the top and bottom (the depth-based background mask). With the official
+   `bg_trd = 0` this keeps every point in front of its camera, whatever its confidence.
 
 Clip layout (as ViewCrafter's sparse-view interpolation): C clips of L frames each share
 their boundary frames, so the trajectory has C (L - 1) + 1 cameras. By default there is one
@@ -12,6 +25,11 @@ clip per consecutive pair of relay cameras (C = N - 1), so clip c runs from rela
 c + 1. Renders at a relay camera are replaced by the relay image itself, and each clip's
 reference image is the relay image nearest its first camera (the relay image it starts at
 in the default layout).
+
+The first and last relay views are the input keyframes A and B (see stages.relay_pose.relay_frames),
+so the generated frames at their cameras are copies of the inputs (their renders are the
+inputs, and the first is also the clip's reference image). They are not offered to the
+Feature Matching Selector: they would score highest while adding no view between A and B.
 """
 
 from __future__ import annotations
@@ -23,7 +41,11 @@ import numpy as np
 
 from ..core.config import check_keys
 from ..core.imageops import cover_crop
-from ..core.render import PointSplatRenderer
+from ..core.render import (
+    VIEWCRAFTER_POINTS_PER_PIXEL,
+    VIEWCRAFTER_RADIUS_NDC,
+    PointRasterRenderer,
+)
 from ..core.trajectory import CameraTrajectory, interpolate_trajectory
 from ..core.types import CandidateFrame, Keyframe, RunContext, SceneReconstruction
 from ..models.lvdm.runtime import RuntimeConfig, build_model, condition_sample_decode, placed
@@ -55,12 +77,16 @@ class ViewSynthesisConfig:
     num_clips: clips along the whole trajectory; None: one per consecutive relay pair.
     width, height: model resolution; relay images and intrinsics are resized to cover it
         and centre-cropped.
-    min_confidence: relay points with confidence <= this are not rendered (ViewCrafter's
-        default threshold on DUSt3R confidences is 3).
-    splat_radius: point splat radius in pixels at the model resolution.
-    splat_depth_bias: relative depth margin per squared pixel of splat offset by which a
-        neighbour's splat must be nearer to cover a pixel's own point (PointSplatRenderer).
+    min_conf_thr: ViewCrafter's `--min_conf_thr` (3.0); with more than two relay views, a
+        point is confident when its raw DUSt3R confidence exceeds log(min_conf_thr).
+    bg_trd: ViewCrafter's `--bg_trd` (0.0): points deeper than bg_trd * (max + min depth
+        of their view, 40 border rows left out) are kept whatever their confidence.
+    clean_tol: `clean_pointcloud`'s tolerance (0.001); None: no cleaning.
+    point_radius: PyTorch3D point radius in NDC units (ViewCrafter: 0.01, i.e. 1.6 pixels
+        at 512x320).
+    points_per_pixel: points alpha-composited per pixel (ViewCrafter: 10).
     min_depth: points closer than this (scene units) along the optical axis are not drawn.
+    device: where the point cloud is rasterised (the profile's device; follows `to`).
     replace_key_renders: renders at relay cameras are replaced by the relay images.
     """
 
@@ -68,17 +94,31 @@ class ViewSynthesisConfig:
     num_clips: int | None = None
     width: int = 512
     height: int = 320
-    min_confidence: float = 3.0
-    splat_radius: float = 1.5
-    splat_depth_bias: float = 0.1
+    min_conf_thr: float = 3.0
+    bg_trd: float = 0.0
+    clean_tol: float | None = 0.001
+    point_radius: float = VIEWCRAFTER_RADIUS_NDC
+    points_per_pixel: int = VIEWCRAFTER_POINTS_PER_PIXEL
     min_depth: float = 1e-6
     replace_key_renders: bool = True
+    device: str = "cpu"
 
     @classmethod
     def from_dict(cls, conf: dict[str, Any], section: str = "synthesizer.render"):
         """Raises ValueError naming `section` and the valid keys for an unknown key."""
         check_keys(section, conf, (f.name for f in fields(cls)))
         return cls(**conf)
+
+
+@dataclass
+class TrajectoryRenders:
+    """Renders along the whole trajectory: relay (at model resolution), trajectory cameras,
+    renders [T x H x W x 3] uint8 and their coverage masks [T x H x W] bool."""
+
+    relay: RelayAtModelResolution
+    trajectory: CameraTrajectory
+    renders: np.ndarray
+    masks: np.ndarray
 
 
 @dataclass
@@ -93,19 +133,101 @@ class RelayAtModelResolution:
     cam_to_world: np.ndarray
 
 
+def view_depths(relay: SceneReconstruction) -> np.ndarray:
+    """[N x H x W] depth of every relay point in its own camera (camera-frame z)."""
+    world_to_cam = np.linalg.inv(np.asarray(relay.cam_to_world, dtype=np.float64))
+    points = np.asarray(relay.points, dtype=np.float64)
+    return (
+        np.einsum("nj,nhwj->nhw", world_to_cam[:, 2, :3], points)
+        + world_to_cam[:, 2, 3, None, None]
+    )
+
+
+def clean_confidence(relay: SceneReconstruction, tol: float = 0.001) -> np.ndarray:
+    """[N x H x W] confidences after DUSt3R's `clean_pointcloud(tol, max_bad_conf=0)`.
+
+    Each point of view i is projected into every other view j; where it lands in front of
+    j's depth map (closer than (1 - tol) times j's depth at the rounded pixel) and is less
+    confident than j's point there, its confidence is set to 0. As the official loop, views
+    are visited in order and compare against the confidences cleaned so far.
+    """
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol must be in [0, 1), got {tol}")
+    confidence = np.array(relay.confidence, dtype=np.float32)
+    depths = view_depths(relay)
+    world_to_cam = np.linalg.inv(np.asarray(relay.cam_to_world, dtype=np.float64))
+    num_views = len(confidence)
+    for i in range(num_views):
+        points = np.asarray(relay.points[i], dtype=np.float64)
+        for j in range(num_views):
+            if i == j:
+                continue
+            height, width = depths[j].shape
+            cam = points @ world_to_cam[j, :3, :3].T + world_to_cam[j, :3, 3]
+            proj_depth = cam[..., 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pixels = cam @ np.asarray(relay.K[j], dtype=np.float64).T
+                u = np.round(pixels[..., 0] / pixels[..., 2])
+                v = np.round(pixels[..., 1] / pixels[..., 2])
+            visible = (proj_depth > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+            uj, vj = u[visible].astype(np.int64), v[visible].astype(np.int64)
+            bad = (proj_depth[visible] < (1 - tol) * depths[j][vj, uj]) & (
+                confidence[i][visible] < confidence[j][vj, uj]
+            )
+            rows, cols = np.nonzero(visible)
+            confidence[i][rows[bad], cols[bad]] = np.minimum(confidence[i][rows[bad], cols[bad]], 0)
+    return confidence
+
+
+# Rows left out at the top and bottom of each depth map by ViewCrafter's background mask.
+BACKGROUND_MASK_BORDER = 40
+
+
+def viewcrafter_point_masks(
+    relay: SceneReconstruction,
+    min_conf_thr: float = 3.0,
+    bg_trd: float = 0.0,
+    clean_tol: float | None = 0.001,
+) -> np.ndarray:
+    """[N x H x W] bool: the relay points ViewCrafter's sparse-view interpolation renders.
+
+    Two views: every point. More: (cleaned confidence > log(min_conf_thr)) OR (depth >
+    bg_trd (max + min) of the view's depth map without 40 border rows; the whole map when it
+    has no more than 80 rows, where the official slice would be empty).
+    """
+    num_views = len(relay.images)
+    depths = view_depths(relay)
+    if num_views <= 2:
+        return np.ones(depths.shape, dtype=bool)
+    confidence = relay.confidence if clean_tol is None else clean_confidence(relay, clean_tol)
+    confident = np.asarray(confidence) > np.log(min_conf_thr)  # conf_trf = log
+    masks = []
+    for view_conf, depth in zip(confident, depths):
+        border = BACKGROUND_MASK_BORDER
+        inner = depth[border:-border] if depth.shape[0] > 2 * border else depth
+        threshold = bg_trd * (np.nanmax(inner) + np.nanmin(inner))
+        masks.append(view_conf | (depth > threshold))
+    return np.stack(masks)
+
+
 def relay_point_cloud(
-    relay: SceneReconstruction, min_confidence: float
+    relay: SceneReconstruction,
+    min_conf_thr: float = 3.0,
+    bg_trd: float = 0.0,
+    clean_tol: float | None = 0.001,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Confident, finite relay points [P x 3] float32 with their colours [P x 3] uint8."""
+    """The relay points ViewCrafter renders, finite, [P x 3] float32, with colours [P x 3] uint8."""
     points, colors = [], []
     for view, image in enumerate(relay.images):
-        view_points = relay.points[view]
-        if view_points.shape[:2] != image.shape[:2]:
+        if relay.points[view].shape[:2] != image.shape[:2]:
             raise ValueError(
-                f"relay view {view}: point map is {view_points.shape[:2]} but the image is "
-                f"{image.shape[:2]}; they must have one point per pixel"
+                f"relay view {view}: point map is {relay.points[view].shape[:2]} but the image "
+                f"is {image.shape[:2]}; they must have one point per pixel"
             )
-        keep = (relay.confidence[view] > min_confidence) & np.isfinite(view_points).all(axis=-1)
+    masks = viewcrafter_point_masks(relay, min_conf_thr, bg_trd, clean_tol)
+    for view, image in enumerate(relay.images):
+        view_points = relay.points[view]
+        keep = masks[view] & np.isfinite(view_points).all(axis=-1)
         points.append(view_points[keep].astype(np.float32))
         colors.append(image[keep][:, :3].astype(np.uint8))
     return np.concatenate(points), np.concatenate(colors)
@@ -183,7 +305,9 @@ class PointCloudViewSynthesizer:
         self.generator = generator
 
     def to(self, device: str) -> PointCloudViewSynthesizer:
-        """Moves the generator's model (the stage's only resident weights) to `device`."""
+        """Moves the generator's model (the stage's only resident weights) to `device`;
+        the point cloud is rasterised there too."""
+        self.conf.device = str(device)
         if hasattr(self.generator, "to"):
             self.generator.to(device)
         return self
@@ -195,12 +319,9 @@ class PointCloudViewSynthesizer:
         num_frames = num_clips * (self.conf.num_frames - 1) + 1
         return interpolate_trajectory(relay.cam_to_world, relay.K, num_frames)
 
-    def synthesize(self, relay: SceneReconstruction, ctx: RunContext) -> list[CandidateFrame]:
-        """Generated frames along the trajectory through the relay cameras, in order.
-
-        Each trajectory camera appears once (shared clip boundaries are kept from the
-        earlier clip); index is the camera's position along the trajectory.
-        """
+    def render_trajectory(self, relay: SceneReconstruction, ctx: RunContext) -> TrajectoryRenders:
+        """The relay point cloud rendered from every trajectory camera (ViewCrafter's
+        `run_render`), renders at relay cameras replaced by the relay images."""
         conf = self.conf
         num_keys = len(relay.images)
         if num_keys < 2:
@@ -215,13 +336,14 @@ class PointCloudViewSynthesizer:
             raise ValueError(f"relay reconstruction has {num_keys} images but {counts}")
         model_relay = relay_at_model_resolution(relay, conf.width, conf.height)
         trajectory = self.trajectory(model_relay)
-        points, colors = relay_point_cloud(relay, conf.min_confidence)
-        renderer = PointSplatRenderer(
+        points, colors = relay_point_cloud(relay, conf.min_conf_thr, conf.bg_trd, conf.clean_tol)
+        renderer = PointRasterRenderer(
             points,
             colors,
-            radius=conf.splat_radius,
-            depth_bias=conf.splat_depth_bias,
+            radius_ndc=conf.point_radius,
+            points_per_pixel=conf.points_per_pixel,
             min_depth=conf.min_depth,
+            device=conf.device,
         )
 
         num_cameras = len(trajectory)
@@ -237,6 +359,20 @@ class PointCloudViewSynthesizer:
             for key, frame in trajectory.key_frame_indices().items():
                 renders[frame] = model_relay.images[key]
                 masks[frame] = True
+        return TrajectoryRenders(model_relay, trajectory, renders, masks)
+
+    def synthesize(self, relay: SceneReconstruction, ctx: RunContext) -> list[CandidateFrame]:
+        """Generated frames along the trajectory through the relay cameras, in order.
+
+        Each trajectory camera appears once (shared clip boundaries are kept from the
+        earlier clip), except the first and last, whose frames are copies of the inputs;
+        index is the camera's position along the trajectory.
+        """
+        conf = self.conf
+        rendered = self.render_trajectory(relay, ctx)
+        trajectory, model_relay = rendered.trajectory, rendered.relay
+        renders, masks = rendered.renders, rendered.masks
+        num_cameras = len(trajectory)
 
         step = conf.num_frames - 1
         num_clips = (num_cameras - 1) // step
@@ -252,8 +388,10 @@ class PointCloudViewSynthesizer:
                 generated = self._generate(
                     renders[clip_frames], model_relay.images[nearest_key], masks[clip_frames], ctx
                 )
-            for offset in range(1 if clip > 0 else 0, conf.num_frames):
+            for offset in range(1, conf.num_frames):
                 frame = first + offset
+                if frame == num_cameras - 1:
+                    break  # the last relay camera: a copy of input B
                 keyframe = Keyframe(image=generated[offset], K=trajectory.K[frame].copy())
                 candidates.append(
                     CandidateFrame(
@@ -418,6 +556,7 @@ def build_viewcrafter_synthesizer(
         **generator,
         **{key: getattr(render, key) for key in SHARED_WITH_GENERATOR},
     }
+    render.device = device  # rasterise where the generator runs
     return PointCloudViewSynthesizer(ViewCrafterGenerator.from_config(generator), render)
 
 

@@ -151,6 +151,8 @@ class PointCloudOptimizer(nn.Module):
         self.im_pp = nn.Parameter(
             torch.zeros((self.num_views, 2)), requires_grad=self.config.optimize_pp
         )
+        # Views whose intrinsics were preset (preset_intrinsics) and are not optimised.
+        self.known_views = [False] * self.num_views
         with torch.no_grad():
             self.pw_poses[:, 3] = 1.0
             self.im_poses[:, 3] = 1.0
@@ -252,22 +254,42 @@ class PointCloudOptimizer(nn.Module):
 
     # ------------------------------------------------------------------ presets
     def preset_intrinsics(
-        self, focals: Sequence[float], principal_points: Sequence[tuple[float, float]]
+        self,
+        focals: Sequence[float],
+        principal_points: Sequence[tuple[float, float]],
+        views: Sequence[int] | None = None,
     ):
-        """Fix known focals [N] and principal points [N x 2] (working pixels); not optimised."""
+        """Fix known focals and principal points (working pixels) of `views` (default: all).
+
+        The official `preset_focal` / `preset_principal_point` freeze the whole focal tensor
+        even when only some views are preset; here only the given views are fixed and the
+        others' focals stay free (principal points stay at the image centre unless
+        `optimize_pp`), as needed when real keyframes share an alignment with generated views.
+        """
+        views = list(range(self.num_views)) if views is None else [int(v) for v in views]
+        if not (len(views) == len(focals) == len(principal_points)):
+            raise ValueError(
+                f"{len(focals)} focals and {len(principal_points)} principal points for "
+                f"{len(views)} views"
+            )
         with torch.no_grad():
-            for view, (focal, pp) in enumerate(zip(focals, principal_points)):
+            for view, focal, pp in zip(views, focals, principal_points):
                 h, w = self.imshapes[view]
                 self.im_focals[view] = self.config.focal_break * np.log(float(focal))
                 self.im_pp[view] = (
                     torch.tensor(pp, dtype=torch.float32) - torch.tensor((w / 2, h / 2))
                 ) / 10
-        self.im_focals.requires_grad_(False)
-        self.im_pp.requires_grad_(False)
-
-    @property
-    def focals_known(self) -> bool:
-        return not self.im_focals.requires_grad
+                self.known_views[view] = True
+        if all(self.known_views):
+            self.im_focals.requires_grad_(False)
+            self.im_pp.requires_grad_(False)
+            return
+        # Some views free: zero the gradients of the fixed rows. Adam's moments of those rows
+        # then stay zero, so its steps leave them exactly where they were set.
+        frozen = torch.tensor(self.known_views)[:, None]
+        for param in (self.im_focals, self.im_pp):
+            if param.requires_grad:
+                param.register_hook(lambda grad: grad.masked_fill(frozen.to(grad.device), 0.0))
 
     # ------------------------------------------------------------------ init
     def _set_edge_pose(self, edge: int, rotation: torch.Tensor, t: torch.Tensor, scale) -> None:
@@ -299,11 +321,11 @@ class PointCloudOptimizer(nn.Module):
             pose = cam_to_world[view]
             self._set_depthmap(view, apply_transform(torch.linalg.inv(pose), points[view])[..., 2])
             self._set_view_pose(view, pose)
-            if focals[view] is not None and not self.focals_known:
+            if focals[view] is not None and not self.known_views[view]:
                 self.im_focals.data[view] = self.config.focal_break * np.log(focals[view])
 
     def _known_focal(self, view: int) -> float | None:
-        return float(self.focals()[view, 0]) if self.focals_known else None
+        return float(self.focals()[view, 0]) if self.known_views[view] else None
 
     def _spanning_tree(self):
         """Chain the strongest edges; returns world points, focals and cam-to-world per view."""
@@ -391,7 +413,7 @@ class PointCloudOptimizer(nn.Module):
         size = max(width, height)
         candidates = [focal] if focal is not None else np.geomspace(size / 2, size * 3, 21)
         pp = (width / 2, height / 2)
-        if self.focals_known:
+        if self.known_views[view]:
             pp = tuple(float(v) for v in self.principal_points()[view])
         best = None
         for candidate in candidates:
@@ -446,14 +468,16 @@ def global_alignment(
     report: Callable[[int, float], None] | None = None,
     report_every: int = 10,
     device: str = "cpu",
+    known_views: Sequence[int] | None = None,
 ) -> tuple[PointCloudOptimizer, float]:
     """MST init (CPU: scipy, OpenCV) + Adam on `device`; the optimizer is returned on the CPU.
 
-    known_intrinsics: (focals [N], principal points [N x 2]) to fix.
+    known_intrinsics: (focals [M], principal points [M x 2]) to fix, of views `known_views`
+    (default: all N views).
     """
     optimizer = PointCloudOptimizer(predictions, config)
     if known_intrinsics is not None:
-        optimizer.preset_intrinsics(*known_intrinsics)
+        optimizer.preset_intrinsics(*known_intrinsics, views=known_views)
     optimizer.init_minimum_spanning_tree()
     optimizer.to(device)
     loss = optimizer.optimize(report, report_every)

@@ -5,6 +5,8 @@ Common conf keys (defaults in `RuntimeConfig`):
   checkpoint   path to the official .ckpt / .safetensors / shard set ("" only with tiny)
   tiny         build a tiny random model (seeded) instead: CPU tests and benchmarks (it runs
                at a reduced size, see RuntimeConfig.model_size)
+  random_weights  the full-size preset with seeded random weights, no checkpoint: the same
+               compute and memory as the official model (cost benchmarks, scripts/bench_pipeline.py)
   preset       full-size architecture (configs.PRESETS); the stage picks a sensible default
   device       "cpu", "cuda", "cuda:1", ...
   dtype        UNet compute dtype: "float32" (exact), "bfloat16" or "float16" (autocast, and
@@ -37,6 +39,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 class RuntimeConfig:
     checkpoint: str = ""
     tiny: bool = False
+    random_weights: bool = False
     preset: str = ""
     device: str = "cpu"
     dtype: str = "float32"
@@ -95,8 +98,8 @@ class RuntimeConfig:
 
 
 def init_tiny_weights(model: "nn.Module", seed: int) -> None:
-    """Deterministic random values for every parameter (tiny test models only): norms near
-    identity, matrices scaled by 1/sqrt(fan_in), vectors small."""
+    """Deterministic random values for every parameter (tiny test models and full-size cost
+    runs): norms near identity, matrices scaled by 1/sqrt(fan_in), vectors small."""
     import torch
     from torch import nn
 
@@ -118,7 +121,8 @@ def init_tiny_weights(model: "nn.Module", seed: int) -> None:
 
 
 def build_model(conf: RuntimeConfig, variant: str, default_preset: str) -> "LatentVideoDiffusion":
-    """Tiny random model (conf.tiny) or the full-size preset loaded from conf.checkpoint."""
+    """Tiny random model (conf.tiny), the full-size preset with random weights
+    (conf.random_weights) or loaded from conf.checkpoint."""
     import torch
 
     from . import configs
@@ -129,6 +133,12 @@ def build_model(conf: RuntimeConfig, variant: str, default_preset: str) -> "Late
     if conf.tiny:
         config: LVDMConfig = configs.tiny(variant, *conf.model_size)
         model = LatentVideoDiffusion(config)
+        init_tiny_weights(model, conf.seed)
+    elif conf.random_weights:
+        config = configs.preset(conf.preset or default_preset)
+        model = LatentVideoDiffusion(
+            config.replace(latent_size=(conf.height // 8, conf.width // 8))
+        )
         init_tiny_weights(model, conf.seed)
     else:
         if not conf.checkpoint.strip():
