@@ -92,3 +92,17 @@ def start_node(tmp_path_factory, rclpy_context):
     for node, client in started:
         client.destroy()
         node.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Ray cluster per test module: a head and a worker node, separate processes on
+    loopback (test/ray_cluster.py); checks at teardown that none of its processes is left."""
+    from ray_cluster import LocalRayCluster
+
+    cluster = LocalRayCluster(head_cpus=1, worker_cpus=1)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        assert cluster.stop() == [], "Ray processes outlived their process groups"

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from ray_cluster import LocalRayCluster
 
 from posecrafter_ros.cli import eval as eval_cli
 
@@ -25,16 +24,6 @@ ARGS = [
     "--data", str(TEMPLE), "--rows", "baseline,direct,pipeline:cpu", "--pairs-per-bin", "1",
     "--seed", "3", "--max-side", "320", "--no-progress",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    cluster = LocalRayCluster(head_cpus=1, worker_cpus=1)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        assert cluster.stop() == [], "Ray processes outlived their process groups"
 
 
 def pair_lines(out: Path) -> list[dict]:

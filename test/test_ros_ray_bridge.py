@@ -10,7 +10,6 @@ import time
 
 import pytest
 from conftest import REPO, read_rgb, requires_ros
-from ray_cluster import LocalRayCluster
 
 pytest.importorskip("ray")
 pytest.importorskip("torch")
@@ -20,16 +19,6 @@ SUCCESS, BUSY, TIMEOUT, CANCELED, INTERNAL_ERROR = 0, 5, 6, 7, 8
 REMOTE_STAGES = {"interpolate", "relay_pose", "synthesize", "select", "multiview_pose"}
 HVG_STAGES = ["validate", "direct", "interpolate", "relay_pose", "synthesize", "select"]
 HVG_STAGES.append("multiview_pose")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    cluster = LocalRayCluster(head_cpus=1, worker_cpus=1)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        assert cluster.stop() == [], "Ray processes outlived their process groups"
 
 
 @pytest.fixture(scope="module")
