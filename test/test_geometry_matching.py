@@ -181,9 +181,16 @@ def test_orb_lsh_index_agrees_with_brute_force():
     fa = matcher.extract(read_rgb(RING / "templeR0001.png"))
     fb = matcher.extract(read_rgb(RING / "templeR0002.png"))
     brute = matcher.match(fa, fb)
-    indexed = matcher.match_to_index(matcher.build_index(fa), fa, fb)
     conf = {"ransac_threshold_px": 2.0, "ransac_confidence": 0.999, "ransac_max_iterations": 1000}
     inliers_brute = ransac_inliers(fa.keypoints[brute[:, 0]], fb.keypoints[brute[:, 1]], conf)
-    inliers_indexed = ransac_inliers(fa.keypoints[indexed[:, 0]], fb.keypoints[indexed[:, 1]], conf)
-    # The approximate (LSH) search supports the geometry about as well as brute force.
-    assert inliers_brute > 150 and inliers_indexed > 0.85 * inliers_brute
+    assert inliers_brute > 150
+    # The approximate (LSH) search supports the geometry about as well as brute force. FLANN
+    # draws each LSH index's hash functions with the C library's rand(), so one index is a
+    # random draw: over 30 builds on this pair the inlier ratio was 0.89 +- 0.05 (min 0.73).
+    # Judge the mean of 10 builds (its spread is ~0.015) and bound the worst one.
+    ratios = []
+    for _ in range(10):
+        indexed = matcher.match_to_index(matcher.build_index(fa), fa, fb)
+        inliers = ransac_inliers(fa.keypoints[indexed[:, 0]], fb.keypoints[indexed[:, 1]], conf)
+        ratios.append(inliers / inliers_brute)
+    assert np.mean(ratios) > 0.8 and min(ratios) > 0.6, ratios
