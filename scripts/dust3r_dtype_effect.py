@@ -14,7 +14,6 @@ of bfloat16 on poses needs the real weights (scripts/gpu_smoke.py --dust3r-dtype
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,27 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def output_errors(folder: Path, dtype) -> dict[str, float]:
     """{output: max |ours - official| / max |official|} over the fixture's pairs."""
-    from safetensors.torch import load_file
+    from posecrafter_ros.models.dust3r.parity import fixture_predictions
 
-    from posecrafter_ros.models.dust3r.inference import infer_pairs
-    from posecrafter_ros.models.dust3r.model import to_device_dtype
-    from posecrafter_ros.models.dust3r.parity import load_fixture_model
-
-    meta = json.loads((folder / "meta.json").read_text())
-    model = to_device_dtype(load_fixture_model(folder), "cpu", dtype)
-    inputs = load_file(str(folder / "inputs.safetensors"))
-    outputs = load_file(str(folder / "outputs.safetensors"))
-    num_views = sum(1 for k in inputs if k.startswith("view") and k.endswith("_img"))
-    views = [inputs[f"view{k}_img"] for k in range(num_views)]
-    pairs = [tuple(int(v) for v in p) for p in meta["pairs"]]
-    predictions = infer_pairs(model, views, pairs)
+    predictions, outputs = fixture_predictions(folder, dtype)
     errors = {}
     for key, attr in (("pred1_pts3d", "pts_i"), ("pred1_conf", "conf_i")):
         worst = max(
             float((getattr(p, attr).double() - outputs[f"pair{n}_{key}"].double()).abs().max())
             for n, p in enumerate(predictions)
         )
-        scale = max(float(outputs[f"pair{n}_{key}"].abs().max()) for n in range(len(pairs)))
+        scale = max(float(outputs[f"pair{n}_{key}"].abs().max()) for n in range(len(predictions)))
         errors[key] = worst / scale
     return errors
 

@@ -87,18 +87,23 @@ def _poselib_camera(K: np.ndarray) -> dict:
     }
 
 
-def _estimate_poselib(
-    pts_a, pts_b, K_a, K_b, conf
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    import poselib
-
-    ransac = {
+def _ransac_options(conf) -> dict:
+    """PoseLib's RANSAC options from the geometry conf (one threshold for E and F)."""
+    return {
         "max_epipolar_error": float(conf["threshold_px"]),
         "success_prob": float(conf["confidence"]),
         "max_iterations": int(conf["max_iterations"]),
         "min_iterations": min(100, int(conf["max_iterations"])),
         "seed": int(conf["seed"]),
     }
+
+
+def _estimate_poselib(
+    pts_a, pts_b, K_a, K_b, conf
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    import poselib
+
+    ransac = _ransac_options(conf)
     pose, info = poselib.estimate_relative_pose(
         pts_a, pts_b, _poselib_camera(K_a), _poselib_camera(K_b), ransac, {}
     )
@@ -169,13 +174,7 @@ def fundamental_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, An
 
     if len(pts_a) < 8:
         return 0
-    ransac = {
-        "max_epipolar_error": float(conf["threshold_px"]),
-        "success_prob": float(conf["confidence"]),
-        "max_iterations": int(conf["max_iterations"]),
-        "min_iterations": min(100, int(conf["max_iterations"])),
-        "seed": int(conf["seed"]),
-    }
+    ransac = _ransac_options(conf)
     # Only the inlier count is needed: no refinement of F.
     _, info = poselib.estimate_fundamental(pts_a, pts_b, ransac, {"max_iterations": 0})
     return int(np.sum(np.asarray(info.get("inliers", []), bool)))

@@ -51,21 +51,31 @@ def _max_abs(a, b) -> float:
     return float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
 
 
-def check_model_outputs(folder: Path) -> list[ParityResult]:
-    """Pairwise inference on the fixture's symmetrised pairs vs the official outputs."""
+def fixture_predictions(folder: Path, dtype=None) -> tuple[list, dict]:
+    """(our pairwise predictions on the fixture's pairs, the official outputs by key); the
+    network in `dtype` on the CPU when given (float32 otherwise)."""
     from safetensors.torch import load_file
 
     from .inference import infer_pairs
+    from .model import to_device_dtype
 
     folder = Path(folder)
     meta = read_json(folder / "meta.json")
     model = load_fixture_model(folder)
+    if dtype is not None:
+        model = to_device_dtype(model, "cpu", dtype)
     inputs = load_file(str(folder / "inputs.safetensors"))
     outputs = load_file(str(folder / "outputs.safetensors"))
     num_views = sum(1 for k in inputs if k.startswith("view") and k.endswith("_img"))
     views = [inputs[f"view{k}_img"] for k in range(num_views)]
     pairs = [tuple(int(v) for v in p) for p in meta["pairs"]]
-    predictions = infer_pairs(model, views, pairs)
+    return infer_pairs(model, views, pairs), outputs
+
+
+def check_model_outputs(folder: Path) -> list[ParityResult]:
+    """Pairwise inference on the fixture's symmetrised pairs vs the official outputs."""
+    folder = Path(folder)
+    predictions, outputs = fixture_predictions(folder)
     results = []
     fields = (
         ("pred1_pts3d", "pts_i"),
@@ -84,7 +94,7 @@ def check_model_outputs(folder: Path) -> list[ParityResult]:
                 f"{folder.name}/{key}",
                 worst,
                 FORWARD_RTOL * max(1.0, scale),
-                f"{len(pairs)} pairs, max |ref| {scale:.3g}",
+                f"{len(predictions)} pairs, max |ref| {scale:.3g}",
             )
         )
     return results
