@@ -98,6 +98,7 @@ class ColmapMultiViewPose:
         options = pycolmap.TwoViewGeometryOptions()
         options.ransac.max_error = float(self.conf["ransac_max_error_px"])
         options.ransac.max_num_trials = int(self.conf["ransac_max_trials"])
+        options.ransac.random_seed = 0  # COLMAP's default (-1) draws a new seed per call
         options.min_num_inliers = int(self.conf["min_edge_inliers"])
         n = len(views)
         window = int(self.conf["pair_window"]) or n
