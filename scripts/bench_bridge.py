@@ -3,7 +3,10 @@
 
 For pairs 50-90 deg apart on posed view sets, the FMS (chain mode) picks the frames once among
 the views between A and B; then every pose model answers on the same views. Prints per model
-the rotation / translation-direction errors and the seconds, and the selection's seconds.
+the rotation / translation-direction errors and the seconds, the selection's seconds, and per
+bridge (selection + pose) the wall clock and the CPU time of this process (all threads). The
+machine's load average is printed before and after: wall clock on shared cores means little
+without it, CPU time divided by the cores is what a bridge costs on free ones.
 
     python scripts/bench_bridge.py [SET ...] [--pairs 4] [--models colmap]
         [--max-side 640] [--threads 2]
@@ -53,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             conf["num_threads"] = args.threads
         models[name] = build_stage("pose_model", conf, Placement())
     results = {name: [] for name in models}
-    select_seconds = []
+    select_seconds, select_cpu = [], []
+    print("load average (1, 5, 15 min) before: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     rng = np.random.default_rng(args.seed)
     for folder in sets:
         views = load_middlebury(folder)
@@ -70,35 +74,45 @@ def main(argv: list[str] | None = None) -> int:
         picked = [members[k] for k in rng.choice(len(members), args.pairs, replace=False)]
         for i, j in picked:
             pair = make_pair(views[i], views[j])
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             candidates = source.candidates_between(position[i], position[j], 24)
             selection = selector.select(keyframes[i], keyframes[j], candidates, RunContext())
             select_seconds.append(time.perf_counter() - started)
+            select_cpu.append(time.process_time() - started_cpu)
             chosen = [sequence.order[candidates[k].index] for k in sorted(selection.indices)]
             bridge = [keyframes[i]] + [keyframes[k] for k in chosen] + [keyframes[j]]
             for name, model in models.items():
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.process_time()
                 try:
                     pose = model.estimate(bridge, RunContext())
                     errors = pair_errors(pose.to_epipolar(), pair)
                 except EstimationError:
                     errors = pair_errors(None, pair)
                 seconds = time.perf_counter() - started
-                results[name].append((errors[0], errors[1], seconds))
+                cpu = time.process_time() - started_cpu
+                bridge_seconds = select_seconds[-1] + seconds
+                bridge_cpu = select_cpu[-1] + cpu
+                results[name].append((errors[0], errors[1], seconds, bridge_seconds, bridge_cpu))
                 print(
                     f"{folder.name[:14]:>14} {pair.name:>34} {pair.rotation_deg:5.1f} deg "
                     f"{len(bridge)} views {name:>9}: rot {errors[0]:6.2f} trans {errors[1]:6.2f} "
-                    f"deg, {seconds:5.2f} s",
+                    f"deg, pose {seconds:5.2f} s, bridge {bridge_seconds:5.2f} s "
+                    f"(cpu {bridge_cpu:5.2f} s)",
                     flush=True,
                 )
-    print(f"selection (FMS chain, <= 24 candidates): median {np.median(select_seconds):.2f} s")
+    print(
+        f"selection (FMS chain, <= 24 candidates): median {np.median(select_seconds):.2f} s "
+        f"(cpu {np.median(select_cpu):.2f} s)"
+    )
     for name, rows in results.items():
         r = np.array(rows)
         print(
             f"{name:>9}: {len(r)} bridges, median rot err {np.median(r[:, 0]):.2f} deg, "
             f"mean {r[:, 0].mean():.2f}, R@5 {np.mean(r[:, 0] < 5):.2f}, "
-            f"median {np.median(r[:, 2]):.2f} s per pose (max {r[:, 2].max():.2f})"
+            f"median {np.median(r[:, 2]):.2f} s per pose (max {r[:, 2].max():.2f}); "
+            f"per bridge median {np.median(r[:, 3]):.2f} s wall, {np.median(r[:, 4]):.2f} s cpu"
         )
+    print("load average (1, 5, 15 min) after: %.2f %.2f %.2f" % os.getloadavg())
     return 0
 
 

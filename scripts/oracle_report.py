@@ -24,6 +24,7 @@ import numpy as np
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.metrics import summarize
 from posecrafter_ros.eval.oracle import run_oracle
+from posecrafter_ros.stages.pose import DEFAULT_COLMAP_CONF
 
 ROOT = Path(__file__).resolve().parent.parent
 STRECHA = ROOT.parent / "shared" / "data" / "strecha"
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     pose_conf = {"type": args.pose}
     if args.matcher:
         pose_conf["matcher"] = {"name": args.matcher}
+    # What scripts/bridge_covariance.py needs to recover COLMAP's own covariance from a row.
+    covariance_model = (
+        {k: DEFAULT_COLMAP_CONF[k] for k in ("covariance_scale", "rotation_sigma_per_link_deg")}
+        if args.pose == "colmap"
+        else None
+    )
     fms_conf = {"mode": args.mode, "top_k": args.top_k, "min_inliers_each": args.min_inliers_each}
     print(f"oracle report: FMS {fms_conf}, pose {pose_conf}, images <= {args.max_side} px")
     print(
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                         "cpu_seconds": r.cpu_seconds,
                         "message": r.message,
                         "covariance": None if r.covariance is None else r.covariance.tolist(),
+                        "covariance_model": covariance_model,
+                        "num_views": len(r.selected) + 2,
                         "rotation_error": None
                         if r.rotation_error is None
                         else r.rotation_error.tolist(),

@@ -17,7 +17,8 @@ COLMAP, for views {I0, selected frames, IT} with known intrinsics:
 4. the pose of IT in I0 is read off the two cameras, its translation normalised (scale is
    unknown), and its covariance is the bundle adjustment's marginal covariance of the relative
    pose (`estimate_ba_covariance`, gauge fixed by three points so both poses stay free),
-   multiplied by `covariance_scale` (fitted on held-out scenes: scripts/bridge_covariance.py).
+   multiplied by `covariance_scale`, plus a floor of `rotation_sigma_per_link_deg` per link
+   (both fitted leaving one scene out: scripts/bridge_covariance.py).
 """
 
 from __future__ import annotations
@@ -51,9 +52,13 @@ DEFAULT_COLMAP_CONF: dict[str, Any] = {
     "num_threads": 2,
     "ba_max_iterations": 50,  # per bundle adjustment (COLMAP: until converged)
     "ba_global_refinements": 2,  # global BA rounds after each model growth (COLMAP: 5)
-    # Multiplies the BA covariance: fitted by scripts/bridge_covariance.py on the oracle answers
-    # of templeRing and the Strecha walks (leave-one-scene-out coverage in docs/geometry.md).
+    # Bridge covariance = covariance_scale * BA covariance + a floor that grows with the chain:
+    # rotation_sigma_per_link_deg^2 per view-to-view link, on the rotation and on the
+    # translation direction (across it). Fitted by scripts/bridge_covariance.py on the oracle
+    # answers of templeRing, the Strecha walks and the fixture, leaving one scene out
+    # (protocol and held-out coverage in docs/geometry.md).
     "covariance_scale": 69.0,
+    "rotation_sigma_per_link_deg": 0.0,
     "scale_variance": 1.0,  # variance along the unit translation (scale is unobservable)
 }
 
@@ -159,7 +164,7 @@ class ColmapMultiViewPose:
             raise EstimationError(
                 Status.INSUFFICIENT_OVERLAP, "first and last camera centres coincide"
             )
-        covariance = self._covariance(reconstruction, first, last, a_from_b, norm)
+        covariance = self._covariance(reconstruction, first, last, a_from_b, norm, n)
         if ctx is not None:
             ctx.report(1.0)
         return RelativePose(R, t / norm, covariance, scale_known=False)
@@ -230,7 +235,9 @@ class ColmapMultiViewPose:
             f"(registered views per model: {registered or 'none'})",
         )
 
-    def _covariance(self, reconstruction, first, last, a_from_b, norm: float) -> np.ndarray:
+    def _covariance(
+        self, reconstruction, first, last, a_from_b, norm: float, num_views: int
+    ) -> np.ndarray:
         """[6 x 6] (translation, rotation) covariance of the unit-translation pose of B in A."""
         import pycolmap
 
@@ -270,6 +277,11 @@ class ColmapMultiViewPose:
         covariance[:, :3] /= norm
         covariance *= float(self.conf["covariance_scale"])
         t_unit = np.asarray(a_from_b.translation, float).ravel() / norm
+        # Each link of the chain adds its own error, which the BA's 1-px independent-noise
+        # model does not see: a random walk of (views - 1) steps.
+        floor = (num_views - 1) * np.radians(float(self.conf["rotation_sigma_per_link_deg"])) ** 2
+        covariance[3:, 3:] += floor * np.eye(3)
+        covariance[:3, :3] += floor * (np.eye(3) - np.outer(t_unit, t_unit))
         covariance[:3, :3] += float(self.conf["scale_variance"]) * np.outer(t_unit, t_unit)
         return 0.5 * (covariance + covariance.T)
 
