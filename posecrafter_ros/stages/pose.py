@@ -14,7 +14,10 @@ COLMAP, for views {I0, selected frames, IT} with known intrinsics:
    be linked through them;
 3. COLMAP's incremental mapper (`incremental_mapping`) reconstructs the views from a database
    holding those keypoints and verified matches, the intrinsics held fixed;
-4. the pose of IT in I0 is read off the two cameras, its translation normalised (scale is
+4. the model must explain the pairs it was built from (`min_pair_agreement` of each strongly
+   linked pair's verified matches within the RANSAC threshold of its epipolar geometry), or the
+   answer is refused;
+5. the pose of IT in I0 is read off the two cameras, its translation normalised (scale is
    unknown), and its covariance is the bundle adjustment's marginal covariance of the relative
    pose (`estimate_ba_covariance`, gauge fixed by three points so both poses stay free),
    multiplied by `covariance_scale`, plus a floor of `rotation_sigma_per_link_deg` per link
@@ -31,6 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.covariance import sampson_residuals
+from ..core.geometry import calibrate, mean_focal
 from ..core.matching import get_matcher
 from ..core.types import EstimationError, Keyframe, RelativePose, RunContext, Status
 from .relay_pose import Dust3rStage, Dust3rStageConfig
@@ -46,7 +51,13 @@ DEFAULT_COLMAP_CONF: dict[str, Any] = {
     "matcher": {"name": "orb", "num_features": 4000, "fast_threshold": 10},
     "pair_window": 3,  # views i, j are matched when |i - j| <= this (0: every pair)
     "min_edge_inliers": 25,  # a verified view pair with fewer inliers does not link its views
-    "ransac_max_error_px": 4.0,  # essential-matrix RANSAC threshold (COLMAP's default)
+    # Essential-matrix RANSAC threshold. COLMAP's 4 px is meant for full-size photos; at 640 px
+    # it let in matches that bent whole models (an entry-P10 bridge 59 deg off, 1.5 at 2 px).
+    "ransac_max_error_px": 2.0,
+    # The model must explain every strongly linked pair (>= 4 min_edge_inliers matches): at
+    # least this fraction of its verified matches within ransac_max_error_px of the model's
+    # own epipolar geometry (else: refused).
+    "min_pair_agreement": 0.5,
     "ransac_max_trials": 2000,  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
     "init_min_inliers": 50,  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
     "num_threads": 2,
@@ -153,6 +164,7 @@ class ColmapMultiViewPose:
             reconstruction = self._map(Path(workdir), cameras, feats, verified)
         if ctx is not None:
             ctx.report(0.9)
+        self._check_agreement(reconstruction, views, feats, verified)
         images = {image.name: image for image in reconstruction.images.values()}
         first, last = images[view_name(0)], images[view_name(n - 1)]
         a_from_world, b_from_world = first.cam_from_world(), last.cam_from_world()
@@ -234,6 +246,47 @@ class ColmapMultiViewPose:
             f"COLMAP could not register the first and the last view in one reconstruction "
             f"(registered views per model: {registered or 'none'})",
         )
+
+    def _check_agreement(self, reconstruction, views, feats, verified) -> None:
+        """Refuse a model that contradicts the view pairs it was built from.
+
+        Incremental mapping can settle in a bent model (a bad initial pair, tracks through a
+        wrong match): every view registered, the answer tens of degrees off. Such a model's
+        relative pose of a linked pair no longer explains that pair's verified matches, which
+        a sound model does (their Sampson distances to its epipolar geometry, in pixels).
+        Only pairs with at least 4 x `min_edge_inliers` verified matches are judged: a weak
+        pair can be a chance geometry (repeated structure) that a sound model rightly ignores
+        (a templeRing bridge answered within 2.5 deg while contradicting 33- and 56-match pairs).
+        """
+        poses = {
+            image.name: image.cam_from_world()
+            for image in reconstruction.images.values()
+            if image.has_pose
+        }
+        threshold = float(self.conf["ransac_max_error_px"])
+        strong = 4 * int(self.conf["min_edge_inliers"])
+        for (i, j), inliers in sorted(verified.items()):
+            if view_name(i) not in poses or view_name(j) not in poses or len(inliers) < strong:
+                continue
+            j_from_i = poses[view_name(j)] * poses[view_name(i)].inverse()
+            K_i, K_j = np.asarray(views[i].K, float), np.asarray(views[j].K, float)
+            distances = mean_focal(K_i, K_j) * np.abs(
+                sampson_residuals(
+                    np.asarray(j_from_i.rotation.matrix()),
+                    np.asarray(j_from_i.translation, float).ravel(),
+                    calibrate(feats[i].keypoints[inliers[:, 0]], K_i),
+                    calibrate(feats[j].keypoints[inliers[:, 1]], K_j),
+                )
+            )
+            agreement = float(np.mean(distances <= threshold))
+            if agreement < float(self.conf["min_pair_agreement"]):
+                raise EstimationError(
+                    Status.INSUFFICIENT_OVERLAP,
+                    f"COLMAP's model contradicts the views it was built from: only "
+                    f"{agreement:.0%} of the {len(inliers)} verified matches of views {i} and "
+                    f"{j} agree with it (within {threshold:g} px; "
+                    f">= {self.conf['min_pair_agreement']:.0%} needed)",
+                )
 
     def _covariance(
         self, reconstruction, first, last, a_from_b, norm: float, num_views: int
