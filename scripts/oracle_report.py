@@ -8,8 +8,10 @@ bridge (wall clock, and CPU time of the process: the wall clock depends on the m
     python scripts/oracle_report.py [SET ...] [--per-bin 10] [--seed 0] [--mode chain]
         [--pose colmap] [--max-side 640] [--matcher orb] [--json out.json]
 
-SET: Middlebury-layout folders (default: test/data/templering and the Strecha walks in
-../shared/data/strecha when present).
+SET: Middlebury-layout folders, or posed-pairs folders whose pairs share images (each
+connected group of images becomes a view set: eval.oracle.views_from_pairs). Default:
+test/data/templering, the Strecha walks in ../shared/data/strecha when present, and the
+fixture test/data/posed_pairs_fixture.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from posecrafter_ros.eval.datasets import load_middlebury, make_pair
+from posecrafter_ros.eval.datasets import load_middlebury, load_posed_pairs, make_pair
 from posecrafter_ros.eval.metrics import summarize
-from posecrafter_ros.eval.oracle import run_oracle
+from posecrafter_ros.eval.oracle import run_oracle, views_from_pairs
 from posecrafter_ros.stages.pose import DEFAULT_COLMAP_CONF
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +38,17 @@ def default_sets() -> list[Path]:
     sets = [ROOT / "test/data/templering"]
     if STRECHA.is_dir():
         sets += sorted(p for p in STRECHA.iterdir() if list(p.glob("*_par.txt")))
-    return sets
+    return sets + [ROOT / "test/data/posed_pairs_fixture"]
+
+
+def view_sets(folder: Path) -> list[tuple[str, list]]:
+    """(name, views) of the view sets in a Middlebury or posed-pairs folder."""
+    if (folder / "pairs.json").is_file():
+        return [
+            (f"{folder.name}/{views[0].group}", views)
+            for views in views_from_pairs(load_posed_pairs(folder))
+        ]
+    return [(folder.name, load_middlebury(folder))]
 
 
 def sample(views, per_bin: int, rng) -> dict[str, list[tuple[int, int]]]:
@@ -89,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'R@15':>5} {'R@30':>5} {'AUC@30':>7} {'s/bridge':>8} {'cpu s':>8}"
     )
     dump = []
-    for folder in args.sets or default_sets():
-        views = load_middlebury(folder)
+    for set_name, views in [s for folder in args.sets or default_sets() for s in view_sets(folder)]:
         chosen = sample(views, args.per_bin, np.random.default_rng(args.seed))
         for bin_name, index_pairs in chosen.items():
             if not index_pairs:
@@ -106,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 timing = f"{seconds:8.2f} {cpu_seconds:8.2f}" if row_name == "oracle" else ""
                 print(
-                    f"{folder.name[:16]:>16} {bin_name:>6} {row_name:>7} {s['n']:3d} "
+                    f"{set_name[-16:]:>16} {bin_name:>6} {row_name:>7} {s['n']:3d} "
                     f"{s['MRE']:7.2f} {s['MTE']:7.2f} {s['R@5']:5.2f} {s['R@15']:5.2f} "
                     f"{s['R@30']:5.2f} {s['AUC@30']:7.3f} {timing}",
                     flush=True,
@@ -114,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 dump.append(
                     {
-                        "set": folder.name,
+                        "set": set_name,
                         "bin": bin_name,
                         "pair": r.name,
                         "rotation_deg": r.rotation_deg,

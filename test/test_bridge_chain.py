@@ -142,3 +142,20 @@ def test_fms_selection_is_reproducible_on_real_frames():
         runs.append((selection.indices, selection.scores, selection.all_scores))
     assert runs[0] == runs[1] == runs[2], runs
     assert min(runs[0][2]) > 0 and len(runs[0][0]) == 4  # a real selection, not an empty one
+
+
+def test_posed_pairs_become_view_sets_for_the_oracle():
+    from posecrafter_ros.eval.datasets import load_posed_pairs
+    from posecrafter_ros.eval.oracle import views_from_pairs
+
+    pairs = load_posed_pairs(Path(__file__).parent / "data" / "posed_pairs_fixture")
+    sets = {views[0].group: views for views in views_from_pairs(pairs)}
+    assert sorted(sets) == ["middlebury_templeRing", "robovision"]
+    assert [v.name for v in sets["robovision"]] == [f"image_camera0{k}" for k in (1, 2, 3, 4, 7)]
+    # Poses are chained from the pairs with camera 1 (a star); the one pair that is not part
+    # of the chain (cameras 3 and 7) is reproduced by the chained poses.
+    by_path = {v.image_path: v for views in sets.values() for v in views}
+    for pair in pairs:
+        chained = make_pair(by_path[pair.image0], by_path[pair.image1])
+        assert np.allclose(chained.R_0to1, pair.R_0to1, atol=1e-6)
+        assert np.allclose(chained.t_0to1, pair.t_0to1, atol=1e-6)

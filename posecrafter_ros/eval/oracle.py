@@ -3,7 +3,8 @@ multi-view pose on {A, selected, B}; side by side with the OpenCV baseline and t
 
 The views are put in their capture-like order first (eval.datasets.sequence_order, which also
 says whether the set is a ring); the candidates of a pair are the views between A and B in
-that order, the shorter way round a ring.
+that order, the shorter way round a ring. A set of posed pairs (the fixture's layout) becomes
+view sets too where its pairs share images (`views_from_pairs`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from posecrafter_ros.core.covariance import so3_log
 from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.twoview import estimate_two_view
 from posecrafter_ros.core.types import EstimationError, RunContext
-from posecrafter_ros.eval.datasets import PosedView, make_pair, sequence_order
+from posecrafter_ros.eval.datasets import PosedPair, PosedView, make_pair, sequence_order
 from posecrafter_ros.eval.frames import view_keyframe
 from posecrafter_ros.stages import Placement, build_stage
 from posecrafter_ros.stages.select import FeatureMatchingSelector
@@ -37,6 +40,51 @@ class OracleComparison:
     cpu_seconds: float = 0.0  # ... CPU time of this process (all threads): load-independent
     covariance: Any = None  # [6 x 6] of the oracle answer, None when it failed
     rotation_error: Any = None  # [3] log(R_est R_true^T) in A's frame (radians), None if failed
+
+
+def views_from_pairs(pairs: Sequence[PosedPair]) -> list[list[PosedView]]:
+    """View sets of the images that posed pairs connect: one set per connected component,
+    named by its pairs' source, poses chained from its first image (x_1 = R_0to1 x_0 + t_0to1; world = that image's
+    camera). A component of two images has no frame between any pair and is left out."""
+    neighbours: dict = {}
+    for pair in pairs:
+        neighbours.setdefault(pair.image0, []).append((pair.image1, pair.R_0to1, pair.t_0to1))
+        R_back = pair.R_0to1.T
+        neighbours.setdefault(pair.image1, []).append((pair.image0, R_back, -R_back @ pair.t_0to1))
+    intrinsics = {p.image0: (p.K0, p.meta.get("size0")) for p in pairs}
+    intrinsics.update({p.image1: (p.K1, p.meta.get("size1")) for p in pairs})
+    # The group: the pair's source (the fixture names one), else the images' folder.
+    source = {p.image0: p.meta.get("source") or p.image0.parent.name for p in pairs}
+    placed: dict = {}
+    sets = []
+    for root in neighbours:
+        if root in placed:
+            continue
+        placed[root] = (np.eye(3), np.zeros(3))
+        component, queue = [root], [root]
+        while queue:
+            image = queue.pop(0)
+            R0, t0 = placed[image]
+            for other, R, t in neighbours[image]:
+                if other not in placed:
+                    placed[other] = (R @ R0, R @ t0 + t)
+                    component.append(other)
+                    queue.append(other)
+        if len(component) > 2:
+            sets.append(
+                [
+                    PosedView(
+                        path,
+                        intrinsics[path][0],
+                        *placed[path],
+                        name=path.stem,
+                        group=source.get(root, root.parent.name),
+                        image_size=intrinsics[path][1],
+                    )
+                    for path in sorted(component)
+                ]
+            )
+    return sets
 
 
 def run_oracle(
