@@ -13,7 +13,7 @@ from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import view_keyframe
 from posecrafter_ros.pipeline import Pipeline
-from posecrafter_ros.stages.pose import ColmapMultiViewPose, connected
+from posecrafter_ros.stages.pose import ColmapMultiViewPose, ColmapPoseConfig, connected
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,7 +39,7 @@ def test_colmap_bridges_a_ring_pair_in_the_project_conventions(ring):
     views, keyframes = ring
     pair = make_pair(views[12], views[20])
     assert pair.rotation_deg > 55  # beyond what the direct path answers on this ring
-    raw = ColmapMultiViewPose({"covariance_scale": 1.0})  # COLMAP's own BA covariance
+    raw = ColmapMultiViewPose(ColmapPoseConfig(covariance_scale=1.0))  # COLMAP's own BA covariance
     pose = raw.estimate([keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext())
     rot_err, trans_err = pair_errors(pose.to_epipolar(), pair)  # pose: B in A, p_A = R p_B + t
     assert rot_err < 5.0 and trans_err < 10.0  # at 320 px
@@ -68,7 +68,9 @@ def test_colmap_reports_views_that_do_not_connect(ring):
 def test_colmap_with_learned_matching(walk):
     views, keyframes = walk
     pair = make_pair(views[2], views[5])
-    model = ColmapMultiViewPose({"matcher": {"name": "xfeat_lighterglue", "top_k": 512}})
+    model = ColmapMultiViewPose.from_config(
+        {"matcher": {"name": "xfeat_lighterglue", "top_k": 512}}
+    )
     pose = model.estimate([keyframes[i] for i in (2, 3, 4, 5)], RunContext())
     rot_err, _ = pair_errors(pose.to_epipolar(), pair)
     assert rot_err < 3.0

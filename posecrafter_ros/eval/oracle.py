@@ -58,7 +58,7 @@ def run_oracle(
     sequence = sequence_order(views)
     position = {view: k for k, view in enumerate(sequence.order)}
     source = OracleSource([keyframes[i] for i in sequence.order], cyclic=sequence.cyclic)
-    selector = FeatureMatchingSelector(fms_conf)
+    selector = FeatureMatchingSelector.from_config(fms_conf)
     pose_conf = dict(pose_conf or {"type": "colmap"})
     pose_model = build_stage("pose_model", pose_conf, Placement())
     rows = []

@@ -34,12 +34,12 @@ Feature Matching Selector: they would score highest while adding no view between
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
-from ..core.config import check_keys
+from ..core.config import check_keys, strict_config
 from ..core.imageops import cover_crop
 from ..core.render import (
     VIEWCRAFTER_POINTS_PER_PIXEL,
@@ -104,10 +104,9 @@ class ViewSynthesisConfig:
     device: str = "cpu"
 
     @classmethod
-    def from_dict(cls, conf: dict[str, Any], section: str = "synthesizer.render"):
+    def from_dict(cls, conf: Mapping[str, Any] | None, section: str = "bridge.synthesizer.render"):
         """Raises ValueError naming `section` and the valid keys for an unknown key."""
-        check_keys(section, conf, (f.name for f in fields(cls)))
-        return cls(**conf)
+        return strict_config(cls, section, conf)
 
 
 @dataclass
