@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from posecrafter_ros.core.types import EstimateOptions, EstimationError, RunContext, Status
-from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import view_keyframe
+from posecrafter_ros.eval.metrics import pair_errors
 from posecrafter_ros.pipeline import Pipeline
 from posecrafter_ros.stages.pose import ColmapMultiViewPose, ColmapPoseConfig, connected
 
@@ -90,3 +90,31 @@ def test_cpu_profile_bridges_an_extreme_walk_pair_through_real_frames(walk):
     assert result.diagnostics.num_candidate_frames == 6  # views 2..7, between A and B
     rot_err, trans_err = pair_errors(result.pose.to_epipolar(), pair)
     assert rot_err < 5.0 and trans_err < 10.0
+
+
+def test_oracle_benchmark_runs_the_evaluation_rows(walk):
+    """eval.oracle.run_oracle: the baseline and direct rows of eval/rows.py beside the oracle
+    bridge, whose answer agrees with its own rotation error vector."""
+    from posecrafter_ros.eval.oracle import run_oracle
+
+    views, _ = walk
+    j = next(j for j in range(1, len(views)) if make_pair(views[0], views[j]).rotation_deg > 50)
+    (row,) = run_oracle(views, [(0, j)], max_candidates=8, max_side=320)
+    assert set(row.errors) == {"baseline", "direct", "oracle"}
+    assert row.rotation_deg > 50 and 0 < len(row.selected) <= 6
+    assert all(0 < k < j for k in row.selected)  # a walk: the views between A and B
+    oracle_rot, _ = row.errors["oracle"]
+    assert oracle_rot < 5.0, row.message
+    assert np.isclose(np.degrees(np.linalg.norm(row.rotation_error)), oracle_rot, atol=1e-3)
+    assert row.covariance.shape == (6, 6) and row.cpu_seconds > 0
+
+
+def test_direct_benchmark_compares_the_direct_and_baseline_rows(walk):
+    from posecrafter_ros.eval.direct_bench import compare_direct_to_opencv
+
+    views, _ = walk
+    pair = make_pair(views[0], views[1])
+    (row,) = compare_direct_to_opencv([pair], repeats=1)
+    assert row.direct_accepted and row.direct_rotation_error < 2.0
+    assert row.baseline_rotation_error < 5.0
+    assert row.direct_seconds > 0 and row.baseline_seconds > 0

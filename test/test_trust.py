@@ -23,9 +23,9 @@ from posecrafter_ros.core.twoview import (
     resolve_conf,
 )
 from posecrafter_ros.core.types import Keyframe
-from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import pair_keyframes
+from posecrafter_ros.eval.metrics import pair_errors
 
 RING = Path(__file__).parent / "data" / "templering"
 FOUNTAIN = Path(__file__).parent / "data" / "fountain"
