@@ -239,7 +239,7 @@ def test_query_cli_action_shows_a_direct_answer_as_complete(cpu_node, posed_pair
         )
         yamls.append(str(path))
     proc = subprocess.run(
-        [sys.executable, "-m", "posecrafter_ros.cli.query", str(pair.image0), str(pair.image1)]
+        [sys.executable, "-m", "posecrafter_ros.ros.query", str(pair.image0), str(pair.image1)]
         + ["--camera-info", *yamls, "--service", node.service, "--action", "--timeout", "120"],
         capture_output=True,
         text=True,

@@ -205,7 +205,7 @@ def test_translation_direction_mahalanobis_is_the_tangent_angle():
 
 def test_query_cli_checks_the_camera_info_size_against_the_image(tmp_path, capsys):
     pytest.importorskip("rclpy")  # the CLI needs ROS 2 before it reads anything
-    from posecrafter_ros.cli import query
+    from posecrafter_ros.ros import query
 
     yaml_path = tmp_path / "cam.yaml"
     yaml_path.write_text(
