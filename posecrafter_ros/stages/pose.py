@@ -141,8 +141,7 @@ class ColmapMultiViewPose:
                     and len(inliers) >= self.conf.min_edge_inliers
                 ):
                     verified[(i, j)] = inliers
-            if ctx is not None:
-                ctx.report(0.6 * done / len(pairs))
+            ctx.report(done / len(pairs))
         return verified
 
     def estimate(self, views: Sequence[Keyframe], ctx: RunContext) -> RelativePose:
@@ -153,7 +152,8 @@ class ColmapMultiViewPose:
             )
         cameras = [_camera(v) for v in views]
         feats = [self.matcher.extract(v.image) for v in views]
-        verified = self._verified_pairs(views, cameras, feats, ctx)
+        with ctx.subspan(0.0, 0.6):  # two-view verification; the mapper then takes most of the rest
+            verified = self._verified_pairs(views, cameras, feats, ctx)
         if not connected(n, verified, 0, n - 1):
             raise EstimationError(
                 Status.INSUFFICIENT_OVERLAP,
@@ -163,8 +163,7 @@ class ColmapMultiViewPose:
             )
         with tempfile.TemporaryDirectory(prefix="posecrafter_colmap_") as workdir:
             reconstruction = self._map(Path(workdir), cameras, feats, verified)
-        if ctx is not None:
-            ctx.report(0.9)
+        ctx.report(0.9)
         images = {image.name: image for image in reconstruction.images.values()}
         first, last = images[view_name(0)], images[view_name(n - 1)]
         a_from_world, b_from_world = first.cam_from_world(), last.cam_from_world()
@@ -177,8 +176,7 @@ class ColmapMultiViewPose:
                 Status.INSUFFICIENT_OVERLAP, "first and last camera centres coincide"
             )
         covariance = self._covariance(reconstruction, first, last, a_from_b, norm)
-        if ctx is not None:
-            ctx.report(1.0)
+        ctx.report(1.0)
         return RelativePose(R, t / norm, covariance, scale_known=False)
 
     def _map(self, workdir: Path, cameras, feats, verified):

@@ -348,12 +348,13 @@ class PointCloudViewSynthesizer:
         num_cameras = len(trajectory)
         renders = np.empty((num_cameras, conf.height, conf.width, 3), dtype=np.uint8)
         masks = np.empty((num_cameras, conf.height, conf.width), dtype=bool)
-        for frame in range(num_cameras):
-            rendering = renderer.render(
-                trajectory.cam_to_world[frame], trajectory.K[frame], conf.height, conf.width
-            )
-            renders[frame], masks[frame] = rendering.image, rendering.mask
-            ctx.report(RENDER_PROGRESS_SHARE * (frame + 1) / num_cameras)
+        with ctx.subspan(0.0, RENDER_PROGRESS_SHARE):
+            for frame in range(num_cameras):
+                rendering = renderer.render(
+                    trajectory.cam_to_world[frame], trajectory.K[frame], conf.height, conf.width
+                )
+                renders[frame], masks[frame] = rendering.image, rendering.mask
+                ctx.report((frame + 1) / num_cameras)
         if conf.replace_key_renders:
             for key, frame in trajectory.key_frame_indices().items():
                 renders[frame] = model_relay.images[key]
@@ -387,6 +388,7 @@ class PointCloudViewSynthesizer:
                 generated = self._generate(
                     renders[clip_frames], model_relay.images[nearest_key], masks[clip_frames], ctx
                 )
+                ctx.report(1.0)
             for offset in range(1, conf.num_frames):
                 frame = first + offset
                 if frame == num_cameras - 1:
@@ -400,9 +402,6 @@ class PointCloudViewSynthesizer:
                         cam_to_world=trajectory.cam_to_world[frame].copy(),
                     )
                 )
-            ctx.report(
-                RENDER_PROGRESS_SHARE + (1.0 - RENDER_PROGRESS_SHARE) * (clip + 1) / num_clips
-            )
         return candidates
 
     def _generate(
