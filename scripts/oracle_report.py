@@ -26,12 +26,12 @@ import numpy as np
 from posecrafter_ros.eval.datasets import load_middlebury, load_posed_pairs, make_pair
 from posecrafter_ros.eval.metrics import summarize
 from posecrafter_ros.eval.oracle import run_oracle, views_from_pairs
-from posecrafter_ros.stages.pose import DEFAULT_COLMAP_CONF
+from posecrafter_ros.stages.pose import ColmapPoseConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STRECHA = ROOT.parent / "shared" / "data" / "strecha"
 BINS = {"50-65": (50.0, 65.0), "65-90": (65.0, 90.0), "90-180": (90.0, 180.0)}
-ROWS = ("opencv", "direct", "oracle")
+ROWS = ("baseline", "direct", "oracle")
 
 
 def default_sets() -> list[Path]:
@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         pose_conf["matcher"] = {"name": args.matcher}
     # What scripts/bridge_covariance.py needs to recover COLMAP's own covariance from a row.
     covariance_model = (
-        {k: DEFAULT_COLMAP_CONF[k] for k in ("covariance_scale", "rotation_sigma_per_link_deg")}
+        {
+            "covariance_scale": ColmapPoseConfig().covariance_scale,
+            "rotation_sigma_per_link_deg": ColmapPoseConfig().rotation_sigma_per_link_deg,
+        }
         if args.pose == "colmap"
         else None
     )
