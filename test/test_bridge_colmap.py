@@ -118,3 +118,30 @@ def test_direct_benchmark_compares_the_direct_and_baseline_rows(walk):
     assert row.direct_accepted and row.direct_rotation_error < 2.0
     assert row.baseline_rotation_error < 5.0
     assert row.direct_seconds > 0 and row.baseline_seconds > 0
+
+
+def test_colmap_refuses_a_model_that_contradicts_its_view_pairs(walk, tmp_path):
+    # A sound model passes the check; tilt one of its cameras by 3 deg (as a bent model's
+    # views are off) and the pairs through that view no longer agree: the answer is refused.
+    import cv2
+    import pycolmap
+
+    from posecrafter_ros.stages.pose import _camera
+
+    _, keyframes = walk
+    bridge = [keyframes[i] for i in (2, 3, 4, 5)]
+    model = ColmapMultiViewPose()
+    cameras = [_camera(view) for view in bridge]
+    feats = [model.matcher.extract(view.image) for view in bridge]
+    verified = model._verified_pairs(bridge, cameras, feats, RunContext())
+    assert min(len(inliers) for inliers in verified.values()) >= 4 * 25  # all judged
+    reconstruction = model._map(tmp_path, cameras, feats, verified)
+    model._check_agreement(reconstruction, bridge, feats, verified)  # sound: no refusal
+    image = next(im for im in reconstruction.images.values() if im.name == "v2")
+    frame = reconstruction.frame(image.frame_id)
+    tilt = pycolmap.Rotation3d(cv2.Rodrigues(np.array([np.radians(3.0), 0.0, 0.0]))[0])
+    frame.rig_from_world = pycolmap.Rigid3d(tilt, np.zeros(3)) * frame.rig_from_world
+    with pytest.raises(EstimationError) as info:
+        model._check_agreement(reconstruction, bridge, feats, verified)
+    assert info.value.status == Status.INSUFFICIENT_OVERLAP
+    assert re.search(r"contradicts .* views 0 and 2 agree", info.value.message)
