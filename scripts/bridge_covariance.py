@@ -62,7 +62,7 @@ def coverage(answers: list[Answer], scale: float, sigma_deg: float) -> float:
 
 def calibrated_scale(answers: list[Answer], sigma_deg: float) -> float | None:
     """Smallest s with COVERAGE of the answers inside (bisection in log s); None if none."""
-    if coverage(answers, 0.0, sigma_deg) >= COVERAGE and sigma_deg > 0:
+    if sigma_deg > 0 and coverage(answers, 0.0, sigma_deg) >= COVERAGE:
         return 0.0
     lo, hi = 1e-3, 1e7
     if coverage(answers, hi, sigma_deg) < COVERAGE:
