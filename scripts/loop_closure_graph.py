@@ -53,7 +53,12 @@ def import_gtsam():
 
 def held_out_conf(cache: Path, scene: str) -> dict:
     """The direct conf whose gate and covariance were fitted on every scene but `scene`."""
-    from posecrafter_ros.eval.trust import Sample, fit_trust, fixed_gate_settings, load_corpus
+    from posecrafter_ros.eval.trust import (
+        Sample,
+        fit_trust_chosen,
+        fixed_gate_settings,
+        load_corpus,
+    )
 
     measurements = pickle.loads(cache.read_bytes())
     corpus = load_corpus(SHARED / "strecha", SHARED / "templering_sequence", None)
@@ -66,7 +71,7 @@ def held_out_conf(cache: Path, scene: str) -> dict:
     ]
     if not train:
         sys.exit(f"ERROR: {cache} holds no measurement of a scene other than {scene}")
-    trust = fit_trust(train, gate_defaults=fixed_gate_settings())
+    trust = fit_trust_chosen(train, gate_defaults=fixed_gate_settings())
     return {"gate": trust["gate"], "covariance": trust["covariance"]}
 
 

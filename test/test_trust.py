@@ -289,3 +289,47 @@ def test_leave_one_scene_out_fits_without_the_held_out_scene_and_calibrates():
     )
     in_sample = evaluate(samples, fit_trust(samples, gate_defaults=defaults)).row()
     assert in_sample[">15deg"] == 0.0 and in_sample["accept<50"] > 0.5
+
+
+def test_operating_point_is_chosen_out_of_sample_against_the_targets():
+    from posecrafter_ros.eval.trust import (
+        OPERATING_POINTS,
+        choose_operating_point,
+        fit_trust_chosen,
+        fixed_gate_settings,
+        leave_one_scene_out,
+        meets_targets,
+        pooled_report,
+    )
+
+    rng = np.random.default_rng(1)
+    samples = [
+        sample
+        for scene, n in (("a", 90), ("b", 60), ("c", 30))
+        for sample in synthetic_samples(rng, scene, n, 2.0, 0.3)
+    ]
+    # A sixth of the wrong answers look like the weakest right ones: a looser threshold
+    # accepts more right answers and lets some of these through.
+    wrong = [s for s in samples if s.rotation_error_deg > 15.0]
+    for sample in wrong[::6]:
+        sample.measurement.features["log_inliers"] = np.log(rng.uniform(40, 150))
+        sample.measurement.features["coverage"] = rng.uniform(0.25, 0.45)
+    defaults = fixed_gate_settings()
+    train = [s for s in samples if s.scene != "c"]
+    options, report = choose_operating_point(train, defaults)
+    assert options in OPERATING_POINTS
+    # The choice is the most accepting operating point whose nested held-out answers (on the
+    # training scenes only) meet the targets.
+    candidates = [
+        (pooled_report(leave_one_scene_out(train, gate_defaults=defaults, **o)), o)
+        for o in OPERATING_POINTS
+    ]
+    meeting = [r.accepted_under_50 for r, _ in candidates if meets_targets(r)]
+    assert 0 < len(meeting) < len(candidates), "the disguised answers break some points only"
+    assert meets_targets(report)
+    assert report.accepted_under_50 == max(meeting)
+    # The outer held-out scene never takes part in choosing its own operating point.
+    held_out = leave_one_scene_out(samples, fit=fit_trust_chosen, gate_defaults=defaults)
+    fitted_c = held_out["c"][1]
+    assert {k: fitted_c["operating_point"][k] for k in options} == options
+    assert fitted_c == fit_trust_chosen(train, defaults)
