@@ -33,6 +33,7 @@ from posecrafter_ros.eval.trust import (
     load_corpus,
     measure_corpus,
     pooled_report,
+    verdicts_under_50,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             print(format_row(scene, report, operating_point(fitted)))
         pooled = pooled_report(held_out)
         print(format_row("all held-out", pooled))
+        print("verdicts on the pairs under 50 deg (gate criterion, measured pose right or wrong):")
+        for scene, (_, fitted) in held_out.items():
+            test = [s for s in samples if s.scene == scene]
+            verdicts = ", ".join(f"{k} {n}" for k, n in verdicts_under_50(test, fitted).items())
+            print(f"{scene:>18s}: {verdicts}")
         trust = fit_trust_chosen(samples, gate_defaults=fixed_gate_settings())
         print(f"fitted on all scenes: {json.dumps(trust)}")
         print(format_row("in-sample (info)", evaluate(samples, trust), operating_point(trust)))

@@ -263,6 +263,7 @@ def test_leave_one_scene_out_fits_without_the_held_out_scene_and_calibrates():
         fit_trust,
         fixed_gate_settings,
         leave_one_scene_out,
+        verdicts_under_50,
     )
 
     rng = np.random.default_rng(0)
@@ -289,6 +290,15 @@ def test_leave_one_scene_out_fits_without_the_held_out_scene_and_calibrates():
     )
     in_sample = evaluate(samples, fit_trust(samples, gate_defaults=defaults)).row()
     assert in_sample[">15deg"] == 0.0 and in_sample["accept<50"] > 0.5
+    # Every pair under 50 deg gets one verdict; the accepted ones are the report's.
+    test_c = [s for s in samples if s.scene == "c"]
+    verdicts = verdicts_under_50(test_c, held_out["c"][1])
+    report_c = held_out["c"][0]
+    assert sum(verdicts.values()) == report_c.pairs_under_50
+    accepted = verdicts.get("accepted (right pose)", 0) + verdicts.get("accepted (wrong pose)", 0)
+    assert accepted == report_c.accepted_under_50
+    weak = sum(n for key, n in verdicts.items() if key.startswith("p_wrong"))
+    assert weak > 0, "the gross errors are refused for their weak support"
 
 
 def test_operating_point_is_chosen_out_of_sample_against_the_targets():

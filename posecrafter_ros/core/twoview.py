@@ -291,7 +291,7 @@ def judge(m: Measurement, resolved: dict[str, dict[str, Any]]) -> TwoViewEstimat
             f"{info['parallax_deg']:.2f} deg): the rotation is answered, the translation is "
             "unobservable (zero, with a large covariance)"
         )
-    info.update(rotation_sigma_deg=sigma_deg, p_wrong=p_wrong)
+    info.update(rotation_sigma_deg=sigma_deg, p_wrong=p_wrong, gate_criterion=decision.criterion)
     return TwoViewEstimate(
         RelativePose(m.R, m.t, covariance, scale_known=False),
         m.num_matches,

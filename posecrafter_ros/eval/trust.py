@@ -424,6 +424,24 @@ def evaluate(samples: Sequence[Sample], trust: dict[str, Any]) -> TrustReport:
     return TrustReport(**{k: int(v) for k, v in counts.items()})
 
 
+def verdicts_under_50(samples: Sequence[Sample], trust: dict[str, Any]) -> dict[str, int]:
+    """Why the pairs under 50 deg were or were not answered: counts by the gate criterion that
+    decided (core.gate.CRITERIA; "no_pose" when no geometry was found) and by whether the
+    measured pose was right (rotation error < WRONG_DEG), e.g. "p_wrong (right pose)" (a
+    right answer the gate refused) or "accepted (wrong pose)" (a false accept)."""
+    counts: dict[str, int] = {}
+    for sample, estimate in zip(samples, _judge_all(samples, trust)):
+        if sample.rotation_deg >= 50.0:
+            continue
+        if estimate.pose is None:
+            key = "no_pose"
+        else:
+            right = sample.rotation_error_deg < WRONG_DEG
+            key = f"{estimate.info['gate_criterion']} ({'right' if right else 'wrong'} pose)"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def leave_one_scene_out(
     samples: Sequence[Sample], fit=fit_trust, **fit_options
 ) -> dict[str, tuple[TrustReport, dict[str, Any]]]:
