@@ -10,7 +10,7 @@ chooses its operating point by leaving one of its own training scenes out at a t
 Finally fit on all scenes and, with --write, store the numbers in
 posecrafter_ros/core/matching/trust/<name>.json.
 
-    python scripts/calibrate_trust.py [--matchers orb xfeat_lighterglue ...] [--write]
+    python scripts/calibrate_trust.py [--matchers sift orb xfeat_lighterglue ...] [--write]
         [--strecha ../shared/data/strecha] [--templering ../shared/data/templering_sequence]
         [--posed-pairs ../shared/data/posed_pairs_fixture] [--run-dir runs/trust]
 """
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from posecrafter_ros.core.matching import matcher_class
-from posecrafter_ros.core.twoview import TRUST_DIR
+from posecrafter_ros.core.twoview import DEFAULT_MATCHER_CONF, TRUST_DIR
 from posecrafter_ros.eval.trust import (
     TrustReport,
     evaluate,
@@ -57,7 +57,7 @@ def operating_point(trust: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--matchers", nargs="+", default=["orb"])
+    parser.add_argument("--matchers", nargs="+", default=[DEFAULT_MATCHER_CONF["name"]])
     parser.add_argument("--strecha", type=Path, default=SHARED / "strecha")
     parser.add_argument("--templering", type=Path, default=SHARED / "templering_sequence")
     parser.add_argument("--posed-pairs", type=Path, default=SHARED / "posed_pairs_fixture")

@@ -14,6 +14,7 @@ from posecrafter_ros.core.camera import check_distortion, undistort_keyframe, un
 from posecrafter_ros.core.covariance import so3_exp, translation_direction_mahalanobis2
 from posecrafter_ros.core.matching import MATCHERS, get_matcher
 from posecrafter_ros.core.twoview import (
+    DEFAULT_MATCHER_CONF,
     TRUST_DIR,
     estimate_two_view,
     judge,
@@ -169,7 +170,7 @@ def test_pure_rotation_warp_of_a_real_image(pair):
 
 def test_every_shipped_trust_file_is_complete_and_a_missing_one_refuses(pair):
     shipped = sorted(p.stem for p in TRUST_DIR.glob("*.json"))
-    assert "orb" in shipped  # the default direct path has fitted numbers
+    assert DEFAULT_MATCHER_CONF["name"] in shipped  # the default direct path has fitted numbers
     for name in shipped:
         record = json.loads((TRUST_DIR / f"{name}.json").read_text())
         assert name in MATCHERS and record["matcher"]["name"] == name
@@ -183,13 +184,14 @@ def test_every_shipped_trust_file_is_complete_and_a_missing_one_refuses(pair):
         assert record["covariance"]["inflation"] >= 1.0
         assert record["held_out"], "held-out figures are stored with the fit"
     # A matcher without a file is never gated with another matcher's numbers: the same
-    # well-supported ORB measurement is refused under its conf, and the reason says why.
+    # well-supported measurement of the default matcher is refused under its conf, and the
+    # reason says why.
     missing = next(name for name in sorted(MATCHERS) if load_trust(name) is None)
     kf_a, kf_b = pair_keyframes(pair)
-    orb = resolve_conf({})
-    corr, _ = match_keyframes(get_matcher(orb["matcher"]), kf_a, kf_b)
-    measurement = measure(corr, orb["geometry"])
-    assert judge(measurement, orb).accepted
+    default = resolve_conf({})
+    corr, _ = match_keyframes(get_matcher(default["matcher"]), kf_a, kf_b)
+    measurement = measure(corr, default["geometry"])
+    assert judge(measurement, default).accepted
     refused = judge(measurement, resolve_conf({"matcher": {"name": missing}}))
     assert not refused.accepted and "calibrate_trust" in refused.reason
     assert f"{missing}.json does not exist" in refused.reason
