@@ -118,11 +118,14 @@ def test_wrong_intrinsics_are_caught_and_named(wide_pair):
     K_wrong = kf_a.K.copy()
     K_wrong[:2, :2] /= 6.0  # a focal length six times too short (true: 920 px)
     est = estimate_two_view(Keyframe(kf_a.image, K_wrong), Keyframe(kf_b.image, K_wrong))
-    assert not est.accepted
+    assert not est.accepted and est.info["gate_criterion"] == "model_support"
     assert "intrinsics" in est.reason and "likely wrong" in est.reason
-    assert est.info["feature_model_support"] < 0.5
+    # The default matcher's bound is fitted (the support of 98% of its right training answers
+    # is above it); the wrong focal falls well below it, the right one well above.
+    bound = resolve_conf({})["gate"]["min_model_support"]
+    assert est.info["feature_model_support"] < bound - 0.05
     right = estimate_two_view(kf_a, kf_b)
-    assert right.accepted and right.info["feature_model_support"] > 0.9
+    assert right.accepted and right.info["feature_model_support"] > max(bound, 0.9)
 
 
 def test_large_images_are_matched_at_the_working_resolution(pair):
@@ -345,3 +348,20 @@ def test_operating_point_is_chosen_out_of_sample_against_the_targets():
     fitted_c = held_out["c"][1]
     assert {k: fitted_c["operating_point"][k] for k in options} == options
     assert fitted_c == fit_trust_chosen(train, defaults)
+
+
+def test_intrinsics_bound_is_fitted_on_right_answers_only():
+    from posecrafter_ros.eval.trust import MODEL_SUPPORT_QUANTILE, fit_min_model_support
+
+    rng = np.random.default_rng(2)
+    samples = synthetic_samples(rng, "a", 200, 2.0, 0.3)
+    errors = np.array([s.rotation_error_deg for s in samples])
+    right = errors < 5.0
+    support = np.where(right, rng.uniform(0.7, 1.0, len(samples)), rng.uniform(0.1, 0.6, 200))
+    for sample, value in zip(samples, support):
+        sample.measurement.features["model_support"] = float(value)
+    bound = fit_min_model_support(samples, errors, floor=0.5)
+    # The wrong answers' low support does not pull the bound down.
+    assert bound == pytest.approx(np.quantile(support[right], MODEL_SUPPORT_QUANTILE), abs=0.005)
+    assert 0.7 <= bound < 0.75
+    assert fit_min_model_support(samples, errors, floor=0.8) == 0.8

@@ -53,6 +53,8 @@ INFLATIONS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
 ROTATION_FLOORS_DEG = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 TRANSLATION_FLOORS_DEG = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
 P_WRONG_THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+# Share of the right training answers the intrinsics check may refuse (fit_min_model_support).
+MODEL_SUPPORT_QUANTILE = 0.02
 # Targets among the SUCCESS answers of scenes not used for fitting: at most this share off by
 # more than 5 deg and by more than 15 deg (what a pose-graph back end can absorb).
 TARGET_OFF_5 = 0.05
@@ -256,6 +258,9 @@ def fit_trust(
     rot_err = np.array([s.rotation_error_deg for s in posed])
     bias, weights = fit_support_model(posed, rot_err, scene_weight_power=scene_weight_power)
     gate = {**(gate_defaults or {}), "bias": bias, "weights": weights}
+    gate["min_model_support"] = fit_min_model_support(
+        posed, rot_err, float(GateConf.from_dict(gate).min_model_support)
+    )
     # Every criterion but the rotation std, which waits for the calibrated covariance.
     conf = GateConf.from_dict({**gate, "max_p_wrong": 1.0})
     p_wrong = np.array([probability_wrong(s.measurement.features, conf) for s in posed])
@@ -279,6 +284,24 @@ def fit_trust(
     accepted = supported & (p_wrong <= gate["max_p_wrong"])
     covariance = fit_covariance([s for s, a in zip(posed, accepted) if a], target_coverage)
     return {"gate": gate, "covariance": covariance}
+
+
+def fit_min_model_support(
+    posed: Sequence[Sample], rotation_errors: np.ndarray, floor: float
+) -> float:
+    """The model support (essential / fundamental inliers) below which only
+    MODEL_SUPPORT_QUANTILE of the right answers (correct intrinsics, rotation error <
+    WRONG_DEG) fall, at least `floor`: how clearly a matcher's matches must contradict the
+    intrinsics before the gate names them wrong. Cleaner matches (fewer outliers for F to
+    absorb) give right answers a support nearer 1, so the bound is a matcher's property."""
+    support = [
+        s.measurement.features["model_support"]
+        for s, error in zip(posed, rotation_errors)
+        if error < WRONG_DEG
+    ]
+    if not support:
+        return floor
+    return max(floor, round(float(np.quantile(support, MODEL_SUPPORT_QUANTILE)), 2))
 
 
 def _error_vectors(samples: Sequence[Sample]):
