@@ -21,7 +21,7 @@ Out of sample: with --trust-cache (the measurement cache of scripts/calibrate_tr
 gate and covariance used for a scene are fitted on the other scenes only.
 
     python scripts/loop_closure_graph.py [--scene ../shared/data/strecha/fountain-P11]
-        [--trust-cache runs/trust/orb-side1024-rot120.pkl] [--plot docs/loop_closure.png]
+        [--trust-cache runs/trust/sift-side1024-rot120.pkl] [--plot docs/loop_closure.png]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def import_gtsam():
 
 
 def held_out_conf(cache: Path, scene: str) -> dict:
-    """The direct conf whose gate and covariance were fitted on every scene but `scene`."""
+    """The direct conf (the cache's matcher) whose gate and covariance were fitted on every
+    scene but `scene`."""
     from posecrafter_ros.eval.trust import (
         Sample,
         fit_trust_chosen,
@@ -72,7 +73,10 @@ def held_out_conf(cache: Path, scene: str) -> dict:
     if not train:
         sys.exit(f"ERROR: {cache} holds no measurement of a scene other than {scene}")
     trust = fit_trust_chosen(train, gate_defaults=fixed_gate_settings())
-    return {"gate": trust["gate"], "covariance": trust["covariance"]}
+    # The cache is calibrate_trust.py's "<matcher>-side<max_side>-rot<deg>.pkl": the edges
+    # must come from the matcher it measured.
+    matcher = cache.stem.rsplit("-side", 1)[0]
+    return {"matcher": {"name": matcher}, "gate": trust["gate"], "covariance": trust["covariance"]}
 
 
 def to_gtsam_covariance(cov: np.ndarray, R: np.ndarray) -> np.ndarray:
