@@ -17,7 +17,7 @@ $(STAMP): $(SETUP_INPUTS)
 	touch $@
 
 demo: setup
-	$(PY) -m posecrafter_ros.cli.demo --data test/data/posed_pairs_fixture
+	$(PY) -m posecrafter_ros.ros.demo --data test/data/posed_pairs_fixture
 
 test: setup
 	$(PY) -m pytest test $(PYTEST_ARGS)

@@ -37,9 +37,9 @@ setup(
         "console_scripts": [
             "posecrafter_node = posecrafter_ros.ros.node:main",
             "posecrafter_lifecycle_node = posecrafter_ros.ros.lifecycle_node:main",
-            "posecrafter-query = posecrafter_ros.cli.query:main",
+            "posecrafter-query = posecrafter_ros.ros.query:main",
             "posecrafter-eval = posecrafter_ros.cli.eval:main",
-            "posecrafter-bag = posecrafter_ros.cli.bag:main",
+            "posecrafter-bag = posecrafter_ros.ros.bag:main",
             "posecrafter-parity = posecrafter_ros.cli.parity:main",
         ]
     },

@@ -37,15 +37,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from posecrafter_ros.core.oracle import OracleSource
     from posecrafter_ros.core.types import EstimationError, RunContext
-    from posecrafter_ros.eval.bench_common import pair_errors
     from posecrafter_ros.eval.datasets import load_middlebury, make_pair, sequence_order
     from posecrafter_ros.eval.frames import view_keyframe
+    from posecrafter_ros.eval.metrics import pair_errors
     from posecrafter_ros.stages import Placement, build_stage
-    from posecrafter_ros.stages.select import FeatureMatchingSelector
+    from posecrafter_ros.stages.select import FeatureMatchingSelector, FmsConfig
 
     cv2.setNumThreads(args.threads)
     sets = args.sets or [ROOT / "test/data/templering", ROOT / "test/data/strecha_fountain"]
-    selector = FeatureMatchingSelector({"mode": "chain"})
+    selector = FeatureMatchingSelector(FmsConfig(mode="chain"))
     models = {}
     for name in args.models:
         conf = {"type": name}

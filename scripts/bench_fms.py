@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         selection = selector.select(a, b, candidates, RunContext())
         rates.append(len(candidates) / (time.perf_counter() - started))
     print(
-        f"FMS at {SIZE[0]}x{SIZE[1]}, ORB {selector.conf['matcher'].get('num_features')} + RANSAC, "
+        f"FMS at {SIZE[0]}x{SIZE[1]}, ORB {selector.conf.matcher.get('num_features')} + RANSAC, "
         f"{len(candidates)} candidates: {np.median(rates):.1f} candidates/s "
         f"(median of {args.repeats}; "
         f"all: {', '.join(f'{r:.1f}' for r in rates)}); kept {len(selection.indices)} "

@@ -7,8 +7,8 @@
 Starts posecrafter_node (CPU profile), sends the pair inline N times and prints the round-trip
 p50/p90, the node's own direct-stage time, and the same figures for a bare OpenCV script
 doing ORB (the same settings) + ratio-test matching + five-point RANSAC + recoverPose
-in-process (eval/direct_bench.py:opencv_five_point). DESIGN section 7 targets: service p50 well under 0.2 s, and
-within 1.3x of the bare script.
+in-process (the evaluation's baseline row with eval/direct_bench.py:BASELINE_CONF). DESIGN
+section 7 targets: service p50 well under 0.2 s, and within 1.3x of the bare script.
 """
 
 from __future__ import annotations
@@ -40,16 +40,18 @@ def main() -> int:
     args = parser.parse_args()
 
     from posecrafter_ros.eval.datasets import load_posed_pairs
-    from posecrafter_ros.eval.direct_bench import BASELINE_CONF, opencv_five_point
+    from posecrafter_ros.eval.direct_bench import BASELINE_CONF
     from posecrafter_ros.eval.frames import pair_keyframes
+    from posecrafter_ros.eval.rows import BaselineRow
     from posecrafter_ros.ros.launcher import NodeProcess, local_ros_env
 
     pair = {p.name: p for p in load_posed_pairs(args.data)}[args.pair]
     a, b = pair_keyframes(pair)
+    baseline_row = BaselineRow(BASELINE_CONF)
     bare = []
     for _ in range(args.requests):
         started = time.perf_counter()
-        opencv_five_point(a, b)
+        baseline_row.estimate(a, b)
         bare.append(time.perf_counter() - started)
 
     os.environ.update(local_ros_env())

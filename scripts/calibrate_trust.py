@@ -37,7 +37,7 @@ from posecrafter_ros.eval.trust import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent.parent / "shared" / "data"
+SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the clone
 COLUMNS = ("pairs", "accept<50", "success", ">5deg", ">15deg", "in95%R", "in95%t")
 
 

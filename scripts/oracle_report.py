@@ -28,7 +28,7 @@ from posecrafter_ros.eval.oracle import run_oracle
 ROOT = Path(__file__).resolve().parent.parent
 STRECHA = ROOT.parent / "shared" / "data" / "strecha"
 BINS = {"50-65": (50.0, 65.0), "65-90": (65.0, 90.0), "90-180": (90.0, 180.0)}
-ROWS = ("opencv", "direct", "oracle")
+ROWS = ("baseline", "direct", "oracle")
 
 
 def default_sets() -> list[Path]:

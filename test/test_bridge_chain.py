@@ -56,10 +56,10 @@ def test_fms_chain_mode_joins_ends_the_paper_rule_leaves_apart():
     a, b = keyframes[12], keyframes[22]
     candidates = OracleSource(keyframes).candidates_between(12, 22)
     conf = {"top_k": 3, "min_inliers_each": 0, "min_score": 0}
-    chain = FeatureMatchingSelector({**conf, "mode": "chain"}).select(
+    chain = FeatureMatchingSelector.from_config({**conf, "mode": "chain"}).select(
         a, b, candidates, RunContext()
     )
-    paper = FeatureMatchingSelector({**conf, "mode": "paper"}).select(
+    paper = FeatureMatchingSelector.from_config({**conf, "mode": "paper"}).select(
         a, b, candidates, RunContext()
     )
     chain_views = sorted(candidates[i].index for i in chain.indices)
@@ -74,7 +74,7 @@ def test_fms_chain_mode_joins_ends_the_paper_rule_leaves_apart():
 
 def test_fms_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
-        FeatureMatchingSelector({"mode": "widest"})
+        FeatureMatchingSelector.from_config({"mode": "widest"})
 
 
 def test_a_loop_is_bridged_the_shorter_way():
@@ -120,4 +120,4 @@ def test_fms_inliers_survive_opencv_usac_asserting(monkeypatch):
     pts_b = pts_a @ np.array([[1.1, 0.1], [0.0, 1.0]]).T + 3.0  # an affine map: a homography
     pts_b[:10] = rng.uniform(0, 600, (10, 2))  # 10 outliers
     monkeypatch.setattr(fms.cv2, "findFundamentalMat", usac_asserts)
-    assert fms.ransac_inliers(pts_a, pts_b, fms.DEFAULT_FMS_CONF) == 50
+    assert fms.ransac_inliers(pts_a, pts_b, fms.FmsConfig()) == 50

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from posecrafter_ros.core.types import EstimateOptions, EstimationError, RunContext, Status
-from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import view_keyframe
+from posecrafter_ros.eval.metrics import pair_errors
 from posecrafter_ros.pipeline import Pipeline
-from posecrafter_ros.stages.pose import ColmapMultiViewPose, connected
+from posecrafter_ros.stages.pose import ColmapMultiViewPose, ColmapPoseConfig, connected
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,7 +39,7 @@ def test_colmap_bridges_a_ring_pair_in_the_project_conventions(ring):
     views, keyframes = ring
     pair = make_pair(views[12], views[20])
     assert pair.rotation_deg > 55  # beyond what the direct path answers on this ring
-    raw = ColmapMultiViewPose({"covariance_scale": 1.0})  # COLMAP's own BA covariance
+    raw = ColmapMultiViewPose(ColmapPoseConfig(covariance_scale=1.0))  # COLMAP's own BA covariance
     pose = raw.estimate([keyframes[i] for i in (12, 14, 16, 18, 20)], RunContext())
     rot_err, trans_err = pair_errors(pose.to_epipolar(), pair)  # pose: B in A, p_A = R p_B + t
     assert rot_err < 5.0 and trans_err < 10.0  # at 320 px
@@ -68,7 +68,9 @@ def test_colmap_reports_views_that_do_not_connect(ring):
 def test_colmap_with_learned_matching(walk):
     views, keyframes = walk
     pair = make_pair(views[2], views[5])
-    model = ColmapMultiViewPose({"matcher": {"name": "xfeat_lighterglue", "top_k": 512}})
+    model = ColmapMultiViewPose.from_config(
+        {"matcher": {"name": "xfeat_lighterglue", "top_k": 512}}
+    )
     pose = model.estimate([keyframes[i] for i in (2, 3, 4, 5)], RunContext())
     rot_err, _ = pair_errors(pose.to_epipolar(), pair)
     assert rot_err < 3.0
@@ -88,3 +90,31 @@ def test_cpu_profile_bridges_an_extreme_walk_pair_through_real_frames(walk):
     assert result.diagnostics.num_candidate_frames == 6  # views 2..7, between A and B
     rot_err, trans_err = pair_errors(result.pose.to_epipolar(), pair)
     assert rot_err < 5.0 and trans_err < 10.0
+
+
+def test_oracle_benchmark_runs_the_evaluation_rows(walk):
+    """eval.oracle.run_oracle: the baseline and direct rows of eval/rows.py beside the oracle
+    bridge, whose answer agrees with its own rotation error vector."""
+    from posecrafter_ros.eval.oracle import run_oracle
+
+    views, _ = walk
+    j = next(j for j in range(1, len(views)) if make_pair(views[0], views[j]).rotation_deg > 50)
+    (row,) = run_oracle(views, [(0, j)], max_candidates=8, max_side=320)
+    assert set(row.errors) == {"baseline", "direct", "oracle"}
+    assert row.rotation_deg > 50 and 0 < len(row.selected) <= 6
+    assert all(0 < k < j for k in row.selected)  # a walk: the views between A and B
+    oracle_rot, _ = row.errors["oracle"]
+    assert oracle_rot < 5.0, row.message
+    assert np.isclose(np.degrees(np.linalg.norm(row.rotation_error)), oracle_rot, atol=1e-3)
+    assert row.covariance.shape == (6, 6) and row.cpu_seconds > 0
+
+
+def test_direct_benchmark_compares_the_direct_and_baseline_rows(walk):
+    from posecrafter_ros.eval.direct_bench import compare_direct_to_opencv
+
+    views, _ = walk
+    pair = make_pair(views[0], views[1])
+    (row,) = compare_direct_to_opencv([pair], repeats=1)
+    assert row.direct_accepted and row.direct_rotation_error < 2.0
+    assert row.baseline_rotation_error < 5.0
+    assert row.direct_seconds > 0 and row.baseline_seconds > 0

@@ -71,16 +71,16 @@ GOOD_K = "camera_matrix:\n  rows: 3\n  cols: 3\n  data: [500, 0, 320, 0, 500, 24
 )
 def test_query_names_the_bad_camera_yaml(images, tmp_path, case, yaml_text, needles):
     path = camera_yaml(tmp_path / f"{case}.yaml", yaml_text)
-    code, out = run_cli("cli.query", *images, "--camera-info", path)
+    code, out = run_cli("ros.query", *images, "--camera-info", path)
     assert_one_line_error(code, out, path, *needles)
 
 
 @requires_ros
 def test_query_refuses_conflicting_or_too_many_intrinsics(images, tmp_path):
     path = camera_yaml(tmp_path / "cam.yaml", "image_width: 640\nimage_height: 480\n" + GOOD_K)
-    code, out = run_cli("cli.query", *images, "--camera-info", path, "--K", "1", "1", "1", "1")
+    code, out = run_cli("ros.query", *images, "--camera-info", path, "--K", "1", "1", "1", "1")
     assert_one_line_error(code, out, "--camera-info or --K, not both")
-    code, out = run_cli("cli.query", *images, "--camera-info", path, path, path)
+    code, out = run_cli("ros.query", *images, "--camera-info", path, path, path)
     assert_one_line_error(code, out, "got 3")
 
 
@@ -98,12 +98,12 @@ def test_eval_fails_on_a_row_that_cannot_run_unless_told_to_skip(tmp_path):
 
 
 def test_bag_eval_of_a_folder_that_is_not_a_bag(tmp_path):
-    code, out = run_cli("cli.bag", "eval", "docs", "--out", str(tmp_path / "r"))
+    code, out = run_cli("ros.bag", "eval", "docs", "--out", str(tmp_path / "r"))
     assert_one_line_error(code, out, "docs is not a readable ROS bag")
 
 
 def test_bag_help_shows_defaults_and_describes_every_option():
-    code, out = run_cli("cli.bag", "make", "--help")
+    code, out = run_cli("ros.bag", "make", "--help")
     assert code == 0
     assert "bag storage format" in out and "(default: sqlite3)" in out
 

@@ -306,6 +306,14 @@ def test_a_typo_in_any_profile_section_names_the_section_and_the_valid_keys():
     ).load()
     assert "synthesizer.render" in pipe.unavailable["synthesizer"]
     assert "point_radius" in pipe.unavailable["synthesizer"]
+    # The CPU bridge's back half: FMS and the COLMAP pose model.
+    pipe = Pipeline.from_profile(
+        "cpu", {"bridge": {"selector": {"type": "fms", "topk": 3}, "pose_model": {"pair_windw": 2}}}
+    ).load()
+    assert "bridge.selector (fms)" in pipe.unavailable["selector"]
+    assert "'top_k'" in pipe.unavailable["selector"]
+    assert "bridge.pose_model (colmap)" in pipe.unavailable["pose_model"]
+    assert "'pair_window'" in pipe.unavailable["pose_model"]
     # The profile's own keys are checked when it is read.
     with pytest.raises(ValueError, match=r"in the profile; valid keys: .*'device'"):
         Pipeline.from_profile("cpu", {"devise": "cuda"})
@@ -359,5 +367,5 @@ def test_gpu_profile_has_the_paper_settings():
     assert render["num_frames"] == 25 and (render["height"], render["width"]) == (320, 512)
     for conf in (bridge["selector"], {}):  # the profile's selector and the FMS defaults
         fms = FeatureMatchingSelector.from_config(conf).conf
-        assert fms["top_k"] == 6, conf
-        assert (fms["matcher"]["name"], fms["matcher"]["num_features"]) == ("orb", 2000), conf
+        assert fms.top_k == 6, conf
+        assert (fms.matcher["name"], fms.matcher["num_features"]) == ("orb", 2000), conf

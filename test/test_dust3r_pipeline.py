@@ -165,7 +165,9 @@ def test_tiny_model_runs_reports_progress_and_can_be_canceled():
 def test_missing_checkpoint_is_a_clear_error():
     with pytest.raises(CheckpointError, match="checkpoint"):
         Dust3rPoseModel.from_config({"type": "dust3r", "checkpoint": ""})
-    with pytest.raises(ValueError, match="unknown DUSt3R stage options"):
+    with pytest.raises(
+        ValueError, match=r"unknown key\(s\) \[.nitre.\] in bridge \(dust3r\); valid keys: .*niter"
+    ):
         Dust3rPoseModel.from_config({"tiny": True, "nitre": 3})
 
 

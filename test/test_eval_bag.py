@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from posecrafter_ros.cli import bag as bag_cli
 from posecrafter_ros.cli import eval as eval_cli
 from posecrafter_ros.eval.bag import BagTopics, bag_views, decode_image, index_bag, read_images
 from posecrafter_ros.eval.datasets import make_pair, sample_view_pairs
 from posecrafter_ros.eval.loaders import load_dataset
+from posecrafter_ros.ros import bag as bag_cli
 from posecrafter_ros.ros.replay import ServiceRow, default_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ def test_bag_cli_as_a_module_and_refusing_to_overwrite(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "posecrafter_ros.cli.bag",
+        "posecrafter_ros.ros.bag",
         "make",
         "--data",
         str(TEMPLE),

@@ -256,7 +256,7 @@ def test_evaluation_imports_neither_ros_nor_torch():
     classical rows start without torch."""
     code = (
         "import sys\n"
-        "import posecrafter_ros.cli.eval, posecrafter_ros.cli.bag, posecrafter_ros.eval.bag\n"
+        "import posecrafter_ros.cli.eval, posecrafter_ros.ros.bag, posecrafter_ros.eval.bag\n"
         "import posecrafter_ros.eval.runner, posecrafter_ros.eval.report\n"
         "print(sorted(m for m in ('rclpy', 'torch', 'rosbags', 'matplotlib') if m in sys.modules))"
     )

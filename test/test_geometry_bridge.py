@@ -11,7 +11,7 @@ from posecrafter_ros.core.oracle import OracleSource
 from posecrafter_ros.core.types import Keyframe, RunContext
 from posecrafter_ros.eval.datasets import load_middlebury
 from posecrafter_ros.eval.frames import read_rgb
-from posecrafter_ros.stages.select import FeatureMatchingSelector
+from posecrafter_ros.stages.select import FeatureMatchingSelector, FmsConfig
 
 RING = Path(__file__).parent / "data" / "templering"
 
@@ -46,7 +46,7 @@ def test_fms_prefers_frames_that_see_both_ends_and_extracts_ends_once(ring):
     a, b = keyframes[0], keyframes[4]  # 31 degrees apart
     source = OracleSource(keyframes[:12], span="all")
     candidates = source.candidates_between(0, 4)
-    selector = FeatureMatchingSelector({"top_k": 3, "min_inliers_each": 30})
+    selector = FeatureMatchingSelector(FmsConfig(top_k=3, min_inliers_each=30))
     calls = []
     extract = selector.matcher.extract
     selector.matcher.extract = lambda image: calls.append(image.shape) or extract(image)

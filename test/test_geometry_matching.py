@@ -13,7 +13,7 @@ from posecrafter_ros.core.matching import MATCHERS, build_matcher
 from posecrafter_ros.core.matching.orb import descriptor_signs, hamming_mutual_match
 from posecrafter_ros.eval.frames import read_rgb
 from posecrafter_ros.models.checkpoint import CheckpointError
-from posecrafter_ros.stages.select import ransac_inliers
+from posecrafter_ros.stages.select import FmsConfig, ransac_inliers
 
 RING = Path(__file__).parent / "data" / "templering"
 
@@ -181,7 +181,7 @@ def test_orb_lsh_index_agrees_with_brute_force():
     fa = matcher.extract(read_rgb(RING / "templeR0001.png"))
     fb = matcher.extract(read_rgb(RING / "templeR0002.png"))
     brute = matcher.match(fa, fb)
-    conf = {"ransac_threshold_px": 2.0, "ransac_confidence": 0.999, "ransac_max_iterations": 1000}
+    conf = FmsConfig(ransac_threshold_px=2.0, ransac_confidence=0.999, ransac_max_iterations=1000)
     inliers_brute = ransac_inliers(fa.keypoints[brute[:, 0]], fb.keypoints[brute[:, 1]], conf)
     assert inliers_brute > 150
     # The approximate (LSH) search supports the geometry about as well as brute force. FLANN

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from posecrafter_ros.core.twoview import estimate_two_view
-from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import pair_keyframes
+from posecrafter_ros.eval.metrics import pair_errors
 
 RING = Path(__file__).parent / "data" / "templering"
 

@@ -239,7 +239,7 @@ def test_query_cli_action_shows_a_direct_answer_as_complete(cpu_node, posed_pair
         )
         yamls.append(str(path))
     proc = subprocess.run(
-        [sys.executable, "-m", "posecrafter_ros.cli.query", str(pair.image0), str(pair.image1)]
+        [sys.executable, "-m", "posecrafter_ros.ros.query", str(pair.image0), str(pair.image1)]
         + ["--camera-info", *yamls, "--service", node.service, "--action", "--timeout", "120"],
         capture_output=True,
         text=True,
@@ -248,3 +248,53 @@ def test_query_cli_action_shows_a_direct_answer_as_complete(cpu_node, posed_pair
     assert proc.returncode == 0, proc.stdout + proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert "[100.0%]" in last and "answered directly" in last, proc.stderr
+
+
+def test_a_bug_in_the_ros_glue_is_one_guarded_internal_error(rclpy_context, monkeypatch):
+    """The callbacks' one guard, on a node built in this process (no DDS needed): an
+    exception in the glue answers INTERNAL_ERROR, is counted, frees its request slot, and an
+    action's goal is aborted with that result; the node then answers the next request."""
+    from posecrafter_ros.action import EstimateRelativePose as EstimateAction
+    from posecrafter_ros.ros.node import PoseCrafterNode
+    from posecrafter_ros.srv import EstimateRelativePose
+
+    node = PoseCrafterNode(namespace=f"/g{time.monotonic_ns()}")
+    try:
+        real_fill = node._fill
+
+        def failing_fill(response, result, a):
+            raise RuntimeError("planted glue bug")
+
+        monkeypatch.setattr(node, "_fill", failing_fill)
+        resp = node._on_service(EstimateRelativePose.Request(), EstimateRelativePose.Response())
+        assert resp.status.code == 8 and "planted glue bug" in resp.message  # INTERNAL_ERROR
+        assert node._counts["INTERNAL_ERROR"] == 1
+
+        class GoalHandle:
+            request = EstimateAction.Goal()
+            is_cancel_requested = False
+            is_active = True
+            aborted = succeeded = False
+
+            def publish_feedback(self, feedback):
+                pass
+
+            def abort(self):
+                self.aborted, self.is_active = True, False
+
+            def succeed(self):
+                self.succeeded = True
+
+        goal = GoalHandle()
+        result = node._on_action(goal)
+        assert result.status.code == 8 and "planted glue bug" in result.message
+        assert goal.aborted and not goal.succeeded
+        # Both slots were released: with the glue mended, requests are served again (an empty
+        # request is invalid, and says so).
+        monkeypatch.setattr(node, "_fill", real_fill)
+        for _ in range(node.param("max_concurrent_requests") + 1):
+            resp = node._on_service(EstimateRelativePose.Request(), EstimateRelativePose.Response())
+            assert resp.status.code == INVALID_REQUEST, resp.message
+        assert node._counts["INTERNAL_ERROR"] == 2 and node._counts["INVALID_REQUEST"] >= 3
+    finally:
+        node.destroy_node()

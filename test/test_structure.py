@@ -1,8 +1,9 @@
 """The package's layers import only downward:
-cli -> ros -> eval -> pipeline -> stages -> core -> models.
+ros -> cli -> eval -> pipeline -> stages -> core -> models.
 
-`cli/` holds the console entry points, several of which are ROS clients (posecrafter_query,
-the demo, bag replay against a live node), so it sits above `ros/`; `eval/` never imports ROS.
+`ros/` is the application: the nodes and every tool that talks to ROS or writes its bags
+(posecrafter-query, the demo, posecrafter-bag, the live-service replay). `cli/` holds the
+ROS-free console entry points (posecrafter-eval, posecrafter-parity); `eval/` never imports ROS.
 
 Every import counts, including the lazy ones inside functions, so the walk reads the source
 with `ast` instead of importing it. Module cycles are refused as well.
@@ -25,8 +26,8 @@ LAYER_RANK = {
     "pipeline": 3,
     "remote_bridge": 3,  # the bridge of a Pipeline, run on Ray actors
     "eval": 4,
-    "ros": 5,
-    "cli": 6,
+    "cli": 5,
+    "ros": 6,
 }
 # Generated ROS interface packages and package metadata sit outside the layering.
 UNLAYERED = {"msg", "srv", "action", "profiles", "__init__"}
@@ -130,6 +131,8 @@ def test_no_module_cycles():
         # Lazy imports inside functions count too.
         ("def f():\n    from ..pipeline import Pipeline\n", "core/gate.py"),
         ("def f():\n    import posecrafter_ros.ros.node\n", "eval/metrics.py"),
+        # The ROS-free console entry points stay ROS-free.
+        ("def f():\n    from ..ros.client import inline_ref\n", "cli/eval.py"),
     ],
 )
 def test_a_planted_upward_import_is_caught(tmp_path, planted, where):

@@ -24,9 +24,9 @@ from posecrafter_ros.core.twoview import (
     resolve_conf,
 )
 from posecrafter_ros.core.types import Keyframe
-from posecrafter_ros.eval.bench_common import pair_errors
 from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import pair_keyframes
+from posecrafter_ros.eval.metrics import pair_errors
 
 RING = Path(__file__).parent / "data" / "templering"
 FOUNTAIN = Path(__file__).parent / "data" / "fountain"
@@ -210,7 +210,7 @@ def test_translation_direction_mahalanobis_is_the_tangent_angle():
 
 def test_query_cli_checks_the_camera_info_size_against_the_image(tmp_path, capsys):
     pytest.importorskip("rclpy")  # the CLI needs ROS 2 before it reads anything
-    from posecrafter_ros.cli import query
+    from posecrafter_ros.ros import query
 
     yaml_path = tmp_path / "cam.yaml"
     yaml_path.write_text(

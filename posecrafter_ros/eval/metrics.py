@@ -85,3 +85,8 @@ def pose_errors(R_0to1, t_0to1, R_gt: np.ndarray, t_gt: np.ndarray) -> tuple[flo
     if R.shape != (3, 3) or not np.all(np.isfinite(R)) or not np.all(np.isfinite(t)):
         return FAILED_DEG, FAILED_DEG
     return rotation_error_deg(R, R_gt), translation_angle_deg(t, t_gt)
+
+
+def pair_errors(epipolar: tuple[np.ndarray, np.ndarray] | None, pair) -> tuple[float, float]:
+    """pose_errors of (R_0to1, t_0to1) against a PosedPair's ground truth; None is a failure."""
+    return pose_errors(*(epipolar or (None, None)), pair.R_0to1, pair.t_0to1)

@@ -1,5 +1,5 @@
 """The oracle bridge on a posed sequence: real intermediate views as FMS candidates, then the
-multi-view pose on {A, selected, B}; side by side with the OpenCV baseline and the direct path.
+multi-view pose on {A, selected, B}; side by side with the baseline and direct rows.
 
 The views are put in their capture-like order first (eval.datasets.sequence_order, which also
 says whether the set is a ring); the candidates of a pair are the views between A and B in
@@ -12,17 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from posecrafter_ros.core.covariance import so3_log
-from posecrafter_ros.core.oracle import OracleSource
-from posecrafter_ros.core.twoview import estimate_two_view
-from posecrafter_ros.core.types import EstimationError, RunContext
-from posecrafter_ros.eval.datasets import PosedView, make_pair, sequence_order
-from posecrafter_ros.eval.frames import view_keyframe
-from posecrafter_ros.stages import Placement, build_stage
-from posecrafter_ros.stages.select import FeatureMatchingSelector
-
-from .bench_common import pair_errors
-from .direct_bench import opencv_five_point
+from ..core.covariance import so3_log
+from ..core.oracle import OracleSource
+from ..core.types import EstimationError, RunContext
+from ..stages import Placement, build_stage
+from ..stages.select import FeatureMatchingSelector
+from .datasets import PosedView, make_pair, sequence_order
+from .direct_bench import BASELINE_CONF
+from .frames import view_keyframe
+from .metrics import pair_errors
+from .rows import BaselineRow, DirectRow
 
 
 @dataclass
@@ -48,7 +47,9 @@ def run_oracle(
     max_candidates: int | None = 24,
     max_side: int = 640,
 ) -> list[OracleComparison]:
-    """Rows 'opencv', 'direct' and 'oracle' for each (i, j) pair of view indices.
+    """Rows 'baseline', 'direct' (eval/rows.py) and 'oracle' for each (i, j) pair of view
+    indices. The oracle row is run here rather than through `rows.OracleRow` to report what
+    the selector chose and the bridge's time and covariance.
 
     pose_conf: the multi-view pose stage ({"type": "colmap", ...}).
     max_candidates: at most this many in-between views, evenly spaced.
@@ -58,18 +59,18 @@ def run_oracle(
     sequence = sequence_order(views)
     position = {view: k for k, view in enumerate(sequence.order)}
     source = OracleSource([keyframes[i] for i in sequence.order], cyclic=sequence.cyclic)
-    selector = FeatureMatchingSelector(fms_conf)
+    selector = FeatureMatchingSelector.from_config(fms_conf)
     pose_conf = dict(pose_conf or {"type": "colmap"})
     pose_model = build_stage("pose_model", pose_conf, Placement())
+    two_view_rows = (BaselineRow(BASELINE_CONF), DirectRow(direct_conf))
     rows = []
     for i, j in index_pairs:
         pair = make_pair(views[i], views[j])
         a, b = keyframes[i], keyframes[j]
         errors: dict[str, tuple[float, float]] = {}
-        base = opencv_five_point(a, b)
-        errors["opencv"] = pair_errors(base, pair)
-        direct = estimate_two_view(a, b, direct_conf)
-        errors["direct"] = pair_errors(direct.pose.to_epipolar() if direct.pose else None, pair)
+        outcomes = {row.name: row.estimate(a, b) for row in two_view_rows}
+        for name, outcome in outcomes.items():
+            errors[name] = pair_errors(outcome.epipolar, pair)
         started, started_cpu = time.monotonic(), time.process_time()
         candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
@@ -88,7 +89,7 @@ def run_oracle(
                 pair.name,
                 pair.rotation_deg,
                 errors,
-                direct.accepted,
+                bool(outcomes["direct"].info.get("accepted")),
                 chosen,
                 message,
                 time.monotonic() - started,

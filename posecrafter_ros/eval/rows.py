@@ -44,6 +44,11 @@ class RowOutcome:
     def ok(self) -> bool:
         return self.R_0to1 is not None and self.t_0to1 is not None
 
+    @property
+    def epipolar(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(R_0to1, t_0to1), None when the row gave no pose (eval.metrics.pair_errors)."""
+        return (self.R_0to1, self.t_0to1) if self.ok else None
+
 
 class Row(Protocol):
     name: str

@@ -16,7 +16,7 @@ from ..core.covariance import CHI2_95_3DOF, rotation_mahalanobis2, rotation_sigm
 from ..core.types import Keyframe
 from .datasets import ROTATION_BINS, PosedDataset, PosedPair, rotation_bin
 from .frames import pair_keyframes, view_keyframe
-from .metrics import FAILED_DEG, pose_errors, summarize
+from .metrics import FAILED_DEG, pair_errors, summarize
 from .rows import Row
 
 ALL_BIN = "all"
@@ -98,12 +98,6 @@ def dataset_items(
     return items
 
 
-def _errors(outcome, pair: PosedPair) -> tuple[float, float]:
-    if not outcome.ok:
-        return FAILED_DEG, FAILED_DEG
-    return pose_errors(outcome.R_0to1, outcome.t_0to1, pair.R_0to1, pair.t_0to1)
-
-
 def _trust(outcome, pair: PosedPair) -> tuple[float | None, float | None]:
     """(rotation_sigma_deg, rotation_mahalanobis2) of an outcome's covariance, or Nones."""
     cov = None if outcome.covariance is None else np.asarray(outcome.covariance, float)
@@ -128,7 +122,7 @@ def _answer(row: Row, pair: PosedPair, frames) -> tuple:
         outcome = row.estimate(*frames)
     except Exception as err:  # a row's bug must not end the evaluation
         return False, FAILED_DEG, FAILED_DEG, "", f"{type(err).__name__}: {err}", None, None
-    rot, trans = _errors(outcome, pair)
+    rot, trans = pair_errors(outcome.epipolar, pair)
     return (outcome.ok, rot, trans, outcome.path, outcome.message, *_trust(outcome, pair))
 
 

@@ -456,36 +456,42 @@ class PoseCrafterServer:
             budget = float(self.param("request_timeout_sec"))
         return budget
 
-    def _serve(self, request, response, ctx: RunContext):
-        """Shared body of the service and the action: fills `response`, never raises."""
-        started = time.monotonic()
-        a = None
+    def _admit_and_compute(
+        self, request, ctx: RunContext
+    ) -> tuple[EstimateResult, Keyframe | None]:
+        """INACTIVE or BUSY, or the pipeline's answer within one of the request slots."""
         if not self.accepting:
-            result = EstimateResult(
+            return EstimateResult(
                 Status.INACTIVE,
                 "the node is inactive (lifecycle state 'inactive'): it serves once activated",
-            )
-        elif not self._slots.acquire(blocking=False):
-            result = EstimateResult(
+            ), None
+        if not self._slots.acquire(blocking=False):
+            return EstimateResult(
                 Status.BUSY,
                 f"all {self.param('max_concurrent_requests')} request slots are busy; retry later",
-            )
-        else:
-            try:
-                result, a = self._compute(request, ctx)
-            except Exception as err:  # the pipeline never raises; this guards the ROS glue
-                self.get_logger().error(f"request failed: {type(err).__name__}: {err}")
-                result = EstimateResult(Status.INTERNAL_ERROR, f"{type(err).__name__}: {err}")
-            finally:
-                self._slots.release()
+            ), None
         try:
+            return self._compute(request, ctx)
+        finally:
+            self._slots.release()
+
+    def _serve(self, request, response, ctx: RunContext):
+        """Shared body of the service and the action: fills `response`.
+
+        Every outcome of a request is a status: the pipeline returns them and `_compute` turns
+        a bad keyframe reference into one. An exception here is a bug in the ROS glue; it is
+        counted as INTERNAL_ERROR and left to the callback's one guard.
+        """
+        started = time.monotonic()
+        status = Status.INTERNAL_ERROR
+        try:
+            result, a = self._admit_and_compute(request, ctx)
             self._fill(response, result, a)
-        except Exception as err:
-            response.status.code = EstimateStatus.INTERNAL_ERROR
-            response.message = f"could not encode the result: {type(err).__name__}: {err}"
-        with self._lock:
-            self._counts[result.status.name] += 1
-            self._last_latency = time.monotonic() - started
+            status = result.status
+        finally:
+            with self._lock:
+                self._counts[status.name] += 1
+                self._last_latency = time.monotonic() - started
         return response
 
     def _fill(self, response, result: EstimateResult, a: Keyframe | None) -> None:
@@ -527,13 +533,19 @@ class PoseCrafterServer:
         tf.transform.rotation = p.orientation
         self._tf_pub.publish(TFMessage(transforms=[tf]))
 
+    def _internal_error(self, response, err: Exception):
+        """The callbacks' one guard: a bug in the ROS glue answers INTERNAL_ERROR (logged)
+        instead of reaching the executor, which would stop serving."""
+        self.get_logger().error(f"request failed: {type(err).__name__}: {err}")
+        response.status.code = EstimateStatus.INTERNAL_ERROR
+        response.message = f"{type(err).__name__}: {err}"
+        return response
+
     def _on_service(self, request, response):
         try:
             return self._serve(request, response, RunContext(self._budget(request)))
-        except Exception as err:  # last line of defence: never kill the executor
-            response.status.code = EstimateStatus.INTERNAL_ERROR
-            response.message = f"{type(err).__name__}: {err}"
-            return response
+        except Exception as err:
+            return self._internal_error(response, err)
 
     def _on_action(self, goal_handle):
         result = EstimateRelativePoseAction.Result()
@@ -560,12 +572,10 @@ class PoseCrafterServer:
             else:
                 goal_handle.succeed()
         except Exception as err:
-            result.status.code = EstimateStatus.INTERNAL_ERROR
-            result.message = f"{type(err).__name__}: {err}"
-            try:
+            # The goal could not be carried out: aborted, its result saying why.
+            self._internal_error(result, err)
+            if goal_handle.is_active:
                 goal_handle.abort()
-            except Exception:
-                pass
         return result
 
     # ------------------------------------------------------------------ diagnostics

@@ -25,11 +25,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..core.config import strict_config
 from ..core.matching import get_matcher
 from ..core.types import EstimationError, Keyframe, RelativePose, RunContext, Status
 from .relay_pose import Dust3rStage, Dust3rStageConfig
@@ -39,23 +42,43 @@ logger = logging.getLogger(__name__)
 # Two-view verdicts that do not link two views: no geometry, or matches along the border only.
 UNUSABLE_GEOMETRIES = ("UNDEFINED", "DEGENERATE", "WATERMARK")
 
-DEFAULT_COLMAP_CONF: dict[str, Any] = {
+
+def _direct_path_matcher() -> dict[str, Any]:
     # As the direct path: ORB 4000, FAST 10. ORB 2000 halves the CPU time of a bridge but loses
     # textureless views (templeRing 50-65 deg oracle MRE 19 deg against 0.9 deg with 4000).
-    "matcher": {"name": "orb", "num_features": 4000, "fast_threshold": 10},
-    "pair_window": 3,  # views i, j are matched when |i - j| <= this (0: every pair)
-    "min_edge_inliers": 25,  # a verified view pair with fewer inliers does not link its views
-    "ransac_max_error_px": 4.0,  # essential-matrix RANSAC threshold (COLMAP's default)
-    "ransac_max_trials": 2000,  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
-    "init_min_inliers": 50,  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
-    "num_threads": 2,
-    "ba_max_iterations": 50,  # per bundle adjustment (COLMAP: until converged)
-    "ba_global_refinements": 2,  # global BA rounds after each model growth (COLMAP: 5)
+    return {"name": "orb", "num_features": 4000, "fast_threshold": 10}
+
+
+@dataclass(frozen=True)
+class ColmapPoseConfig:
+    """Profile section `bridge.pose_model` (type `colmap`)."""
+
+    matcher: dict[str, Any] = field(default_factory=_direct_path_matcher)
+    pair_window: int = 3  # views i, j are matched when |i - j| <= this (0: every pair)
+    min_edge_inliers: int = 25  # a verified view pair with fewer inliers does not link its views
+    ransac_max_error_px: float = 4.0  # essential-matrix RANSAC threshold (COLMAP's default)
+    ransac_max_trials: int = (
+        2000  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
+    )
+    init_min_inliers: int = 50  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
+    num_threads: int = 2
+    ba_max_iterations: int = 50  # per bundle adjustment (COLMAP: until converged)
+    ba_global_refinements: int = 2  # global BA rounds after each model growth (COLMAP: 5)
     # Multiplies the BA covariance: fitted by scripts/bridge_covariance.py on the oracle answers
     # of templeRing and the Strecha walks (leave-one-scene-out coverage in docs/geometry.md).
-    "covariance_scale": 69.0,
-    "scale_variance": 1.0,  # variance along the unit translation (scale is unobservable)
-}
+    covariance_scale: float = 69.0
+    scale_variance: float = 1.0  # variance along the unit translation (scale is unobservable)
+
+    def __post_init__(self) -> None:
+        if self.pair_window < 0 or self.min_edge_inliers < 1 or self.covariance_scale <= 0:
+            raise ValueError(
+                "colmap pose: pair_window must be >= 0, min_edge_inliers >= 1, "
+                "covariance_scale > 0"
+            )
+
+    @classmethod
+    def from_dict(cls, conf: Mapping[str, Any] | None) -> "ColmapPoseConfig":
+        return strict_config(cls, "bridge.pose_model (colmap)", conf)
 
 
 def _camera(view: Keyframe):
@@ -74,38 +97,32 @@ def _camera(view: Keyframe):
 class ColmapMultiViewPose:
     """MultiViewPoseModel: relative pose of the last view in the first view's frame."""
 
-    def __init__(self, conf: dict[str, Any] | None = None):
+    def __init__(self, conf: ColmapPoseConfig | None = None):
         import pycolmap  # noqa: F401  (fail at load time, not on the first request)
 
-        conf = dict(conf or {})
-        conf.pop("type", None)
-        unknown = sorted(set(conf) - set(DEFAULT_COLMAP_CONF))
-        if unknown:
-            raise ValueError(
-                f"unknown colmap pose conf keys {unknown}; valid: {sorted(DEFAULT_COLMAP_CONF)}"
-            )
-        self.conf = {**DEFAULT_COLMAP_CONF, **conf}
-        self.matcher = get_matcher(self.conf["matcher"])
+        self.conf = conf or ColmapPoseConfig()
+        self.matcher = get_matcher(self.conf.matcher)
 
     @classmethod
-    def from_config(cls, conf: dict[str, Any]) -> "ColmapMultiViewPose":
-        return cls(conf)
+    def from_config(cls, conf: Mapping[str, Any] | None) -> "ColmapMultiViewPose":
+        """From the profile section (a dict; unknown keys are an error)."""
+        return cls(ColmapPoseConfig.from_dict(conf))
 
     def _verified_pairs(self, views, cameras, feats, ctx) -> dict[tuple[int, int], np.ndarray]:
         """{(i, j): [K x 2] inlier keypoint index pairs} of the view pairs COLMAP verifies."""
         import pycolmap
 
         options = pycolmap.TwoViewGeometryOptions()
-        options.ransac.max_error = float(self.conf["ransac_max_error_px"])
-        options.ransac.max_num_trials = int(self.conf["ransac_max_trials"])
-        options.min_num_inliers = int(self.conf["min_edge_inliers"])
+        options.ransac.max_error = self.conf.ransac_max_error_px
+        options.ransac.max_num_trials = self.conf.ransac_max_trials
+        options.min_num_inliers = self.conf.min_edge_inliers
         n = len(views)
-        window = int(self.conf["pair_window"]) or n
+        window = self.conf.pair_window or n
         pairs = [(i, j) for i in range(n) for j in range(i + 1, min(i + window, n - 1) + 1)]
         verified = {}
         for done, (i, j) in enumerate(pairs, start=1):
             matches = self.matcher.match(feats[i], feats[j]).astype(np.uint32)
-            if len(matches) >= int(self.conf["min_edge_inliers"]):
+            if len(matches) >= self.conf.min_edge_inliers:
                 geometry = pycolmap.estimate_calibrated_two_view_geometry(
                     cameras[i],
                     feats[i].keypoints,
@@ -119,12 +136,12 @@ class ColmapMultiViewPose:
                 # matches than the essential one and COLMAP says so, yet the pair overlaps
                 # (its mapper uses such pairs as well).
                 verdict = pycolmap.TwoViewGeometryConfiguration(int(geometry.config)).name
-                if verdict not in UNUSABLE_GEOMETRIES and len(inliers) >= int(
-                    self.conf["min_edge_inliers"]
+                if (
+                    verdict not in UNUSABLE_GEOMETRIES
+                    and len(inliers) >= self.conf.min_edge_inliers
                 ):
                     verified[(i, j)] = inliers
-            if ctx is not None:
-                ctx.report(0.6 * done / len(pairs))
+            ctx.report(done / len(pairs))
         return verified
 
     def estimate(self, views: Sequence[Keyframe], ctx: RunContext) -> RelativePose:
@@ -135,18 +152,18 @@ class ColmapMultiViewPose:
             )
         cameras = [_camera(v) for v in views]
         feats = [self.matcher.extract(v.image) for v in views]
-        verified = self._verified_pairs(views, cameras, feats, ctx)
+        with ctx.subspan(0.0, 0.6):  # two-view verification; the mapper then takes most of the rest
+            verified = self._verified_pairs(views, cameras, feats, ctx)
         if not connected(n, verified, 0, n - 1):
             raise EstimationError(
                 Status.INSUFFICIENT_OVERLAP,
                 f"the {n} views do not connect the first to the last: only {len(verified)} of "
                 f"{n * (n - 1) // 2} view pairs share enough matches "
-                f"(>= {self.conf['min_edge_inliers']} inliers); pairs: {sorted(verified)}",
+                f"(>= {self.conf.min_edge_inliers} inliers); pairs: {sorted(verified)}",
             )
         with tempfile.TemporaryDirectory(prefix="posecrafter_colmap_") as workdir:
             reconstruction = self._map(Path(workdir), cameras, feats, verified)
-        if ctx is not None:
-            ctx.report(0.9)
+        ctx.report(0.9)
         images = {image.name: image for image in reconstruction.images.values()}
         first, last = images[view_name(0)], images[view_name(n - 1)]
         a_from_world, b_from_world = first.cam_from_world(), last.cam_from_world()
@@ -159,8 +176,7 @@ class ColmapMultiViewPose:
                 Status.INSUFFICIENT_OVERLAP, "first and last camera centres coincide"
             )
         covariance = self._covariance(reconstruction, first, last, a_from_b, norm)
-        if ctx is not None:
-            ctx.report(1.0)
+        ctx.report(1.0)
         return RelativePose(R, t / norm, covariance, scale_known=False)
 
     def _map(self, workdir: Path, cameras, feats, verified):
@@ -198,17 +214,17 @@ class ColmapMultiViewPose:
         options.ba_refine_extra_params = False
         options.extract_colors = False
         options.multiple_models = False
-        options.min_num_matches = int(self.conf["min_edge_inliers"])
-        options.num_threads = int(self.conf["num_threads"])
+        options.min_num_matches = self.conf.min_edge_inliers
+        options.num_threads = self.conf.num_threads
         options.random_seed = 0
-        options.ba_global_max_num_iterations = int(self.conf["ba_max_iterations"])
-        options.ba_local_max_num_iterations = int(self.conf["ba_max_iterations"])
-        options.ba_global_max_refinements = int(self.conf["ba_global_refinements"])
+        options.ba_global_max_num_iterations = self.conf.ba_max_iterations
+        options.ba_local_max_num_iterations = self.conf.ba_max_iterations
+        options.ba_global_max_refinements = self.conf.ba_global_refinements
         options.ba_local_max_refinements = 1
         # A global BA when the model has grown by half (COLMAP: by 10%), and always at the end.
         options.ba_global_frames_ratio = 1.5
         options.ba_global_points_ratio = 1.5
-        options.mapper.init_min_num_inliers = int(self.conf["init_min_inliers"])
+        options.mapper.init_min_num_inliers = self.conf.init_min_inliers
         options.mapper.abs_pose_refine_focal_length = False
         options.mapper.abs_pose_refine_extra_params = False
         output = workdir / "sparse"
@@ -267,9 +283,9 @@ class ColmapMultiViewPose:
         covariance = np.asarray(covariance)[np.ix_(order, order)]
         covariance[:3, :] /= norm
         covariance[:, :3] /= norm
-        covariance *= float(self.conf["covariance_scale"])
+        covariance *= self.conf.covariance_scale
         t_unit = np.asarray(a_from_b.translation, float).ravel() / norm
-        covariance[:3, :3] += float(self.conf["scale_variance"]) * np.outer(t_unit, t_unit)
+        covariance[:3, :3] += self.conf.scale_variance * np.outer(t_unit, t_unit)
         return 0.5 * (covariance + covariance.T)
 
 

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field, fields
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from ..core.config import strict_config
 from ..core.imageops import resize_to_model
 from ..core.types import (
     EstimationError,
@@ -89,15 +91,15 @@ class Dust3rStageConfig:
             raise ValueError("niter and batch_size must be >= 1")
 
     @classmethod
-    def from_dict(cls, conf: dict[str, Any]) -> "Dust3rStageConfig":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in conf.items() if k != "type"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown DUSt3R stage options {unknown} (known: {sorted(known)})")
+    def from_dict(
+        cls, conf: Mapping[str, Any], section: str = "bridge (dust3r)"
+    ) -> "Dust3rStageConfig":
+        """Raises ValueError naming `section` and the valid keys for an unknown key; a null
+        checkpoint means none."""
+        values = dict(conf)
         if values.get("checkpoint") is None:
             values.pop("checkpoint", None)
-        return cls(**values)
+        return strict_config(cls, section, values)
 
 
 _MODELS: dict[tuple, Any] = {}

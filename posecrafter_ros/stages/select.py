@@ -17,33 +17,53 @@ features are extracted; candidates of the ends' own size (oracle frames) are mat
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ..core.chain import bounded_pairs, chain_selection
+from ..core.config import strict_config
 from ..core.imageops import resize_to_model
 from ..core.matching import Features, Matcher, get_matcher
 from ..core.types import CandidateFrame, Keyframe, RunContext, Selection
 
 SELECTION_MODES = ("paper", "chain")
 
-DEFAULT_FMS_CONF: dict[str, Any] = {
-    "mode": "paper",  # "paper": top k by score; "chain": a widest A-B path first (core/chain.py)
-    "matcher": {"name": "orb", "num_features": 2000, "fast_threshold": 20},  # paper: ORB 2000
-    "top_k": 6,  # frames kept (paper: 6)
-    "min_score": 40,  # a kept frame needs at least this many inliers in total
-    "min_inliers_each": 0,  # ... and this many against each end (0: total score only, as the paper)
-    "ransac_threshold_px": 2.0,  # fundamental-matrix RANSAC threshold (no intrinsics needed)
-    "ransac_confidence": 0.999,
-    "ransac_max_iterations": 1000,
-    "neighbour_window": 3,  # chain: candidates matched with the next this many in sequence order
-    "min_edge_inliers": 30,  # chain: a view pair with fewer inliers is no link (chance level)
-}
+
+def _paper_matcher() -> dict[str, Any]:
+    return {"name": "orb", "num_features": 2000, "fast_threshold": 20}  # paper: ORB 2000
 
 
-def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -> int:
+@dataclass(frozen=True)
+class FmsConfig:
+    """Profile section `bridge.selector` (type `fms`)."""
+
+    mode: str = "paper"  # "paper": top k by score; "chain": a widest A-B path first
+    matcher: dict[str, Any] = field(default_factory=_paper_matcher)  # core.matching registry
+    top_k: int = 6  # frames kept (paper: 6)
+    min_score: int = 40  # a kept frame needs at least this many inliers in total
+    min_inliers_each: int = 0  # ... and this many against each end (0: total only, as the paper)
+    ransac_threshold_px: float = 2.0  # fundamental-matrix RANSAC threshold (no intrinsics needed)
+    ransac_confidence: float = 0.999
+    ransac_max_iterations: int = 1000
+    neighbour_window: int = 3  # chain: candidates matched with the next this many in sequence
+    min_edge_inliers: int = 30  # chain: a view pair with fewer inliers is no link (chance level)
+
+    def __post_init__(self) -> None:
+        if self.mode not in SELECTION_MODES:
+            raise ValueError(f"FMS mode must be one of {SELECTION_MODES}, got {self.mode!r}")
+        if self.top_k < 1 or self.neighbour_window < 1:
+            raise ValueError("FMS top_k and neighbour_window must be >= 1")
+
+    @classmethod
+    def from_dict(cls, conf: Mapping[str, Any] | None) -> "FmsConfig":
+        return strict_config(cls, "bridge.selector (fms)", conf)
+
+
+def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: FmsConfig) -> int:
     """Inliers of the best fundamental matrix between matched pixels pts_a, pts_b: [M x 2]."""
     if len(pts_a) < 8:
         return 0
@@ -52,15 +72,15 @@ def ransac_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -
             pts_a,
             pts_b,
             cv2.USAC_FAST,
-            float(conf["ransac_threshold_px"]),
-            float(conf["ransac_confidence"]),
-            int(conf["ransac_max_iterations"]),
+            float(conf.ransac_threshold_px),
+            float(conf.ransac_confidence),
+            int(conf.ransac_max_iterations),
         )
     except cv2.error:
         # USAC asserts when no fundamental matrix is defined: every match fits one homography
         # (the same view twice, a pure rotation, a plane). Those matches still say how much
         # the two frames overlap.
-        H, mask = cv2.findHomography(pts_a, pts_b, cv2.RANSAC, float(conf["ransac_threshold_px"]))
+        H, mask = cv2.findHomography(pts_a, pts_b, cv2.RANSAC, float(conf.ransac_threshold_px))
         return 0 if H is None or mask is None else int(mask.sum())
     return 0 if F is None or mask is None else int(mask.sum())
 
@@ -70,30 +90,22 @@ def ends_overlap(views: Sequence[Keyframe], min_inliers: int = 30) -> bool:
     at least `min_inliers` F-RANSAC inliers between them (FMS's matcher and RANSAC)."""
     if len(views) < 3:
         return False
-    matcher = get_matcher(DEFAULT_FMS_CONF["matcher"])
-    pts_first, pts_last = matcher.match_images(views[0].image, views[-1].image)
-    return ransac_inliers(pts_first, pts_last, DEFAULT_FMS_CONF) >= min_inliers
+    conf = FmsConfig()
+    pts_first, pts_last = get_matcher(conf.matcher).match_images(views[0].image, views[-1].image)
+    return ransac_inliers(pts_first, pts_last, conf) >= min_inliers
 
 
 class FeatureMatchingSelector:
     """FrameSelector: score = inliers(candidate, I0) + inliers(candidate, IT), keep the top k."""
 
-    def __init__(self, conf: dict[str, Any] | None = None):
-        conf = dict(conf or {})
-        conf.pop("type", None)
-        unknown = sorted(set(conf) - set(DEFAULT_FMS_CONF))
-        if unknown:
-            raise ValueError(f"unknown FMS conf keys {unknown}; valid: {sorted(DEFAULT_FMS_CONF)}")
-        self.conf = {**DEFAULT_FMS_CONF, **conf}
-        if self.conf["mode"] not in SELECTION_MODES:
-            raise ValueError(
-                f"FMS mode must be one of {SELECTION_MODES}, got {self.conf['mode']!r}"
-            )
-        self.matcher: Matcher = get_matcher(self.conf["matcher"])
+    def __init__(self, conf: FmsConfig | None = None):
+        self.conf = conf or FmsConfig()
+        self.matcher: Matcher = get_matcher(self.conf.matcher)
 
     @classmethod
-    def from_config(cls, conf: dict[str, Any]) -> "FeatureMatchingSelector":
-        return cls(conf)
+    def from_config(cls, conf: Mapping[str, Any] | None) -> "FeatureMatchingSelector":
+        """From the profile section (a dict; unknown keys are an error)."""
+        return cls(FmsConfig.from_dict(conf))
 
     def _inliers(self, index, feats_end: Features, feats: Features) -> int:
         pairs = self.matcher.match_to_index(index, feats_end, feats)
@@ -114,7 +126,7 @@ class FeatureMatchingSelector:
         m = len(candidates)
         ends_by_size: dict[tuple[int, int], tuple] = {}  # candidate size -> both ends' features
         neighbour_pairs = (
-            list(bounded_pairs(m, int(self.conf["neighbour_window"]))) if with_neighbours else []
+            list(bounded_pairs(m, self.conf.neighbour_window)) if with_neighbours else []
         )
         steps = max(m + len(neighbour_pairs), 1)
         feats: dict[int, Features] = {}
@@ -163,7 +175,7 @@ class FeatureMatchingSelector:
     def select(
         self, a: Keyframe, b: Keyframe, candidates: Sequence[CandidateFrame], ctx: RunContext
     ) -> Selection:
-        chain_mode = self.conf["mode"] == "chain"
+        chain_mode = self.conf.mode == "chain"
         weights = self._match_graph(a, b, candidates, ctx, with_neighbours=chain_mode)
         m = len(candidates)
         per_side = [(weights[(0, n)], weights[(n, m + 1)]) for n in range(1, m + 1)]
@@ -171,14 +183,11 @@ class FeatureMatchingSelector:
         eligible = [
             i
             for i, (sa, sb) in enumerate(per_side)
-            if sa + sb >= int(self.conf["min_score"])
-            and min(sa, sb) >= int(self.conf["min_inliers_each"])
+            if sa + sb >= self.conf.min_score and min(sa, sb) >= self.conf.min_inliers_each
         ]
-        top_k = int(self.conf["top_k"])
+        top_k = self.conf.top_k
         if chain_mode:
-            kept = chain_selection(
-                m, weights, totals, eligible, top_k, float(self.conf["min_edge_inliers"])
-            )
+            kept = chain_selection(m, weights, totals, eligible, top_k, self.conf.min_edge_inliers)
             if kept is not None:
                 return Selection(kept, [totals[i] for i in kept], totals)
         # Paper rule (and the chain mode's answer when no path joins A and B): best first; ties

@@ -34,12 +34,12 @@ Feature Matching Selector: they would score highest while adding no view between
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 
-from ..core.config import check_keys
+from ..core.config import check_keys, strict_config
 from ..core.imageops import cover_crop
 from ..core.render import (
     VIEWCRAFTER_POINTS_PER_PIXEL,
@@ -104,10 +104,9 @@ class ViewSynthesisConfig:
     device: str = "cpu"
 
     @classmethod
-    def from_dict(cls, conf: dict[str, Any], section: str = "synthesizer.render"):
+    def from_dict(cls, conf: Mapping[str, Any] | None, section: str = "bridge.synthesizer.render"):
         """Raises ValueError naming `section` and the valid keys for an unknown key."""
-        check_keys(section, conf, (f.name for f in fields(cls)))
-        return cls(**conf)
+        return strict_config(cls, section, conf)
 
 
 @dataclass
@@ -349,12 +348,13 @@ class PointCloudViewSynthesizer:
         num_cameras = len(trajectory)
         renders = np.empty((num_cameras, conf.height, conf.width, 3), dtype=np.uint8)
         masks = np.empty((num_cameras, conf.height, conf.width), dtype=bool)
-        for frame in range(num_cameras):
-            rendering = renderer.render(
-                trajectory.cam_to_world[frame], trajectory.K[frame], conf.height, conf.width
-            )
-            renders[frame], masks[frame] = rendering.image, rendering.mask
-            ctx.report(RENDER_PROGRESS_SHARE * (frame + 1) / num_cameras)
+        with ctx.subspan(0.0, RENDER_PROGRESS_SHARE):
+            for frame in range(num_cameras):
+                rendering = renderer.render(
+                    trajectory.cam_to_world[frame], trajectory.K[frame], conf.height, conf.width
+                )
+                renders[frame], masks[frame] = rendering.image, rendering.mask
+                ctx.report((frame + 1) / num_cameras)
         if conf.replace_key_renders:
             for key, frame in trajectory.key_frame_indices().items():
                 renders[frame] = model_relay.images[key]
@@ -388,6 +388,7 @@ class PointCloudViewSynthesizer:
                 generated = self._generate(
                     renders[clip_frames], model_relay.images[nearest_key], masks[clip_frames], ctx
                 )
+                ctx.report(1.0)
             for offset in range(1, conf.num_frames):
                 frame = first + offset
                 if frame == num_cameras - 1:
@@ -401,9 +402,6 @@ class PointCloudViewSynthesizer:
                         cam_to_world=trajectory.cam_to_world[frame].copy(),
                     )
                 )
-            ctx.report(
-                RENDER_PROGRESS_SHARE + (1.0 - RENDER_PROGRESS_SHARE) * (clip + 1) / num_clips
-            )
         return candidates
 
     def _generate(

@@ -1,6 +1,6 @@
 """The README's main job: start posecrafter_node, send ground-truth pairs, print the answers.
 
-  python -m posecrafter_ros.cli.demo --data test/data/posed_pairs_fixture
+  python -m posecrafter_ros.ros.demo --data test/data/posed_pairs_fixture
 
 Starts the real node (CPU default profile) in a child process on a private DDS domain,
 sends each chosen pair of a posed-pairs folder inline over the service, prints the returned
@@ -26,7 +26,7 @@ from ..core.types import status_name
 from ..eval.datasets import PosedPair, load_middlebury, load_posed_pairs, make_pair
 from ..eval.frames import read_rgb
 from ..eval.metrics import rotation_error_deg, translation_angle_deg
-from ..ros.launcher import NodeProcess, local_ros_env
+from .launcher import NodeProcess, local_ros_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def report(resp, pair: PosedPair, started: float) -> bool:
     if resp.status.code != 0:
         return False
     print_pose_msg(resp.pose)
-    from ..ros.conversions import pose_from_msg
+    from .conversions import pose_from_msg
 
     R, t, _ = pose_from_msg(resp.pose)  # camera B in camera A: p_A = R p_B + t
     R_0to1, t_0to1 = R.T, -R.T @ t
@@ -78,8 +78,8 @@ def publish_walk(node_namespace: str, views, images, first_stamp: float, client,
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CameraInfo, Image
 
-    from ..ros.client import camera_info_msg, stamp_msg, stamp_ref
-    from ..ros.conversions import array_to_image
+    from .client import camera_info_msg, stamp_msg, stamp_ref
+    from .conversions import array_to_image
 
     camera = rclpy.create_node("demo_camera")
     qos = QoSProfile(depth=len(views))
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import rclpy
 
-    from ..ros.client import PoseCrafterClient, inline_ref, stamp_msg
+    from .client import PoseCrafterClient, inline_ref, stamp_msg
 
     rclpy.init()
     client = PoseCrafterClient()
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def walk_mission(args, client, node_namespace: str) -> bool:
     """The extreme pair of the walk: refused inline, answered through buffered frames."""
-    from ..ros.client import inline_ref, stamp_msg
+    from .client import inline_ref, stamp_msg
 
     views = load_middlebury(args.walk)
     images = [read_rgb(v.image_path) for v in views]

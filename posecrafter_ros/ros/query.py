@@ -102,7 +102,7 @@ def inline_intrinsics(args, images: list[np.ndarray]) -> list[CameraFile]:
 
 
 def format_response(resp) -> dict:
-    from ..ros.conversions import pose_from_msg, rotation_to_quaternion
+    from .conversions import pose_from_msg, rotation_to_quaternion
 
     R, t, cov = pose_from_msg(resp.pose)
     d = resp.diagnostics
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import rclpy
 
-        from ..ros.client import PoseCrafterClient, id_ref, inline_ref, stamp_ref
+        from .client import PoseCrafterClient, id_ref, inline_ref, stamp_ref
     except ImportError as err:
         print(
             f"ERROR: ROS 2 (rclpy and the posecrafter_ros interfaces) is needed: {err}",

@@ -16,6 +16,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..cli.eval import (
+    HelpFormatter,
+    add_common_arguments,
+    add_data_arguments,
+    build_rows,
+    cap_pairs,
+    load_data,
+    refuse_skipped,
+)
 from ..core.types import Keyframe
 from ..eval.bag import (
     STORAGES,
@@ -30,15 +39,6 @@ from ..eval.bag import (
 from ..eval.datasets import DatasetError, sample_view_pairs
 from ..eval.report import write_report
 from ..eval.runner import EvalItem, evaluate, spaced, summarize_results
-from .eval import (
-    HelpFormatter,
-    add_common_arguments,
-    add_data_arguments,
-    build_rows,
-    cap_pairs,
-    load_data,
-    refuse_skipped,
-)
 
 logger = logging.getLogger("posecrafter_ros.eval")
 
@@ -86,7 +86,7 @@ def run_eval(args) -> int:
     views = bag_views(frames, args.bag)
     rows, skipped = build_rows(args.rows, args.baseline_features, args.force_bridge)
     if args.service:
-        from ..ros.replay import ServiceRow
+        from .replay import ServiceRow
 
         live = ServiceRow(
             args.service,
