@@ -4,10 +4,13 @@
 For every matcher: match and measure every corpus pair once (cached in the run folder, never
 committed), then for each scene fit on all the other scenes and report on it (acceptance of
 pairs under 50 deg, share of SUCCESS answers off by > 5 and > 15 deg, share of rotation and
-translation-direction errors inside the 95% region of the returned covariance). Finally fit on
-all scenes and, with --write, store the numbers in posecrafter_ros/core/matching/trust/<name>.json.
+translation-direction errors inside the 95% region of the returned covariance). Each fit also
+chooses its operating point by leaving one of its own training scenes out at a time
+(eval.trust.fit_trust_chosen), so no figure printed per held-out scene has seen that scene.
+Finally fit on all scenes and, with --write, store the numbers in
+posecrafter_ros/core/matching/trust/<name>.json.
 
-    python scripts/calibrate_trust.py [--matchers orb xfeat_lighterglue ...] [--write]
+    python scripts/calibrate_trust.py [--matchers sift orb xfeat_lighterglue ...] [--write]
         [--strecha ../shared/data/strecha] [--templering ../shared/data/templering_sequence]
         [--posed-pairs ../shared/data/posed_pairs_fixture] [--run-dir runs/trust]
 """
@@ -20,15 +23,17 @@ import sys
 from pathlib import Path
 
 from posecrafter_ros.core.matching import matcher_class
-from posecrafter_ros.core.twoview import TRUST_DIR
+from posecrafter_ros.core.twoview import DEFAULT_MATCHER_CONF, TRUST_DIR
 from posecrafter_ros.eval.trust import (
     TrustReport,
     evaluate,
-    fit_trust,
+    fit_trust_chosen,
     fixed_gate_settings,
     leave_one_scene_out,
     load_corpus,
     measure_corpus,
+    pooled_report,
+    verdicts_under_50,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,15 +41,23 @@ SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the clone
 COLUMNS = ("pairs", "accept<50", "success", ">5deg", ">15deg", "in95%R", "in95%t")
 
 
-def format_row(label: str, report: TrustReport) -> str:
+def format_row(label: str, report: TrustReport, note: str = "") -> str:
     row = report.row()
     cells = [f"{row[c]:>8d}" if isinstance(row[c], int) else f"{row[c]:8.3f}" for c in COLUMNS]
-    return f"{label:>18s} " + " ".join(cells)
+    return f"{label:>18s} " + " ".join(cells) + note
+
+
+def operating_point(trust: dict) -> str:
+    point = trust["operating_point"]
+    return (
+        f"  (max_p_wrong {trust['gate']['max_p_wrong']}, false share "
+        f"{point['max_false_share']}, scene weight power {point['scene_weight_power']:g})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--matchers", nargs="+", default=["orb"])
+    parser.add_argument("--matchers", nargs="+", default=[DEFAULT_MATCHER_CONF["name"]])
     parser.add_argument("--strecha", type=Path, default=SHARED / "strecha")
     parser.add_argument("--templering", type=Path, default=SHARED / "templering_sequence")
     parser.add_argument("--posed-pairs", type=Path, default=SHARED / "posed_pairs_fixture")
@@ -71,15 +84,21 @@ def main(argv: list[str] | None = None) -> int:
         samples = measure_corpus(corpus, {"name": name}, args.run_dir / f"{tag}.pkl")
         print(f"\n== {name} (max_side {matcher_conf['max_side']}), held-out scene rows")
         print(f"{'held-out scene':>18s} " + " ".join(f"{c:>8s}" for c in COLUMNS))
-        held_out = leave_one_scene_out(samples, gate_defaults=fixed_gate_settings())
-        pooled = None
-        for scene, (report, _) in held_out.items():
-            print(format_row(scene, report))
-            pooled = report if pooled is None else pooled + report
+        held_out = leave_one_scene_out(
+            samples, fit=fit_trust_chosen, gate_defaults=fixed_gate_settings()
+        )
+        for scene, (report, fitted) in held_out.items():
+            print(format_row(scene, report, operating_point(fitted)))
+        pooled = pooled_report(held_out)
         print(format_row("all held-out", pooled))
-        trust = fit_trust(samples, gate_defaults=fixed_gate_settings())
+        print("verdicts on the pairs under 50 deg (gate criterion, measured pose right or wrong):")
+        for scene, (_, fitted) in held_out.items():
+            test = [s for s in samples if s.scene == scene]
+            verdicts = ", ".join(f"{k} {n}" for k, n in verdicts_under_50(test, fitted).items())
+            print(f"{scene:>18s}: {verdicts}")
+        trust = fit_trust_chosen(samples, gate_defaults=fixed_gate_settings())
         print(f"fitted on all scenes: {json.dumps(trust)}")
-        print(format_row("in-sample (info)", evaluate(samples, trust)))
+        print(format_row("in-sample (info)", evaluate(samples, trust), operating_point(trust)))
         if args.write:
             record = {
                 "matcher": matcher_conf,

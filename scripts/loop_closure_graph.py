@@ -10,7 +10,7 @@ Out of sample: with --trust-cache (the measurement cache of scripts/calibrate_tr
 gate and covariance used for a scene are fitted on the other scenes only.
 
     python scripts/loop_closure_graph.py [--scene ../shared/data/strecha/fountain-P11]
-        [--trust-cache runs/trust/orb-side1024-rot120.pkl] [--plot docs/loop_closure.png]
+        [--trust-cache runs/trust/sift-side1024-rot120.pkl] [--plot docs/loop_closure.png]
 """
 
 from __future__ import annotations
@@ -36,8 +36,14 @@ SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the clone
 
 
 def held_out_conf(cache: Path, scene: str) -> dict:
-    """The direct conf whose gate and covariance were fitted on every scene but `scene`."""
-    from posecrafter_ros.eval.trust import Sample, fit_trust, fixed_gate_settings, load_corpus
+    """The direct conf (the cache's matcher) whose gate and covariance were fitted on every
+    scene but `scene`."""
+    from posecrafter_ros.eval.trust import (
+        Sample,
+        fit_trust_chosen,
+        fixed_gate_settings,
+        load_corpus,
+    )
 
     measurements = pickle.loads(cache.read_bytes())
     corpus = load_corpus(SHARED / "strecha", SHARED / "templering_sequence", None)
@@ -50,8 +56,11 @@ def held_out_conf(cache: Path, scene: str) -> dict:
     ]
     if not train:
         sys.exit(f"ERROR: {cache} holds no measurement of a scene other than {scene}")
-    trust = fit_trust(train, gate_defaults=fixed_gate_settings())
-    return {"gate": trust["gate"], "covariance": trust["covariance"]}
+    trust = fit_trust_chosen(train, gate_defaults=fixed_gate_settings())
+    # The cache is calibrate_trust.py's "<matcher>-side<max_side>-rot<deg>.pkl": the edges
+    # must come from the matcher it measured.
+    matcher = cache.stem.rsplit("-side", 1)[0]
+    return {"matcher": {"name": matcher}, "gate": trust["gate"], "covariance": trust["covariance"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,18 +146,26 @@ def test_gate_decisions():
     strong = {"log_inliers": math.log(500), "coverage": 0.8}
     weak = {"log_inliers": math.log(40), "coverage": 0.1}
     assert probability_wrong(strong, fitted) < probability_wrong(weak, fitted) <= 1.0
-    assert decide(0.01, 0.5, 400, "none", 1.0, fitted).accepted
-    assert not decide(0.01, 0.5, 400, "too_few_inliers", 1.0, fitted).accepted
-    assert not decide(0.5, 0.5, 400, "none", 1.0, fitted).accepted
-    assert not decide(0.01, 12.0, 400, "none", 1.0, fitted).accepted
-    assert not decide(0.01, 0.5, 10, "none", 1.0, fitted).accepted
+    assert decide(0.01, 0.5, 400, "none", 1.0, fitted).criterion == "accepted"
+    # Each refusal names the criterion that decided it (the first to fail).
+    for args, criterion in [
+        ((0.01, 0.5, 400, "too_few_inliers", 1.0), "degeneracy"),
+        ((0.5, 0.5, 400, "none", 1.0), "p_wrong"),
+        ((0.01, 12.0, 400, "none", 1.0), "rotation_sigma"),
+        ((0.01, 0.5, 10, "none", 1.0), "min_inliers"),
+        ((0.5, 12.0, 10, "none", 1.0), "min_inliers"),
+    ]:
+        decision = decide(*args, fitted)
+        assert not decision.accepted and decision.criterion == criterion, args
     wrong_k = decide(0.01, 0.5, 400, "none", 0.3, fitted)
     assert not wrong_k.accepted and "intrinsics" in wrong_k.reason
+    assert wrong_k.criterion == "model_support"
     # A matcher without fitted numbers is never accepted, whatever its support.
     unfitted = GateConf(source="core/matching/trust/x.json does not exist")
     assert probability_wrong(strong, unfitted) == 1.0
     refused = decide(0.0, 0.5, 400, "none", 1.0, unfitted)
     assert not refused.accepted and "calibrate_trust" in refused.reason
+    assert refused.criterion == "unfitted"
     with pytest.raises(ValueError, match=r"in direct.gate; valid keys"):
         GateConf.from_dict({"max_pwrong": 0.1})
     with pytest.raises(ValueError, match="unknown support features"):

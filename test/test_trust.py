@@ -14,6 +14,7 @@ from posecrafter_ros.core.camera import check_distortion, undistort_keyframe, un
 from posecrafter_ros.core.covariance import so3_exp, translation_direction_mahalanobis2
 from posecrafter_ros.core.matching import MATCHERS, get_matcher
 from posecrafter_ros.core.twoview import (
+    DEFAULT_MATCHER_CONF,
     TRUST_DIR,
     estimate_two_view,
     judge,
@@ -117,11 +118,14 @@ def test_wrong_intrinsics_are_caught_and_named(wide_pair):
     K_wrong = kf_a.K.copy()
     K_wrong[:2, :2] /= 6.0  # a focal length six times too short (true: 920 px)
     est = estimate_two_view(Keyframe(kf_a.image, K_wrong), Keyframe(kf_b.image, K_wrong))
-    assert not est.accepted
+    assert not est.accepted and est.info["gate_criterion"] == "model_support"
     assert "intrinsics" in est.reason and "likely wrong" in est.reason
-    assert est.info["feature_model_support"] < 0.5
+    # The default matcher's bound is fitted (the support of 98% of its right training answers
+    # is above it); the wrong focal falls well below it, the right one well above.
+    bound = resolve_conf({})["gate"]["min_model_support"]
+    assert est.info["feature_model_support"] < bound - 0.05
     right = estimate_two_view(kf_a, kf_b)
-    assert right.accepted and right.info["feature_model_support"] > 0.9
+    assert right.accepted and right.info["feature_model_support"] > max(bound, 0.9)
 
 
 def test_large_images_are_matched_at_the_working_resolution(pair):
@@ -169,7 +173,7 @@ def test_pure_rotation_warp_of_a_real_image(pair):
 
 def test_every_shipped_trust_file_is_complete_and_a_missing_one_refuses(pair):
     shipped = sorted(p.stem for p in TRUST_DIR.glob("*.json"))
-    assert "orb" in shipped  # the default direct path has fitted numbers
+    assert DEFAULT_MATCHER_CONF["name"] in shipped  # the default direct path has fitted numbers
     for name in shipped:
         record = json.loads((TRUST_DIR / f"{name}.json").read_text())
         assert name in MATCHERS and record["matcher"]["name"] == name
@@ -183,13 +187,14 @@ def test_every_shipped_trust_file_is_complete_and_a_missing_one_refuses(pair):
         assert record["covariance"]["inflation"] >= 1.0
         assert record["held_out"], "held-out figures are stored with the fit"
     # A matcher without a file is never gated with another matcher's numbers: the same
-    # well-supported ORB measurement is refused under its conf, and the reason says why.
+    # well-supported measurement of the default matcher is refused under its conf, and the
+    # reason says why.
     missing = next(name for name in sorted(MATCHERS) if load_trust(name) is None)
     kf_a, kf_b = pair_keyframes(pair)
-    orb = resolve_conf({})
-    corr, _ = match_keyframes(get_matcher(orb["matcher"]), kf_a, kf_b)
-    measurement = measure(corr, orb["geometry"])
-    assert judge(measurement, orb).accepted
+    default = resolve_conf({})
+    corr, _ = match_keyframes(get_matcher(default["matcher"]), kf_a, kf_b)
+    measurement = measure(corr, default["geometry"])
+    assert judge(measurement, default).accepted
     refused = judge(measurement, resolve_conf({"matcher": {"name": missing}}))
     assert not refused.accepted and "calibrate_trust" in refused.reason
     assert f"{missing}.json does not exist" in refused.reason
@@ -263,6 +268,7 @@ def test_leave_one_scene_out_fits_without_the_held_out_scene_and_calibrates():
         fit_trust,
         fixed_gate_settings,
         leave_one_scene_out,
+        verdicts_under_50,
     )
 
     rng = np.random.default_rng(0)
@@ -289,3 +295,73 @@ def test_leave_one_scene_out_fits_without_the_held_out_scene_and_calibrates():
     )
     in_sample = evaluate(samples, fit_trust(samples, gate_defaults=defaults)).row()
     assert in_sample[">15deg"] == 0.0 and in_sample["accept<50"] > 0.5
+    # Every pair under 50 deg gets one verdict; the accepted ones are the report's.
+    test_c = [s for s in samples if s.scene == "c"]
+    verdicts = verdicts_under_50(test_c, held_out["c"][1])
+    report_c = held_out["c"][0]
+    assert sum(verdicts.values()) == report_c.pairs_under_50
+    accepted = verdicts.get("accepted (right pose)", 0) + verdicts.get("accepted (wrong pose)", 0)
+    assert accepted == report_c.accepted_under_50
+    weak = sum(n for key, n in verdicts.items() if key.startswith("p_wrong"))
+    assert weak > 0, "the gross errors are refused for their weak support"
+
+
+def test_operating_point_is_chosen_out_of_sample_against_the_targets():
+    from posecrafter_ros.eval.trust import (
+        OPERATING_POINTS,
+        choose_operating_point,
+        fit_trust_chosen,
+        fixed_gate_settings,
+        leave_one_scene_out,
+        meets_targets,
+        pooled_report,
+    )
+
+    rng = np.random.default_rng(1)
+    samples = [
+        sample
+        for scene, n in (("a", 90), ("b", 60), ("c", 30))
+        for sample in synthetic_samples(rng, scene, n, 2.0, 0.3)
+    ]
+    # A sixth of the wrong answers look like the weakest right ones: a looser threshold
+    # accepts more right answers and lets some of these through.
+    wrong = [s for s in samples if s.rotation_error_deg > 15.0]
+    for sample in wrong[::6]:
+        sample.measurement.features["log_inliers"] = np.log(rng.uniform(40, 150))
+        sample.measurement.features["coverage"] = rng.uniform(0.25, 0.45)
+    defaults = fixed_gate_settings()
+    train = [s for s in samples if s.scene != "c"]
+    options, report = choose_operating_point(train, defaults)
+    assert options in OPERATING_POINTS
+    # The choice is the most accepting operating point whose nested held-out answers (on the
+    # training scenes only) meet the targets.
+    candidates = [
+        (pooled_report(leave_one_scene_out(train, gate_defaults=defaults, **o)), o)
+        for o in OPERATING_POINTS
+    ]
+    meeting = [r.accepted_under_50 for r, _ in candidates if meets_targets(r)]
+    assert 0 < len(meeting) < len(candidates), "the disguised answers break some points only"
+    assert meets_targets(report)
+    assert report.accepted_under_50 == max(meeting)
+    # The outer held-out scene never takes part in choosing its own operating point.
+    held_out = leave_one_scene_out(samples, fit=fit_trust_chosen, gate_defaults=defaults)
+    fitted_c = held_out["c"][1]
+    assert {k: fitted_c["operating_point"][k] for k in options} == options
+    assert fitted_c == fit_trust_chosen(train, defaults)
+
+
+def test_intrinsics_bound_is_fitted_on_right_answers_only():
+    from posecrafter_ros.eval.trust import MODEL_SUPPORT_QUANTILE, fit_min_model_support
+
+    rng = np.random.default_rng(2)
+    samples = synthetic_samples(rng, "a", 200, 2.0, 0.3)
+    errors = np.array([s.rotation_error_deg for s in samples])
+    right = errors < 5.0
+    support = np.where(right, rng.uniform(0.7, 1.0, len(samples)), rng.uniform(0.1, 0.6, 200))
+    for sample, value in zip(samples, support):
+        sample.measurement.features["model_support"] = float(value)
+    bound = fit_min_model_support(samples, errors, floor=0.5)
+    # The wrong answers' low support does not pull the bound down.
+    assert bound == pytest.approx(np.quantile(support[right], MODEL_SUPPORT_QUANTILE), abs=0.005)
+    assert 0.7 <= bound < 0.75
+    assert fit_min_model_support(samples, errors, floor=0.8) == 0.8

@@ -75,10 +75,23 @@ def probability_wrong(features: dict[str, float], conf: GateConf) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z < 700 else 1.0
 
 
+# What decided a verdict (GateDecision.criterion), in the order `decide` checks them.
+CRITERIA = (
+    "degeneracy",
+    "model_support",
+    "unfitted",
+    "min_inliers",
+    "p_wrong",
+    "rotation_sigma",
+    "accepted",
+)
+
+
 @dataclass
 class GateDecision:
     accepted: bool
     reason: str
+    criterion: str  # one of CRITERIA: the first that failed, or "accepted"
 
 
 def decide(
@@ -92,7 +105,7 @@ def decide(
     """Accept the direct estimate only when every criterion passes; the reason names the first
     that failed (or summarises the pass)."""
     if degeneracy in conf.reject_degeneracies:
-        return GateDecision(False, f"degenerate geometry: {degeneracy}")
+        return GateDecision(False, f"degenerate geometry: {degeneracy}", "degeneracy")
     if model_support < conf.min_model_support:
         return GateDecision(
             False,
@@ -100,21 +113,27 @@ def decide(
             f"the given intrinsics (support ratio {model_support:.2f} < "
             f"{conf.min_model_support:.2f}): the camera intrinsics (focal length, principal "
             "point, image size) or the lens distortion model are likely wrong",
+            "model_support",
         )
     if not conf.fitted:
         return GateDecision(
             False,
             f"no gate fitted for this matcher{' (' + conf.source + ')' if conf.source else ''}: "
             "run scripts/calibrate_trust.py for it, or set direct.gate weights",
+            "unfitted",
         )
     if num_inliers < conf.min_inliers:
-        return GateDecision(False, f"{num_inliers} inliers < {conf.min_inliers}")
+        return GateDecision(False, f"{num_inliers} inliers < {conf.min_inliers}", "min_inliers")
     if p_wrong > conf.max_p_wrong:
-        return GateDecision(False, f"P(wrong) {p_wrong:.2f} > {conf.max_p_wrong:.2f}")
+        return GateDecision(False, f"P(wrong) {p_wrong:.2f} > {conf.max_p_wrong:.2f}", "p_wrong")
     if rotation_sigma_deg > conf.max_rotation_sigma_deg:
         return GateDecision(
-            False, f"rotation std {rotation_sigma_deg:.2f} deg > {conf.max_rotation_sigma_deg:.2f}"
+            False,
+            f"rotation std {rotation_sigma_deg:.2f} deg > {conf.max_rotation_sigma_deg:.2f}",
+            "rotation_sigma",
         )
     return GateDecision(
-        True, f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg"
+        True,
+        f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg",
+        "accepted",
     )

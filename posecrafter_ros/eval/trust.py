@@ -2,8 +2,12 @@
 
     corpus = load_corpus(...)                          # scenes of posed pairs
     samples = measure_corpus(corpus, matcher_conf)     # matching + geometry once (cacheable)
-    for scene in scenes: trust = fit_trust(train); evaluate(test, trust)
-    fit_trust(all samples) -> the numbers that ship in core/matching/trust/<matcher>.json
+    for scene in scenes: trust = fit_trust_chosen(train); evaluate(test, trust)
+    fit_trust_chosen(all samples) -> the numbers that ship in core/matching/trust/<matcher>.json
+
+`fit_trust_chosen` also chooses the operating point (how many wrong training answers the
+threshold may admit, how scenes are weighted) out of sample: by leaving one of its own
+training scenes out at a time (nested), against the targets below.
 
 A `Sample` is one pair's `Measurement` (core.twoview: what the images say, before any fitted
 number) with its ground truth, so refitting runs only `judge` (milliseconds per pair).
@@ -48,7 +52,21 @@ WRONG_DEG = 5.0  # "wrong" for the support model: rotation error at least this
 INFLATIONS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
 ROTATION_FLOORS_DEG = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 TRANSLATION_FLOORS_DEG = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
-P_WRONG_THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+P_WRONG_THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+# Share of the right training answers the intrinsics check may refuse (fit_min_model_support).
+MODEL_SUPPORT_QUANTILE = 0.02
+# Targets among the SUCCESS answers of scenes not used for fitting: at most this share off by
+# more than 5 deg and by more than 15 deg (what a pose-graph back end can absorb).
+TARGET_OFF_5 = 0.05
+TARGET_OFF_15 = 0.01
+# Operating points `choose_operating_point` tries (fit_trust options; on a tie the earlier
+# one): the scene-weighted share of accepted training answers off by >= 5 deg the threshold
+# may admit, and the scene weighting (1: every scene the same total, 0: every pair the same).
+OPERATING_POINTS = tuple(
+    {"scene_weight_power": power, "max_false_share": share}
+    for power in (1.0, 0.0)
+    for share in (0.01, 0.02, 0.03, 0.04, 0.05)
+)
 
 
 @dataclass
@@ -177,25 +195,30 @@ def resolved_conf(trust: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _scene_weights(samples: Sequence[Sample]) -> np.ndarray:
-    """Weights giving every scene the same total (a 1000-pair scene must not decide alone)."""
+def _scene_weights(samples: Sequence[Sample], power: float = 1.0) -> np.ndarray:
+    """Pair weights (mean 1) proportional to (pairs of the pair's scene)^-power: with power 1
+    every scene has the same total (a 1000-pair scene does not decide alone, but a 5-pair
+    scene counts as much as a 250-pair one); with 0 every pair counts the same."""
     scenes = [s.scene for s in samples]
     counts = {name: scenes.count(name) for name in set(scenes)}
-    weights = np.array([1.0 / counts[name] for name in scenes])
+    weights = np.array([counts[name] ** -power for name in scenes], float)
     return weights * len(samples) / weights.sum()
 
 
 def fit_support_model(
-    samples: Sequence[Sample], rotation_errors: np.ndarray, l2: float = 1.0
+    samples: Sequence[Sample],
+    rotation_errors: np.ndarray,
+    l2: float = 1.0,
+    scene_weight_power: float = 1.0,
 ) -> tuple[float, dict[str, float]]:
     """(bias, weights) of P(rotation error >= WRONG_DEG): L2-regularised logistic regression on
-    standardised features, scenes weighted equally."""
+    standardised features, pairs weighted by `_scene_weights`."""
     from scipy.optimize import minimize
 
     names = list(SUPPORT_FEATURES)
     X = np.array([[s.measurement.features[n] for n in names] for s in samples])
     y = (rotation_errors >= WRONG_DEG).astype(float)
-    weights = _scene_weights(samples)
+    weights = _scene_weights(samples, scene_weight_power)
     mean, std = X.mean(axis=0), np.maximum(X.std(axis=0), 1e-6)
     Z = (X - mean) / std
 
@@ -219,20 +242,25 @@ def fit_trust(
     max_false_share: float = 0.02,
     target_coverage: float = 0.95,
     gate_defaults: dict[str, Any] | None = None,
+    scene_weight_power: float = 1.0,
 ) -> dict[str, Any]:
     """Gate weights, acceptance threshold and covariance calibration fitted on `samples`.
 
     1. support model on every pair with a pose (label: rotation error >= 5 deg);
     2. the largest P(wrong) threshold whose accepted training answers have at most
-       `max_false_share` (scene-weighted) off by >= 5 deg;
+       `max_false_share` off by >= 5 deg (both steps weighted by `_scene_weights` with
+       `scene_weight_power`);
     3. the covariance inflation and rotation floor with the smallest median rotation std among
        those putting >= `target_coverage` of the accepted answers' rotation errors inside the
        95% region; then the translation-direction floor likewise (2 dof, observable only).
     """
     posed = [s for s in samples if s.measurement.R is not None]
     rot_err = np.array([s.rotation_error_deg for s in posed])
-    bias, weights = fit_support_model(posed, rot_err)
+    bias, weights = fit_support_model(posed, rot_err, scene_weight_power=scene_weight_power)
     gate = {**(gate_defaults or {}), "bias": bias, "weights": weights}
+    gate["min_model_support"] = fit_min_model_support(
+        posed, rot_err, float(GateConf.from_dict(gate).min_model_support)
+    )
     # Every criterion but the rotation std, which waits for the calibrated covariance.
     conf = GateConf.from_dict({**gate, "max_p_wrong": 1.0})
     p_wrong = np.array([probability_wrong(s.measurement.features, conf) for s in posed])
@@ -244,7 +272,7 @@ def fit_trust(
             for s in posed
         ]
     )
-    sample_weights = _scene_weights(posed)
+    sample_weights = _scene_weights(posed, scene_weight_power)
     gate["max_p_wrong"] = P_WRONG_THRESHOLDS[0]
     for threshold in P_WRONG_THRESHOLDS:
         accepted = supported & (p_wrong <= threshold)
@@ -256,6 +284,24 @@ def fit_trust(
     accepted = supported & (p_wrong <= gate["max_p_wrong"])
     covariance = fit_covariance([s for s, a in zip(posed, accepted) if a], target_coverage)
     return {"gate": gate, "covariance": covariance}
+
+
+def fit_min_model_support(
+    posed: Sequence[Sample], rotation_errors: np.ndarray, floor: float
+) -> float:
+    """The model support (essential / fundamental inliers) below which only
+    MODEL_SUPPORT_QUANTILE of the right answers (correct intrinsics, rotation error <
+    WRONG_DEG) fall, at least `floor`: how clearly a matcher's matches must contradict the
+    intrinsics before the gate names them wrong. Cleaner matches (fewer outliers for F to
+    absorb) give right answers a support nearer 1, so the bound is a matcher's property."""
+    support = [
+        s.measurement.features["model_support"]
+        for s, error in zip(posed, rotation_errors)
+        if error < WRONG_DEG
+    ]
+    if not support:
+        return floor
+    return max(floor, round(float(np.quantile(support, MODEL_SUPPORT_QUANTILE)), 2))
 
 
 def _error_vectors(samples: Sequence[Sample]):
@@ -401,14 +447,74 @@ def evaluate(samples: Sequence[Sample], trust: dict[str, Any]) -> TrustReport:
     return TrustReport(**{k: int(v) for k, v in counts.items()})
 
 
+def verdicts_under_50(samples: Sequence[Sample], trust: dict[str, Any]) -> dict[str, int]:
+    """Why the pairs under 50 deg were or were not answered: counts by the gate criterion that
+    decided (core.gate.CRITERIA; "no_pose" when no geometry was found) and by whether the
+    measured pose was right (rotation error < WRONG_DEG), e.g. "p_wrong (right pose)" (a
+    right answer the gate refused) or "accepted (wrong pose)" (a false accept)."""
+    counts: dict[str, int] = {}
+    for sample, estimate in zip(samples, _judge_all(samples, trust)):
+        if sample.rotation_deg >= 50.0:
+            continue
+        if estimate.pose is None:
+            key = "no_pose"
+        else:
+            right = sample.rotation_error_deg < WRONG_DEG
+            key = f"{estimate.info['gate_criterion']} ({'right' if right else 'wrong'} pose)"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def leave_one_scene_out(
-    samples: Sequence[Sample], **fit_options
+    samples: Sequence[Sample], fit=fit_trust, **fit_options
 ) -> dict[str, tuple[TrustReport, dict[str, Any]]]:
-    """Held-out scene -> (report on it, numbers fitted on all other scenes)."""
+    """Held-out scene -> (report on it, numbers `fit` fitted on all other scenes)."""
     out = {}
     for scene in dict.fromkeys(s.scene for s in samples):
         train = [s for s in samples if s.scene != scene]
         test = [s for s in samples if s.scene == scene]
-        trust = fit_trust(train, **fit_options)
+        trust = fit(train, **fit_options)
         out[scene] = (evaluate(test, trust), trust)
     return out
+
+
+def pooled_report(held_out: dict[str, tuple[TrustReport, dict[str, Any]]]) -> TrustReport:
+    """All held-out scenes' answers counted together."""
+    reports = [report for report, _ in held_out.values()]
+    return sum(reports[1:], reports[0])
+
+
+def meets_targets(report: TrustReport) -> bool:
+    """At most TARGET_OFF_5 / TARGET_OFF_15 of the SUCCESS answers off by > 5 / 15 deg."""
+    return report.off_5 <= TARGET_OFF_5 * report.success and (
+        report.off_15 <= TARGET_OFF_15 * report.success
+    )
+
+
+def choose_operating_point(
+    samples: Sequence[Sample], gate_defaults: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], TrustReport]:
+    """(fit_trust options, their pooled held-out report): of OPERATING_POINTS, the one whose
+    leave-one-scene-out answers within `samples` meet the targets and accept the most pairs
+    under 50 deg; when none meets them, the one with the fewest answers off by > 5 deg.
+    Only `samples` are used, so the choice stays out of sample for a scene held out of them."""
+    best = None
+    for options in OPERATING_POINTS:
+        report = pooled_report(leave_one_scene_out(samples, gate_defaults=gate_defaults, **options))
+        meets = meets_targets(report)
+        off_5 = report.off_5 / report.success if report.success else 0.0
+        score = (meets, report.accepted_under_50 if meets else -off_5)
+        if best is None or score > best[0]:
+            best = (score, options, report)
+    return dict(best[1]), best[2]
+
+
+def fit_trust_chosen(
+    samples: Sequence[Sample], gate_defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`fit_trust` at the operating point `choose_operating_point` picks on the same samples;
+    the choice and its nested held-out figures are stored under "operating_point"."""
+    options, report = choose_operating_point(samples, gate_defaults)
+    trust = fit_trust(samples, gate_defaults=gate_defaults, **options)
+    trust["operating_point"] = {**options, "nested_held_out": report.row()}
+    return trust

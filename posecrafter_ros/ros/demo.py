@@ -6,9 +6,10 @@ Starts the real node (CPU default profile) in a child process on a private DDS d
 sends each chosen pair of a posed-pairs folder inline over the service, prints the returned
 geometry_msgs/PoseWithCovarianceStamped and its rotation / translation-direction error
 against the ground truth. Then the mission: an extreme pair of a shipped outdoor walk
-(--walk, 65-90 deg apart), first sent inline (no frames between them: refused, with the
-reason), then requested by stamps after the demo has published the walk on the node's image
-topic, so the node bridges through the frames it buffered. Stops the node.
+(--walk, --walk-pair: views 0 and 10, 108 deg apart), first sent inline (no frames between
+them: refused, with the reason), then requested by stamps after the demo has published the
+walk on the node's image topic, so the node bridges through the frames it buffered. Stops the
+node.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--walk-pair",
         nargs=2,
         type=int,
-        default=[1, 8],
+        default=[0, 10],
         metavar=("A", "B"),
         help="view indices of the extreme pair in the walk",
     )
