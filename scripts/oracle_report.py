@@ -82,12 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="FMS: inliers a frame needs against each end (paper mode)",
     )
+    parser.add_argument(
+        "--pose-conf",
+        type=json.loads,
+        default={},
+        help="more pose_model settings as JSON, e.g. '{\"structure_less_fallback\": false}'",
+    )
     parser.add_argument("--json", type=Path, help="write every pair's row here")
     args = parser.parse_args(argv)
 
     pose_conf = {"type": args.pose}
     if args.matcher:
         pose_conf["matcher"] = {"name": args.matcher}
+    pose_conf.update(args.pose_conf)
     # What scripts/bridge_covariance.py needs to recover COLMAP's own covariance from a row.
     covariance_model = (
         {

@@ -65,6 +65,28 @@ def test_colmap_reports_views_that_do_not_connect(ring):
     )
 
 
+@pytest.mark.parametrize("fallback", [False, True])
+def test_mapper_options_follow_the_config(ring, monkeypatch, fallback):
+    """The settings reach COLMAP's mapper (structure-less registration is off by default:
+    docs/geometry.md measured it costing 35 s per refused bridge)."""
+    import pycolmap
+
+    seen = {}
+    real = pycolmap.incremental_mapping
+
+    def spy(database_path, image_path, output_path, options):
+        seen["fallback"] = options.structure_less_registration_fallback
+        seen["init_min_inliers"] = options.mapper.init_min_num_inliers
+        return real(database_path, image_path, output_path, options)
+
+    monkeypatch.setattr(pycolmap, "incremental_mapping", spy)
+    views, keyframes = ring
+    conf = ColmapPoseConfig(structure_less_fallback=fallback, init_min_inliers=40)
+    ColmapMultiViewPose(conf).estimate([keyframes[i] for i in (12, 14, 16)], RunContext())
+    assert seen == {"fallback": fallback, "init_min_inliers": 40}
+    assert ColmapPoseConfig().structure_less_fallback is False
+
+
 def test_colmap_with_learned_matching(walk):
     views, keyframes = walk
     pair = make_pair(views[2], views[5])

@@ -85,6 +85,12 @@ class ColmapPoseConfig:
     covariance_scale: float = 686.1
     rotation_sigma_per_link_deg: float = 0.0
     scale_variance: float = 1.0  # variance along the unit translation (scale is unobservable)
+    # COLMAP 4 retries a view its 2D-3D registration could not place from 2D-2D matches alone
+    # (structure-less registration): 6-9 s per attempt on a bridge that cannot be built. Off,
+    # the oracle table (Herz-Jesus, templeRing; 58 bridges) kept every answer but one, a
+    # templeRing 90-180 deg bridge 24 deg off that is now refused, and the median CPU per
+    # bridge fell from 4.3-35.9 s to 3.5-5.7 s (docs/geometry.md).
+    structure_less_fallback: bool = False
 
     def __post_init__(self) -> None:
         if self.pair_window < 0 or self.min_edge_inliers < 1 or self.covariance_scale <= 0:
@@ -243,6 +249,7 @@ class ColmapMultiViewPose:
         # A global BA when the model has grown by half (COLMAP: by 10%), and always at the end.
         options.ba_global_frames_ratio = 1.5
         options.ba_global_points_ratio = 1.5
+        options.structure_less_registration_fallback = self.conf.structure_less_fallback
         options.mapper.init_min_num_inliers = self.conf.init_min_inliers
         options.mapper.abs_pose_refine_focal_length = False
         options.mapper.abs_pose_refine_extra_params = False
