@@ -16,7 +16,6 @@ gate and covariance used for a scene are fitted on the other scenes only.
 from __future__ import annotations
 
 import argparse
-import math
 import pickle
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from posecrafter_ros.eval.datasets import load_middlebury
 from posecrafter_ros.eval.frames import view_keyframe
+from posecrafter_ros.eval.metrics import rotation_error_deg
 from posecrafter_ros.eval.pose_graph import (
     OdometryNoise,
     absolute_trajectory_error,
@@ -98,11 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         args.false_deg,
         args.seed,
     )
-    errors = []
-    for edge in edges:
-        R_true = (np.linalg.inv(truth[edge.i]) @ truth[edge.j])[:3, :3]
-        cos = (np.trace(edge.pose.R.T @ R_true) - 1) / 2
-        errors.append(math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+    errors = [
+        rotation_error_deg(edge.pose.R, (np.linalg.inv(truth[edge.i]) @ truth[edge.j])[:3, :3])
+        for edge in edges
+    ]
     print(
         f"loop edges asked: {len(edges) + len(refused)}, SUCCESS: {len(edges)} "
         f"(rotation error median {np.median(errors) if errors else float('nan'):.2f} deg, "

@@ -61,14 +61,22 @@ def _single_thread():
     torch.set_num_threads(threads)
 
 
-def _write_model_fixture(folder: Path) -> None:
-    folder.mkdir()
+# 48x80 -> a 3x5 token grid (odd: the DPT's coarsest map is cropped back), portrait view.
+SHAPES = [(48, 80), (32, 48), (80, 48)]
+
+
+def _seeded_model_and_views():
+    """(model, config, views) of the non-default configuration, seeded: the same every call."""
     config = Dust3rConfig.from_ctor_kwargs(CTOR, DPT)
     torch.manual_seed(7)
     model = Dust3rModel(config).eval()
-    # 48x80 -> a 3x5 token grid (odd: the DPT's coarsest map is cropped back), portrait view.
-    shapes = [(48, 80), (32, 48), (80, 48)]
-    views = [torch.rand(1, 3, h, w) * 2 - 1 for h, w in shapes]
+    views = [torch.rand(1, 3, h, w) * 2 - 1 for h, w in SHAPES]
+    return model, config, views
+
+
+def _write_model_fixture(folder: Path) -> None:
+    folder.mkdir()
+    model, config, views = _seeded_model_and_views()
     pairs = complete_symmetric_pairs(len(views))
     preds = infer_pairs(model, views, pairs)
     inputs = {f"view{k}_img": v for k, v in enumerate(views)}
@@ -141,16 +149,12 @@ def test_model_outputs_follow_another_config():
     point norms that are squares of the head's distance code (|pts| = d^2)."""
     from posecrafter_ros.models.dust3r.heads import postprocess
 
-    config = Dust3rConfig.from_ctor_kwargs(CTOR, DPT)
-    torch.manual_seed(7)
-    model = Dust3rModel(config).eval()
-    shapes = [(48, 80), (32, 48), (80, 48)]
-    views = [torch.rand(1, 3, h, w) * 2 - 1 for h, w in shapes]
+    model, config, views = _seeded_model_and_views()
     pairs = complete_symmetric_pairs(len(views))
     for pred in infer_pairs(model, views, pairs):
         for pts, conf, (h, w) in (
-            (pred.pts_i, pred.conf_i, shapes[pred.i]),
-            (pred.pts_j, pred.conf_j, shapes[pred.j]),
+            (pred.pts_i, pred.conf_i, SHAPES[pred.i]),
+            (pred.pts_j, pred.conf_j, SHAPES[pred.j]),
         ):
             assert tuple(pts.shape) == (h, w, 3) and tuple(conf.shape) == (h, w)
             assert torch.isfinite(pts).all()

@@ -15,9 +15,11 @@ from posecrafter_ros.eval.pose_graph import (
     LoopEdge,
     OdometryNoise,
     absolute_trajectory_error,
+    chain,
     loop_closure_rows,
     optimise,
     scaled_edge,
+    simulate_odometry,
     to_gtsam_covariance,
 )
 
@@ -64,8 +66,6 @@ def test_true_loop_edges_remove_the_drift():
         T[:3, :3] = so3_exp(np.array([0.0, k * np.pi / 4, 0.0]))
         T[:3, 3] = [3 * np.sin(k * np.pi / 4), 0.0, 3 * np.cos(k * np.pi / 4)]
         truth.append(T)
-    from posecrafter_ros.eval.pose_graph import chain, simulate_odometry
-
     noise = OdometryNoise(rot_sigma_deg=0.5, trans_frac=0.02, yaw_bias_deg=3.0)
     odometry, covs = simulate_odometry(truth, noise, np.random.default_rng(1))
 

@@ -31,6 +31,7 @@ import numpy as np
 from ..core.covariance import so3_exp
 from ..core.twoview import estimate_two_view
 from ..core.types import Keyframe, RelativePose
+from .metrics import rotation_error_deg
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ def absolute_trajectory_error(
     for T_est, T_true in zip(estimated, truth):
         T = align @ T_est
         positions.append(np.linalg.norm(T[:3, 3] - T_true[:3, 3]))
-        cos = (np.trace(T[:3, :3].T @ T_true[:3, :3]) - 1) / 2
-        rotations.append(math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+        rotations.append(rotation_error_deg(T[:3, :3], T_true[:3, :3]))
     return float(np.sqrt(np.mean(np.square(positions)))), float(np.mean(rotations))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from ..core.types import status_name
 from ..eval.datasets import DatasetError
 from ..eval.frames import read_rgb
+from ..eval.metrics import rotation_error_deg
 
 
 @dataclass
@@ -106,7 +106,7 @@ def format_response(resp) -> dict:
 
     R, t, cov = pose_from_msg(resp.pose)
     d = resp.diagnostics
-    angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(R) - 1) / 2))))
+    angle = rotation_error_deg(R, np.eye(3))  # the rotation's own angle
     return {
         "status": status_name(resp.status.code),
         "message": resp.message,
