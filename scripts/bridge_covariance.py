@@ -1,22 +1,10 @@
 #!/usr/bin/env python3
 """Fit the bridge covariance and check it out of sample: leave one scene out.
 
-Reads the per-pair rows that scripts/oracle_report.py --json wrote. Every answered pair carries
-the [6 x 6] covariance the COLMAP pose model returned, the model's covariance settings, the
-number of views of the bridge and the rotation error vector w = log(R_est R_true^T). The
-rotation block of the model is
-
-    C(s, sigma) = s * C_BA + (views - 1) * sigma^2 * I
-
-(C_BA: COLMAP's bundle-adjustment marginal covariance of the relative rotation, recovered from
-the row; sigma: `rotation_sigma_per_link_deg`, a per-link floor; s: `covariance_scale`).
-
-Protocol, per held-out scene: on the OTHER scenes' answers, for each sigma of a grid, s is the
-smallest factor that puts 95% of their rotation errors inside the 95% chi-square(3) region
-(w^T C^-1 w <= 7.81); of those calibrated pairs (sigma, s) the sharpest is kept (smallest
-median log det C over the training answers). The held-out scene's coverage with that pair is
-reported: the fraction of its rotation errors inside the 95% region (target 0.90-0.99). The pair
-fitted on all scenes the same way is the one to ship in the pose model's defaults.
+Reads the per-pair rows that scripts/oracle_report.py --json wrote; the model and the protocol
+are eval/bridge_covariance.py's. The held-out scene's coverage is reported: the fraction of its
+rotation errors inside the 95% region (target 0.90-0.99). The pair fitted on all scenes the same
+way is the one to ship in the pose model's defaults.
 
     python scripts/bridge_covariance.py REPORT.json [REPORT.json ...]
 """
@@ -29,65 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import chi2
-
-CHI2_3_95 = float(chi2.ppf(0.95, 3))
-COVERAGE = 0.95
-SIGMA_GRID_DEG = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-
-
-class Answer:
-    """One bridged answer: its rotation error, BA rotation covariance and number of links."""
-
-    def __init__(self, row: dict):
-        model = row["covariance_model"]
-        self.links = int(row["num_views"]) - 1
-        used_floor = self.links * np.radians(model["rotation_sigma_per_link_deg"]) ** 2
-        rotation = np.asarray(row["covariance"], float)[3:, 3:]
-        self.ba = (rotation - used_floor * np.eye(3)) / float(model["covariance_scale"])
-        self.error = np.asarray(row["rotation_error"], float)
-
-    def covariance(self, scale: float, sigma_deg: float) -> np.ndarray:
-        return scale * self.ba + self.links * np.radians(sigma_deg) ** 2 * np.eye(3)
-
-    def inside(self, scale: float, sigma_deg: float) -> bool:
-        w = self.error
-        return float(w @ np.linalg.solve(self.covariance(scale, sigma_deg), w)) <= CHI2_3_95
-
-
-def coverage(answers: list[Answer], scale: float, sigma_deg: float) -> float:
-    return float(np.mean([a.inside(scale, sigma_deg) for a in answers]))
-
-
-def calibrated_scale(answers: list[Answer], sigma_deg: float) -> float | None:
-    """Smallest s with COVERAGE of the answers inside (bisection in log s); None if none."""
-    if sigma_deg > 0 and coverage(answers, 0.0, sigma_deg) >= COVERAGE:
-        return 0.0
-    lo, hi = 1e-3, 1e7
-    if coverage(answers, hi, sigma_deg) < COVERAGE:
-        return None  # errors no factor covers (the BA says nothing about them)
-    for _ in range(60):
-        mid = np.sqrt(lo * hi)
-        lo, hi = (lo, mid) if coverage(answers, mid, sigma_deg) >= COVERAGE else (mid, hi)
-    return hi
-
-
-def fit(answers: list[Answer]) -> tuple[float, float]:
-    """(scale, sigma_deg): the sharpest calibrated model on these answers."""
-    best = None
-    for sigma in SIGMA_GRID_DEG:
-        scale = calibrated_scale(answers, sigma)
-        if scale is None:
-            continue
-        sharpness = float(
-            np.median([np.linalg.slogdet(a.covariance(scale, sigma))[1] for a in answers])
-        )
-        if best is None or sharpness < best[0]:
-            best = (sharpness, scale, sigma)
-    if best is None:
-        raise ValueError("no model in the grid covers these answers")
-    return best[1], best[2]
+from posecrafter_ros.eval.bridge_covariance import Answer, coverage, fit, leave_one_scene_out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,11 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{'sigma/link':>10} {'raw 95%':>8} {'held-out 95%':>12}"
     )
     inside_all, n_all = 0, 0
+    held = leave_one_scene_out(by_scene)
     for scene, answers in sorted(by_scene.items()):
-        others = [a for s, group in by_scene.items() if s != scene for a in group]
-        scale, sigma = fit(others)
+        scale, sigma, held_out = held[scene]
         raw = coverage(answers, 1.0, 0.0)  # COLMAP's covariance as it is
-        held_out = coverage(answers, scale, sigma)
         inside_all += round(held_out * len(answers))
         n_all += len(answers)
         print(

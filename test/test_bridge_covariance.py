@@ -1,0 +1,50 @@
+"""eval/bridge_covariance.py: the bridge covariance model and its leave-one-scene-out fit
+(the fit behind ColmapPoseConfig.covariance_scale)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from posecrafter_ros.eval.bridge_covariance import Answer, coverage, fit, leave_one_scene_out
+
+
+def _row(rng, true_scale: float, shipped_scale: float, shipped_sigma: float, views: int) -> dict:
+    """An oracle row as oracle_report.py writes it: the covariance as the shipped model made it
+    from a BA block, and a rotation error drawn from true_scale * BA."""
+    L = rng.normal(size=(3, 3)) * 1e-3
+    ba = L @ L.T + 1e-7 * np.eye(3)
+    floor = (views - 1) * np.radians(shipped_sigma) ** 2
+    covariance = np.zeros((6, 6))
+    covariance[:3, :3] = np.eye(3)
+    covariance[3:, 3:] = shipped_scale * ba + floor * np.eye(3)
+    return {
+        "covariance_model": {
+            "covariance_scale": shipped_scale,
+            "rotation_sigma_per_link_deg": shipped_sigma,
+        },
+        "num_views": views,
+        "covariance": covariance.tolist(),
+        "rotation_error": rng.multivariate_normal(np.zeros(3), true_scale * ba).tolist(),
+        "_ba": ba,
+    }
+
+
+def test_a_row_gives_back_the_bundle_adjustment_block():
+    row = _row(np.random.default_rng(0), 50.0, shipped_scale=69.0, shipped_sigma=0.3, views=7)
+    answer = Answer(row)
+    assert answer.links == 6
+    assert np.allclose(answer.ba, row["_ba"], rtol=1e-6, atol=1e-15)
+
+
+def test_fit_recovers_the_scale_errors_follow_and_holds_on_a_left_out_scene():
+    rng = np.random.default_rng(1)
+    true_scale = 400.0
+    by_scene = {
+        scene: [Answer(_row(rng, true_scale, 69.0, 0.0, 6)) for _ in range(120)]
+        for scene in ("a", "b", "c")
+    }
+    scale, sigma = fit([a for group in by_scene.values() for a in group])
+    assert 0.5 * true_scale < scale < 2.0 * true_scale and sigma <= 0.05
+    assert coverage(by_scene["a"], 1.0, 0.0) < 0.2  # the BA as it is: far too confident
+    for scene, (_, _, held_out) in leave_one_scene_out(by_scene).items():
+        assert 0.88 <= held_out <= 1.0, (scene, held_out)
