@@ -6,7 +6,7 @@ The protocol is eval/pose_graph.py's (simulated drifting odometry with --odom-ro
 --odom-trans-frac, --odom-bias-deg and --seed; the direct path asked for every pair at least
 --min-gap views apart; one false accept --false-deg off, with and without a Cauchy kernel).
 
-Out of sample: with --trust-cache (the measurement cache of scripts/calibrate_trust.py), the
+Out of sample: with --trust-cache (the match cache of scripts/calibrate_trust.py), the
 gate and covariance used for a scene are fitted on the other scenes only.
 
     python scripts/loop_closure_graph.py [--scene ../shared/data/strecha/fountain-P11]
@@ -16,7 +16,6 @@ gate and covariance used for a scene are fitted on the other scenes only.
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -38,21 +37,23 @@ SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the clone
 def held_out_conf(cache: Path, scene: str) -> dict:
     """The direct conf (the cache's matcher) whose gate and covariance were fitted on every
     scene but `scene`."""
+    from posecrafter_ros.core.twoview import DEFAULT_GEOMETRY_CONF, measure
     from posecrafter_ros.eval.trust import (
         Sample,
         fit_trust_chosen,
         fixed_gate_settings,
         load_corpus,
+        read_correspondence_cache,
     )
 
-    measurements = pickle.loads(cache.read_bytes())
+    matches = read_correspondence_cache(cache)
     corpus = load_corpus(SHARED / "strecha", SHARED / "templering_sequence", None)
     train = [
-        Sample(name, pair, measurements[f"{name}/{pair.name}"])
+        Sample(name, pair, measure(corr, DEFAULT_GEOMETRY_CONF), corr)
         for name, pairs in corpus.items()
         if name != scene
         for pair in pairs
-        if f"{name}/{pair.name}" in measurements
+        if (corr := matches.get(f"{name}/{pair.name}")) is not None
     ]
     if not train:
         sys.exit(f"ERROR: {cache} holds no measurement of a scene other than {scene}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .config import check_keys
+from .focal import FocalCheck
 
 # name -> what it measures (all scale-free, so they transfer between scenes and resolutions).
 SUPPORT_FEATURES: dict[str, str] = {
@@ -43,6 +44,8 @@ class GateConf:
     max_rotation_sigma_deg: float = 10.0  # ... and the returned rotation std is at most this
     min_inliers: int = 20  # ... and at least this many inliers
     min_model_support: float = 0.5  # below: the intrinsics contradict the matches (never accept)
+    # Above: the matches fit another focal length clearly better (core.focal; never accept).
+    max_focal_evidence: float = 50.0
     reject_degeneracies: tuple[str, ...] = ("too_few_matches", "too_few_inliers")
     source: str = ""  # where the fitted numbers come from (shown when refusing)
 
@@ -78,6 +81,7 @@ def probability_wrong(features: dict[str, float], conf: GateConf) -> float:
 # What decided a verdict (GateDecision.criterion), in the order `decide` checks them.
 CRITERIA = (
     "degeneracy",
+    "focal_length",
     "model_support",
     "unfitted",
     "min_inliers",
@@ -85,6 +89,8 @@ CRITERIA = (
     "rotation_sigma",
     "accepted",
 )
+# The criteria that name the intrinsics (or the lens model) as the likely cause.
+INTRINSICS_CRITERIA = ("focal_length", "model_support")
 
 
 @dataclass
@@ -101,11 +107,22 @@ def decide(
     degeneracy: str,
     model_support: float,
     conf: GateConf,
+    focal: FocalCheck | None = None,
 ) -> GateDecision:
     """Accept the direct estimate only when every criterion passes; the reason names the first
-    that failed (or summarises the pass)."""
+    that failed (or summarises the pass). focal: the focal-length profile (core.focal), when
+    measured."""
     if degeneracy in conf.reject_degeneracies:
         return GateDecision(False, f"degenerate geometry: {degeneracy}", "degeneracy")
+    if focal is not None and focal.evidence > conf.max_focal_evidence:
+        return GateDecision(
+            False,
+            f"the matches fit focal lengths about {focal.best_factor:.2g}x the given ones much "
+            f"better than the given ones (evidence {focal.evidence:.0f} > "
+            f"{conf.max_focal_evidence:.0f}): the camera intrinsics (focal length, image size) "
+            "or the lens distortion model are likely wrong",
+            "focal_length",
+        )
     if model_support < conf.min_model_support:
         return GateDecision(
             False,
