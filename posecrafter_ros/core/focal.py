@@ -3,25 +3,26 @@
 A wrong focal length gives a confidently wrong pose: the essential matrix under the wrong K
 still fits most matches to within a pixel (a focal 2-5x too long keeps the essential-vs-
 fundamental inlier ratio near 1), so inlier counts cannot see it. Residuals can. Scale both
-focal lengths by a common factor s (the principal points and aspect ratios as given),
-refit the relative pose under K(s) to the matches a fundamental matrix explains (found
-without any K, so the point set does not favour the given focal), and record the mean
-truncated squared Sampson error C(s) in pixels. Where the focal length is observable, C has
-a clear minimum near the true focal; the evidence against the given one is the profile
-likelihood ratio of Gaussian residuals,
+focal lengths by a common factor s (the principal points and aspect ratios as given), refit
+the relative pose under K(s) to the matches a fundamental matrix explains (found without any
+K, so the point set does not favour the given focal), and score the fit by the truncated
+chi-square of its Sampson errors in units of the noise measured under F:
 
-    evidence = N ln( min_{1/tol <= s <= tol} C(s) / min_s C(s) ),
+    score(s) = sum_i min((e_i(s) / sigma)^2, 9),   evidence = score(1) - min_s score(s)
 
-which is 0 when the best focal is within the tolerance of the given one. Where the focal is
-not observable from two views (the optical axes nearly intersect, as on an object ring or a
-fixation; tiny rotation; pure translation), every focal fits about equally well, C is flat
-and the evidence stays small: such a configuration is reported (`interval` spans the whole
-sweep), never flagged. The bound on the evidence is fitted per matcher
-(scripts/calibrate_trust.py) like the rest of the gate.
+(a profile log-likelihood ratio, robust to the few matches F absorbs but no essential matrix
+explains). Where the focal length is observable, the score has a clear minimum near the true
+focal. The evidence counts only when that minimum is more than a tolerance away from the
+given focal (a focal a few percent off is not what this check is for).
 
-This is the equal-singular-value criterion of E(f) = K_f^T F K_f (Hartley & Zisserman,
-"Multiple View Geometry", sec. 19.4, and Bougnoux's closed form) measured where it matters,
-in image residuals, so that it is robust where the algebraic criterion is ill-conditioned.
+Where two views cannot tell the focal length (Sturm, "On focal length calibration from two
+views", CVPR 2001: optical axes that meet at a point equidistant from both centres, as on an
+object ring or turntable; parallel axes; tiny rotation or pure translation), every focal
+fits about equally well, the profile is flat and the evidence stays small: such a pair is
+never flagged, and `interval` (the factors not significantly worse than the best) says so.
+This is the equal-singular-value criterion of E(s) = K(s)_b^T F K(s)_a (Hartley & Zisserman,
+"Multiple View Geometry", sec. 19.4) measured in image residuals, where it is well
+conditioned. The bound on the evidence is fitted per matcher (scripts/calibrate_trust.py).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ MIN_NOISE_PX = 0.05
 # robust one stays near its start; the graduated one starts with least squares (which
 # converges from far) and narrows the robust loss so that no outlier it fitted stays fitted.
 ROBUST_REFIT = (("CAUCHY", 1.0),)
+RANSAC_OPTIONS = {"min_iterations": 5, "max_iterations": 50, "seed": 0}
 GRADUATED_REFIT = (("TRIVIAL", 1.0), ("CAUCHY", 5.0), ("CAUCHY", 1.0))
 
 
@@ -67,6 +69,7 @@ class FocalCheck:
 
     @property
     def observable(self) -> bool:
+        """Whether a wrong focal length could show on this pair in at least one direction."""
         return self.num_points > 0 and (self.interval[0] > 0.0 or math.isfinite(self.interval[1]))
 
 
@@ -161,6 +164,15 @@ def check_focal(
             )
         return score(ka, kb, pose), pose
 
+    def ransac(ka: np.ndarray, kb: np.ndarray) -> tuple[float, Any]:
+        """(score, pose) of PoseLib's LO-RANSAC essential matrix under K_a(s), K_b(s) (the
+        points are F's inliers: few iterations find an all-inlier sample)."""
+        options = {**RANSAC_OPTIONS, "max_epipolar_error": threshold_px}
+        pose, _ = poselib.estimate_relative_pose(
+            pts_a, pts_b, poselib_camera(ka), poselib_camera(kb), options, {}
+        )
+        return score(ka, kb, pose), pose
+
     scores: dict[float, float] = {}
     poses: dict[float, Any] = {}
 
@@ -171,11 +183,7 @@ def check_focal(
         but may follow outliers; the profile keeps the best (every fit bounds it above)."""
         ka = _with_focal_factor(K_a, step**exponent)
         kb = _with_focal_factor(K_b, step**exponent)
-        fits = [
-            refit(ka, kb, start, ROBUST_REFIT),
-            refit(ka, kb, start, GRADUATED_REFIT),
-            refit(ka, kb, _essential_pose(kb.T @ F @ ka), GRADUATED_REFIT),
-        ]
+        fits = [refit(ka, kb, start, ROBUST_REFIT), ransac(ka, kb)]
         if exponent == 0.0:
             fits.append((score(ka, kb, start), start))
         scores[exponent], poses[exponent] = min(fits, key=lambda f: f[0])

@@ -45,7 +45,8 @@ class GateConf:
     min_inliers: int = 20  # ... and at least this many inliers
     min_model_support: float = 0.5  # below: the intrinsics contradict the matches (never accept)
     # Above: the matches fit another focal length clearly better (core.focal; never accept).
-    max_focal_evidence: float = 50.0
+    # Fitted per matcher, never below this: a chi-square (1 dof) this large has p ~ 1e-4.
+    max_focal_evidence: float = 15.0
     reject_degeneracies: tuple[str, ...] = ("too_few_matches", "too_few_inliers")
     source: str = ""  # where the fitted numbers come from (shown when refusing)
 
