@@ -108,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         args.max_rotation,
         args.max_pairs_per_scene,
     )
+    if not corpus:
+        print(
+            f"ERROR: no posed scene found (--strecha {args.strecha}, --templering "
+            f"{args.templering}, --posed-pairs {args.posed_pairs})",
+            file=sys.stderr,
+        )
+        return 1
     print("corpus: " + ", ".join(f"{name} {len(pairs)} pairs" for name, pairs in corpus.items()))
     for name in args.matchers:
         matcher_conf = {"name": name, **matcher_class(name).default_conf}
