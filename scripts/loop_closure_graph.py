@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the clone
 
 
-def held_out_conf(cache: Path, scene: str) -> dict:
+def held_out_conf(cache: Path, scene: str, shared: Path = SHARED) -> dict:
     """The direct conf (the cache's matcher) whose gate and covariance were fitted on every
     scene but `scene`."""
     from posecrafter_ros.core.twoview import DEFAULT_GEOMETRY_CONF, measure
@@ -47,7 +47,7 @@ def held_out_conf(cache: Path, scene: str) -> dict:
     )
 
     matches = read_correspondence_cache(cache)
-    corpus = load_corpus(SHARED / "strecha", SHARED / "templering_sequence", None)
+    corpus = load_corpus(shared / "strecha", shared / "templering_sequence", None)
     train = [
         Sample(name, pair, measure(corr, DEFAULT_GEOMETRY_CONF), corr)
         for name, pairs in corpus.items()
@@ -67,6 +67,9 @@ def held_out_conf(cache: Path, scene: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", type=Path, default=SHARED / "strecha" / "fountain-P11")
+    parser.add_argument(
+        "--shared-data", type=Path, default=SHARED, help="the corpus the trust cache measured"
+    )
     parser.add_argument("--odom-rot-deg", type=float, default=OdometryNoise.rot_sigma_deg)
     parser.add_argument("--odom-trans-frac", type=float, default=OdometryNoise.trans_frac)
     parser.add_argument("--odom-bias-deg", type=float, default=OdometryNoise.yaw_bias_deg)
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     views = load_middlebury(args.scene)
     scene = views[0].group
     truth = [v.cam_to_world for v in views]
-    conf = held_out_conf(args.trust_cache, scene) if args.trust_cache else {}
+    conf = held_out_conf(args.trust_cache, scene, args.shared_data) if args.trust_cache else {}
     print(
         f"{scene}: {len(views)} views; gate and covariance "
         + ("fitted without this scene (held out)" if conf else "as shipped (may be in-sample)")
