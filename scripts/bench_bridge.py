@@ -9,12 +9,13 @@ machine's load average is printed before and after: wall clock on shared cores m
 without it, CPU time divided by the cores is what a bridge costs on free ones.
 
     python scripts/bench_bridge.py [SET ...] [--pairs 4] [--models colmap]
-        [--max-side 640] [--threads 2]
+        [--max-side 640] [--threads 2] [--pose-conf JSON]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-side", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV / COLMAP threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--pose-conf",
+        type=json.loads,
+        default={},
+        help="more COLMAP pose_model settings as JSON, e.g. '{\"pair_window\": 2}'",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         conf = {"type": name}
         if name == "colmap":
-            conf["num_threads"] = args.threads
+            conf.update({"num_threads": args.threads, **args.pose_conf})
         models[name] = build_stage("pose_model", conf, Placement())
     results = {name: [] for name in models}
     select_seconds, select_cpu = [], []

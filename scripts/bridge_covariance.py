@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{scene[:16]:>16} {len(answers):7d} {refused[scene]:7d} {scale:10.2f} "
             f"{sigma:10.2f} {raw:8.2f} {held_out:12.2f}"
         )
-    pooled = [a for group in by_scene.values() for a in group]
-    scale, sigma = fit(pooled)
+    scale, sigma = fit(list(by_scene.values()))
     print(
         f"pooled held-out coverage {inside_all / n_all:.2f} of {n_all} answers; fitted on all "
         f"scenes: covariance_scale {scale:.2f}, rotation_sigma_per_link_deg {sigma:.2f}"

@@ -44,6 +44,20 @@ def test_chain_selection_keeps_the_chain_then_fills_by_paper_score():
     assert chain_selection(1, {(0, 2): 500, (0, 1): 5, (1, 2): 5}, [10], [0], 3, 30) is None
 
 
+def test_chain_selection_supports_the_weakest_link_with_a_third_view():
+    # A = 0, candidates 1..5 (nodes), B = 6. The chain is 0-4-6; its weak link 4-B (60) is
+    # overlapped by node 5 (300 with 4, 40 with B). The paper's score prefers nodes 1 and 2,
+    # near A; the third view of the weak link comes first (Herz-Jesus-P25 6->13: B was seen by
+    # its chain neighbour only and never registered).
+    graph = {(0, 1): 500, (0, 2): 400, (1, 2): 450, (0, 4): 200, (4, 6): 60, (4, 5): 300}
+    graph.update({(5, 6): 40, (0, 5): 35, (3, 4): 20})
+    scores = [500, 400, 10, 260, 75]
+    assert chain_selection(5, graph, scores, [0, 1, 2, 3, 4], top_k=2, min_edge=30) == [3, 4]
+    # A supporting view needs both of its links at min_edge: none at 50, the paper fills.
+    assert chain_selection(5, graph, scores, [0, 1, 2, 3, 4], top_k=2, min_edge=50) == [3, 0]
+    assert chain_selection(5, graph, scores, [0, 1, 2, 3, 4], top_k=3, min_edge=30) == [3, 4, 0]
+
+
 def test_bounded_pairs_are_sequence_neighbours():
     assert list(bounded_pairs(4, 2)) == [(1, 2), (1, 3), (2, 3), (2, 4), (3, 4)]
     assert list(bounded_pairs(3, 0)) == []
@@ -83,7 +97,7 @@ def test_a_loop_is_bridged_the_shorter_way():
     loop = [Keyframe(read_rgb(views[i].image_path), views[i].K) for i in ring]
     assert ends_overlap(loop)
     source = OracleSource(loop, cyclic=True)
-    assert [c.index for c in source.candidates_between(2, 44)] == [0, 1, 45, 46]
+    assert [c.index for c in source.candidates_between(2, 44)] == [1, 0, 46, 45]
     # Cut the loop open (keep its first third): the ends no longer meet, the long way it is.
     assert not ends_overlap(loop[:16])
     open_walk = OracleSource(loop[:16], cyclic=False)

@@ -43,8 +43,24 @@ def test_fit_recovers_the_scale_errors_follow_and_holds_on_a_left_out_scene():
         scene: [Answer(_row(rng, true_scale, 69.0, 0.0, 6)) for _ in range(120)]
         for scene in ("a", "b", "c")
     }
-    scale, sigma = fit([a for group in by_scene.values() for a in group])
+    scale, sigma = fit(list(by_scene.values()))
     assert 0.5 * true_scale < scale < 2.0 * true_scale and sigma <= 0.05
     assert coverage(by_scene["a"], 1.0, 0.0) < 0.2  # the BA as it is: far too confident
     for scene, (_, _, held_out) in leave_one_scene_out(by_scene).items():
         assert 0.88 <= held_out <= 1.0, (scene, held_out)
+
+
+def test_fit_holds_on_every_scene_not_only_on_the_pooled_answers():
+    # Scene "big" has many answers at one error level, scene "small" few at a four times
+    # larger one (in standard deviation). A pooled 95% follows "big" and leaves "small" short.
+    rng = np.random.default_rng(2)
+    big = [Answer(_row(rng, 100.0, 69.0, 0.0, 6)) for _ in range(200)]
+    small = [Answer(_row(rng, 1600.0, 69.0, 0.0, 6)) for _ in range(20)]
+    scale, sigma = fit([big, small])
+    assert coverage(small, scale, sigma) >= 0.9
+    assert coverage(big + small, scale, sigma) >= 0.95
+    # ... while still the sharpest such model: not wider than "small" alone needs by much.
+    assert (
+        coverage(small, 0.5 * scale, sigma) < 0.9
+        or coverage(big + small, 0.5 * scale, sigma) < 0.95
+    )

@@ -341,3 +341,5 @@ def test_frames_between_a_pair_stay_in_its_group(temple_views):
     data = load_dataset(TEMPLE)
     pair = make_pair(data.views[1], data.views[5], index0=1, index1=5)
     assert data.between_indices(pair) == [2, 3, 4]
+    backwards = make_pair(data.views[5], data.views[1], index0=5, index1=1)
+    assert data.between_indices(backwards) == [4, 3, 2]  # walked from the pair's first view

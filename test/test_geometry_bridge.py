@@ -30,9 +30,16 @@ def test_oracle_candidates_between_all_and_cyclic():
     frames = [dummy(i) for i in range(10)]
     source = OracleSource(frames)
     assert [c.index for c in source.candidates_between(2, 6)] == [3, 4, 5]
-    assert [c.index for c in source.candidates_between(frames[6], frames[2])] == [3, 4, 5]
+    # Walked from A to B: B before A in the sequence gives the frames from A's side first.
+    assert [c.index for c in source.candidates_between(frames[6], frames[2])] == [5, 4, 3]
     assert all(c.source == "oracle" for c in source.candidates_between(2, 6))
     assert [c.index for c in OracleSource(frames, cyclic=True).candidates_between(1, 8)] == [0, 9]
+    # The shorter way round a ring goes through the wrap, still from A to B.
+    ring = OracleSource(frames, cyclic=True)
+    assert [c.index for c in ring.candidates_between(8, 1)] == [9, 0]
+    assert [c.index for c in ring.candidates_between(2, 8)] == [1, 0, 9]
+    assert [c.index for c in ring.candidates_between(8, 2)] == [9, 0, 1]
+    assert [c.index for c in ring.candidates_between(9, 0)] == []
     assert len(OracleSource(frames, span="all").candidates_between(1, 8)) == 8
     outside = dummy(99)
     assert len(source.candidates_between(outside, frames[3])) == 9  # A unknown: all but B

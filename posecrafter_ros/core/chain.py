@@ -5,8 +5,9 @@ bridge those cluster near one end or the other and the views in the middle, the 
 the two halves, are dropped: the multi-view pose then has no chain of overlapping views from A
 to B. The chain mode chooses the frames so that A and B are joined with the strongest weakest
 link: a maximum-bottleneck ("widest") path from A to B with at most k intermediate frames, the
-edge weight of a view pair being its RANSAC inlier count. Remaining slots are filled by the
-paper's score.
+edge weight of a view pair being its RANSAC inlier count. Remaining slots first support the
+path's links, weakest first, each with the frame that overlaps both of its views best, then go
+to the paper's score.
 
 Graph nodes are 0 = A, 1..m = candidates, m + 1 = B; weights {(i, j): inliers} with i < j.
 """
@@ -87,6 +88,23 @@ def chain_selection(
     found = widest_path(num_candidates + 2, edges, 0, goal, max_hops=top_k + 1)
     if found is None:
         return None
-    chain = [node - 1 for node in found[0][1:-1]]
-    fill = [i for i in sorted(eligible, key=lambda i: -paper_scores[i]) if i not in chain]
-    return chain + fill[: max(top_k - len(chain), 0)]
+    path = found[0]
+    kept = [node - 1 for node in path[1:-1]]
+    # Support the chain's links, weakest first, with a third view that overlaps both of its
+    # views (a triangle): its three-view tracks are what lets an incremental mapper register
+    # the view across that link, where a pair seen by no third view leaves too few
+    # triangulated points (an end linked by one weak pair goes unregistered).
+    links = sorted(zip(path, path[1:]), key=lambda link: edges.get(tuple(sorted(link)), 0.0))
+    for u, v in links:
+        if len(kept) >= top_k:
+            break
+        support = [
+            (min(edges.get(tuple(sorted((u, c))), 0.0), edges.get(tuple(sorted((c, v))), 0.0)), c)
+            for c in range(1, goal)
+            if c - 1 not in kept
+        ]
+        width, best = max(support, default=(0.0, None))
+        if best is not None and width >= min_edge:
+            kept.append(best - 1)
+    fill = [i for i in sorted(eligible, key=lambda i: -paper_scores[i]) if i not in kept]
+    return kept + fill[: max(top_k - len(kept), 0)]

@@ -1,7 +1,7 @@
 """Oracle bridge: real frames of a sequence offered as FMS candidates (InterPose's upper bound).
 
 `OracleSource(views).candidates_between(a, b)` offers, with `span="between"` (default), the
-sequence frames strictly between A and B in sequence order when both are found in it (by
+sequence frames strictly between A and B, walked from A to B, when both are found in it (by
 identity, or equal frame_id + stamp, or identical pixels) - the frames a robot recorded while
 moving from A to B; for a closed loop (`cyclic=True`, e.g. when `fms.ends_overlap` finds the
 sequence's first and last frames matching) the shorter way round. With `span="all"`,
@@ -42,11 +42,16 @@ class OracleSource:
         return next((i for i, v in enumerate(self.views) if same_keyframe(v, keyframe)), None)
 
     def between_indices(self, ia: int, ib: int) -> list[int]:
-        """Indices strictly between ia and ib along the sequence (shorter arc on a ring)."""
-        lo, hi = sorted((ia, ib))
-        inside = list(range(lo + 1, hi))
+        """Indices strictly between ia and ib along the sequence (shorter arc on a ring), in
+        path order from ia to ib: downstream, sequence neighbours are matched with each other
+        (the selector's neighbour window, the pose model's pair window), so a list walked the
+        wrong way (B's side first, or a ring's two ends joined at the wrap) pairs views that
+        do not overlap and leaves an end without its real neighbours."""
+        n = len(self.views)
+        step = 1 if ib > ia else -1
+        inside = list(range(ia + step, ib, step))
         if self.cyclic:
-            outside = [i for i in range(len(self.views)) if i not in inside and i not in (lo, hi)]
+            outside = [(ia - step * k) % n for k in range(1, n - len(inside) - 1)]
             if len(outside) < len(inside):
                 return outside
         return inside

@@ -10,9 +10,15 @@ and the rotation error vector w = log(R_est R_true^T). The rotation block of the
 the row; sigma: `rotation_sigma_per_link_deg`, a per-link floor; s: `covariance_scale`).
 
 `fit`: for each sigma of a grid, s is the smallest factor that puts 95% of the answers' rotation
-errors inside the 95% chi-square(3) region; of those calibrated pairs the sharpest is kept
-(smallest median log det C). `leave_one_scene_out` fits on the other scenes and reports each
-held-out scene's coverage.
+errors (pooled over the scenes) inside the 95% chi-square(3) region and at least 90% of each
+scene's; of those calibrated pairs the sharpest is kept (smallest median log det C).
+`leave_one_scene_out` fits on the other scenes and reports each held-out scene's coverage.
+
+Why each scene: scenes differ in error level more than the BA's covariance says (on the Strecha
+walks and templeRing, answers 0.2-1.3 deg off on one, 1-4 deg on another, at the same BA
+sigma), and a pooled-only fit follows the scene with the most answers. An unseen scene is
+better served by a model that holds on every scene it was fitted on: held-out coverage pooled
+0.81 -> 0.93 on the oracle table of docs/geometry.md.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import numpy as np
 
 from ..core.covariance import CHI2_95_3DOF
 
-COVERAGE = 0.95
+COVERAGE = 0.95  # of the pooled answers inside the 95% region
+SCENE_COVERAGE = 0.90  # ... and of each scene's (the low end of the 90-99% target)
 SIGMA_GRID_DEG = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
@@ -50,26 +57,30 @@ def coverage(answers: Sequence[Answer], scale: float, sigma_deg: float) -> float
     return float(np.mean([a.inside(scale, sigma_deg) for a in answers]))
 
 
-def calibrated_scale(answers: Sequence[Answer], sigma_deg: float) -> float | None:
-    """Smallest s with COVERAGE of the answers inside (bisection in log s); None if none."""
-    if sigma_deg > 0 and coverage(answers, 0.0, sigma_deg) >= COVERAGE:
+def calibrated_scale(answers: Sequence[Answer], sigma_deg: float, level: float) -> float | None:
+    """Smallest s with `level` of the answers inside (bisection in log s); None if none."""
+    if sigma_deg > 0 and coverage(answers, 0.0, sigma_deg) >= level:
         return 0.0
     lo, hi = 1e-3, 1e7
-    if coverage(answers, hi, sigma_deg) < COVERAGE:
+    if coverage(answers, hi, sigma_deg) < level:
         return None  # errors no factor covers (the BA says nothing about them)
     for _ in range(60):
         mid = np.sqrt(lo * hi)
-        lo, hi = (lo, mid) if coverage(answers, mid, sigma_deg) >= COVERAGE else (mid, hi)
+        lo, hi = (lo, mid) if coverage(answers, mid, sigma_deg) >= level else (mid, hi)
     return hi
 
 
-def fit(answers: Sequence[Answer]) -> tuple[float, float]:
-    """(scale, sigma_deg): the sharpest calibrated model on these answers."""
+def fit(scenes: Sequence[Sequence[Answer]]) -> tuple[float, float]:
+    """(scale, sigma_deg): the sharpest model calibrated on these scenes' answers (COVERAGE
+    pooled, SCENE_COVERAGE on each scene)."""
+    answers = [a for scene in scenes for a in scene]
     best = None
     for sigma in SIGMA_GRID_DEG:
-        scale = calibrated_scale(answers, sigma)
-        if scale is None:
+        scales = [calibrated_scale(answers, sigma, COVERAGE)]
+        scales += [calibrated_scale(scene, sigma, SCENE_COVERAGE) for scene in scenes]
+        if any(scale is None for scale in scales):
             continue
+        scale = max(scales)
         sharpness = float(
             np.median([np.linalg.slogdet(a.covariance(scale, sigma))[1] for a in answers])
         )
@@ -86,7 +97,6 @@ def leave_one_scene_out(
     """{held-out scene: (scale, sigma_deg, its coverage)}, each fitted on the other scenes."""
     out = {}
     for scene, answers in by_scene.items():
-        others = [a for name, group in by_scene.items() if name != scene for a in group]
-        scale, sigma = fit(others)
+        scale, sigma = fit([group for name, group in by_scene.items() if name != scene])
         out[scene] = (scale, sigma, coverage(answers, scale, sigma))
     return out

@@ -150,12 +150,14 @@ class PosedDataset:
         return sample_view_pairs(self.views, per_bin, seed, bins)
 
     def between_indices(self, pair: PosedPair) -> list[int]:
-        """Indices of the views captured strictly between a sampled pair's views (same group)."""
+        """Indices of the views captured strictly between a sampled pair's views (same group),
+        in path order from its first view to its second (core.oracle.OracleSource)."""
         if "index0" not in pair.meta:
             return []
-        lo, hi = sorted((pair.meta["index0"], pair.meta["index1"]))
-        group = self.views[lo].group
-        return [i for i in range(lo + 1, hi) if self.views[i].group == group]
+        first, second = pair.meta["index0"], pair.meta["index1"]
+        step = 1 if second > first else -1
+        group = self.views[first].group
+        return [i for i in range(first + step, second, step) if self.views[i].group == group]
 
 
 def load_posed_pairs(root: str | Path) -> list[PosedPair]:
