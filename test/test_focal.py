@@ -8,6 +8,7 @@ import pytest
 
 from posecrafter_ros.core.covariance import so3_exp
 from posecrafter_ros.core.focal import check_focal
+from posecrafter_ros.core.gate import GateConf, decide
 from posecrafter_ros.core.geometry import DEFAULT_GEOMETRY_CONF, estimate_relative_geometry
 
 K_TRUE = np.array([[800.0, 0.0, 320.0], [0.0, 800.0, 240.0], [0.0, 0.0, 1.0]])
@@ -86,3 +87,19 @@ def test_too_few_points_give_no_evidence():
         pts_a[:8], pts_b[:8], K_TRUE, K_TRUE, np.eye(3), (np.eye(3), np.ones(3)), {}
     )
     assert check.evidence == 0.0 and not check.observable
+
+
+def _accept(focal):
+    conf = GateConf(bias=-10.0, weights={}, max_p_wrong=0.5)
+    return decide(0.001, 0.5, 300, "none", 1.0, conf, focal)
+
+
+def test_an_accepted_orbit_answer_says_it_rests_on_the_given_intrinsics():
+    orbit = _check(*_two_views(orbit=True), 3.3)
+    decision = _accept(orbit)
+    assert decision.accepted
+    assert "about as well" in decision.reason
+    assert "relies on the given intrinsics" in decision.reason
+    # Where the pair pins the focal length down, the message claims nothing of the kind.
+    general = _accept(_check(*_two_views(orbit=False), 1.0))
+    assert general.accepted and "intrinsics" not in general.reason

@@ -140,6 +140,20 @@ def test_the_right_focal_length_is_accepted(wide_pair, pair):
     ring = estimate_two_view(*pair_keyframes(pair))
     bound = GateConf.from_dict(resolve_conf({})["gate"]).max_focal_evidence
     assert ring.accepted and ring.info["focal_evidence"] < bound, ring.reason
+    # The walk pair pins the focal length down: its message claims no reliance on it.
+    assert "relies on the given intrinsics" not in right.reason, right.reason
+
+
+def test_an_orbit_pair_with_a_too_long_focal_says_what_it_rests_on(pair):
+    """The issue's own case, templeR0001-0005 with fx = 5000 (true ~1520): two views on a ring
+    cannot see it (core.focal), so the answer stands, and its message says it rests on the
+    given intrinsics, where it used to read as an unconditional acceptance."""
+    kf_a, kf_b = pair_keyframes(pair)
+    K_long = kf_a.K.copy()
+    K_long[:2, :2] *= 5000.0 / K_long[0, 0]
+    est = estimate_two_view(Keyframe(kf_a.image, K_long), Keyframe(kf_b.image, K_long))
+    assert est.accepted, est.reason
+    assert "about as well" in est.reason and "relies on the given intrinsics" in est.reason
 
 
 def test_the_intrinsics_floor_still_names_a_gross_contradiction(wide_pair):

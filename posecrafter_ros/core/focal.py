@@ -67,6 +67,27 @@ class FocalCheck:
     num_points: int = 0
     profile: dict[float, float] = field(default_factory=dict)
 
+    def unconfirmed(self) -> str:
+        """Which wrong focal lengths this pair cannot rule out, in words ("" when it rules out
+        both longer and shorter ones, or was not measured): an accepted answer then rests on
+        the given intrinsics alone, and its message says so."""
+        if self.num_points == 0:
+            return ""
+        longer, shorter = not math.isfinite(self.interval[1]), self.interval[0] == 0.0
+        if longer and shorter:
+            return "any focal length fits these matches about as well as the given one"
+        if longer:
+            return (
+                f"focal lengths longer than the given one (up to {max(self.profile):.0f}x) fit "
+                "these matches about as well"
+            )
+        if shorter:
+            return (
+                f"focal lengths shorter than the given one (down to {min(self.profile):.2g}x) "
+                "fit these matches about as well"
+            )
+        return ""
+
     @property
     def observable(self) -> bool:
         """Whether a wrong focal length could show on this pair in at least one direction."""

@@ -150,8 +150,10 @@ def decide(
             f"rotation std {rotation_sigma_deg:.2f} deg > {conf.max_rotation_sigma_deg:.2f}",
             "rotation_sigma",
         )
-    return GateDecision(
-        True,
-        f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg",
-        "accepted",
-    )
+    reason = f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg"
+    unconfirmed = focal.unconfirmed() if focal is not None else ""
+    if unconfirmed:
+        # An orbit pair cannot check the focal length (core.focal): the trust above holds only
+        # for a right camera_info, and the message says so.
+        reason += f"; {unconfirmed}, so the answer relies on the given intrinsics"
+    return GateDecision(True, reason, "accepted")
