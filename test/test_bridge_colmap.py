@@ -77,13 +77,15 @@ def test_mapper_options_follow_the_config(ring, monkeypatch, fallback):
     def spy(database_path, image_path, output_path, options):
         seen["fallback"] = options.structure_less_registration_fallback
         seen["init_min_inliers"] = options.mapper.init_min_num_inliers
+        seen["mapper_threads"] = options.num_threads
         return real(database_path, image_path, output_path, options)
 
     monkeypatch.setattr(pycolmap, "incremental_mapping", spy)
     views, keyframes = ring
-    conf = ColmapPoseConfig(structure_less_fallback=fallback, init_min_inliers=40)
+    conf = ColmapPoseConfig(structure_less_fallback=fallback, init_min_inliers=40, num_threads=2)
     ColmapMultiViewPose(conf).estimate([keyframes[i] for i in (12, 14, 16)], RunContext())
-    assert seen == {"fallback": fallback, "init_min_inliers": 40}
+    # One thread whatever num_threads says: on two the mapper's answer changes run to run.
+    assert seen == {"fallback": fallback, "init_min_inliers": 40, "mapper_threads": 1}
     assert ColmapPoseConfig().structure_less_fallback is False
 
 

@@ -77,9 +77,9 @@ class ColmapPoseConfig:
     )
     init_min_inliers: int = 50  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
     # View pairs matched and verified at once. COLMAP's mapper always runs on one thread: on
-    # two its answer changed from run to run with the same verified matches (templeRing
-    # 16->23: 0.636 or 0.687 deg, 2 of 5 runs; one thread: the same in every run), and on one
-    # it was no slower on the benchmark's bridges (docs/geometry.md, "Seconds per bridge").
+    # two its answer changed from run to run on the same verified matches (templeRing 16->23
+    # at 640 px: 0.636 or 0.687 deg; on one thread 0.687 in 12 of 12 runs; docs/geometry.md,
+    # "Seconds per bridge").
     num_threads: int = 2
     ba_max_iterations: int = 50  # per bundle adjustment (COLMAP: until converged)
     ba_global_refinements: int = 2  # global BA rounds after each model growth (COLMAP: 5)
