@@ -5,6 +5,7 @@ are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
 
     validate -> direct two-view estimate -> gate
         accepted (and not force_bridge)      -> answer directly
+        the intrinsics contradict the images -> INVALID_REQUEST (the bridge would use them)
         otherwise, candidates from either
             a supplied frame sequence (oracle source), or
             HVG: interpolate (stage 1) -> relay poses -> trajectory renders -> video (stage 2)
@@ -29,6 +30,7 @@ import yaml
 
 from .core.camera import undistort_keyframe
 from .core.config import check_keys
+from .core.gate import INTRINSICS_CRITERIA
 from .core.oracle import OracleSource, same_keyframe
 from .core.twoview import estimate_two_view
 from .core.types import (
@@ -296,6 +298,12 @@ class Pipeline:
                 f"direct two-view estimate: {direct.num_inliers} inliers of "
                 f"{direct.num_matches} matches ({direct.reason})",
                 direct.pose,
+            )
+        if direct.info.get("gate_criterion") in INTRINSICS_CRITERIA:
+            # The bridge would use the same intrinsics: no answer, and the message says why.
+            return EstimateResult(
+                Status.INVALID_REQUEST,
+                f"the images contradict the given camera intrinsics: {direct.reason}",
             )
         # The bridge's stages work on pixels: give them pinhole images.
         a, b = undistort_keyframe(a), undistort_keyframe(b)

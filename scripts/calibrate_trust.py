@@ -25,10 +25,13 @@ from pathlib import Path
 from posecrafter_ros.core.matching import matcher_class
 from posecrafter_ros.core.twoview import DEFAULT_MATCHER_CONF, TRUST_DIR
 from posecrafter_ros.eval.trust import (
+    WRONG_FOCAL_FACTORS,
+    IntrinsicsReport,
     TrustReport,
     evaluate,
     fit_trust_chosen,
     fixed_gate_settings,
+    intrinsics_report,
     leave_one_scene_out,
     load_corpus,
     measure_corpus,
@@ -55,6 +58,34 @@ def operating_point(trust: dict) -> str:
     )
 
 
+def print_wrong_focal(samples, held_out) -> None:
+    """Per held-out scene: the intrinsics checks' false flags on the true focal lengths and,
+    for each wrong focal factor, how many pairs under 50 deg they flag, how many are still
+    answered and how many of those are off by > 5 deg."""
+    factors = (1.0, *WRONG_FOCAL_FACTORS)
+    print(
+        "intrinsics checks on the pairs under 50 deg with a pose, focal length x factor "
+        "(flagged / posed, SUCCESS, SUCCESS off by > 5 deg):"
+    )
+    print(f"{'held-out scene':>18s} " + " ".join(f"{'x' + format(f, '.3g'):>18s}" for f in factors))
+    totals = {f: IntrinsicsReport() for f in factors}
+    for scene, (_, fitted) in held_out.items():
+        test = [s for s in samples if s.scene == scene]
+        cells = []
+        for factor in factors:
+            report = intrinsics_report(test, fitted, factor)
+            totals[factor] += report
+            cells.append(format_intrinsics(report))
+        print(f"{scene:>18s} " + " ".join(cells))
+    print(f"{'all held-out':>18s} " + " ".join(format_intrinsics(totals[f]) for f in factors))
+
+
+def format_intrinsics(report: IntrinsicsReport) -> str:
+    return (
+        f"{report.flagged:>4d}/{report.posed:<4d} {report.success:>3d} {report.success_off_5:>3d}  "
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--matchers", nargs="+", default=[DEFAULT_MATCHER_CONF["name"]])
@@ -77,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         args.max_rotation,
         args.max_pairs_per_scene,
     )
+    if not corpus:
+        print(
+            f"ERROR: no posed scene found (--strecha {args.strecha}, --templering "
+            f"{args.templering}, --posed-pairs {args.posed_pairs})",
+            file=sys.stderr,
+        )
+        return 1
     print("corpus: " + ", ".join(f"{name} {len(pairs)} pairs" for name, pairs in corpus.items()))
     for name in args.matchers:
         matcher_conf = {"name": name, **matcher_class(name).default_conf}
@@ -96,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             test = [s for s in samples if s.scene == scene]
             verdicts = ", ".join(f"{k} {n}" for k, n in verdicts_under_50(test, fitted).items())
             print(f"{scene:>18s}: {verdicts}")
+        print_wrong_focal(samples, held_out)
         trust = fit_trust_chosen(samples, gate_defaults=fixed_gate_settings())
         print(f"fitted on all scenes: {json.dumps(trust)}")
         print(format_row("in-sample (info)", evaluate(samples, trust), operating_point(trust)))

@@ -6,7 +6,7 @@ The protocol is eval/pose_graph.py's (simulated drifting odometry with --odom-ro
 --odom-trans-frac, --odom-bias-deg and --seed; the direct path asked for every pair at least
 --min-gap views apart; one false accept --false-deg off, with and without a Cauchy kernel).
 
-Out of sample: with --trust-cache (the measurement cache of scripts/calibrate_trust.py), the
+Out of sample: with --trust-cache (the match cache of scripts/calibrate_trust.py), the
 gate and covariance used for a scene are fitted on the other scenes only.
 
     python scripts/loop_closure_graph.py [--scene ../shared/data/strecha/fountain-P11]
@@ -16,7 +16,6 @@ gate and covariance used for a scene are fitted on the other scenes only.
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -35,24 +34,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the clone
 
 
-def held_out_conf(cache: Path, scene: str) -> dict:
+def held_out_conf(cache: Path, scene: str, shared: Path = SHARED) -> dict:
     """The direct conf (the cache's matcher) whose gate and covariance were fitted on every
     scene but `scene`."""
+    from posecrafter_ros.core.twoview import DEFAULT_GEOMETRY_CONF, measure
     from posecrafter_ros.eval.trust import (
         Sample,
         fit_trust_chosen,
         fixed_gate_settings,
         load_corpus,
+        read_correspondence_cache,
     )
 
-    measurements = pickle.loads(cache.read_bytes())
-    corpus = load_corpus(SHARED / "strecha", SHARED / "templering_sequence", None)
+    matches = read_correspondence_cache(cache)
+    corpus = load_corpus(shared / "strecha", shared / "templering_sequence", None)
     train = [
-        Sample(name, pair, measurements[f"{name}/{pair.name}"])
+        Sample(name, pair, measure(corr, DEFAULT_GEOMETRY_CONF), corr)
         for name, pairs in corpus.items()
         if name != scene
         for pair in pairs
-        if f"{name}/{pair.name}" in measurements
+        if (corr := matches.get(f"{name}/{pair.name}")) is not None
     ]
     if not train:
         sys.exit(f"ERROR: {cache} holds no measurement of a scene other than {scene}")
@@ -66,6 +67,9 @@ def held_out_conf(cache: Path, scene: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scene", type=Path, default=SHARED / "strecha" / "fountain-P11")
+    parser.add_argument(
+        "--shared-data", type=Path, default=SHARED, help="the corpus the trust cache measured"
+    )
     parser.add_argument("--odom-rot-deg", type=float, default=OdometryNoise.rot_sigma_deg)
     parser.add_argument("--odom-trans-frac", type=float, default=OdometryNoise.trans_frac)
     parser.add_argument("--odom-bias-deg", type=float, default=OdometryNoise.yaw_bias_deg)
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     views = load_middlebury(args.scene)
     scene = views[0].group
     truth = [v.cam_to_world for v in views]
-    conf = held_out_conf(args.trust_cache, scene) if args.trust_cache else {}
+    conf = held_out_conf(args.trust_cache, scene, args.shared_data) if args.trust_cache else {}
     print(
         f"{scene}: {len(views)} views; gate and covariance "
         + ("fitted without this scene (held out)" if conf else "as shipped (may be in-sample)")

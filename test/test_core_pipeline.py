@@ -369,3 +369,24 @@ def test_gpu_profile_has_the_paper_settings():
         fms = FeatureMatchingSelector.from_config(conf).conf
         assert fms.top_k == 6, conf
         assert (fms.matcher["name"], fms.matcher["num_features"]) == ("orb", 2000), conf
+
+
+def test_intrinsics_the_images_contradict_are_an_invalid_request(cpu_pipeline):
+    """fountain-P11 2-5 with a focal length twice too long: not SUCCESS, not bridged (the
+    bridge would use the same intrinsics), and the message names the cause."""
+    from pathlib import Path
+
+    from posecrafter_ros.core.types import Keyframe, Status
+    from posecrafter_ros.eval.datasets import load_middlebury
+    from posecrafter_ros.eval.frames import view_keyframe
+
+    frames = []
+    for view in load_middlebury(Path(__file__).parent / "data" / "fountain")[:2]:
+        keyframe = view_keyframe(view)
+        K = keyframe.K.copy()
+        K[:2, :2] *= 2.0
+        frames.append(Keyframe(keyframe.image, K))
+    result = cpu_pipeline.estimate(*frames)
+    assert result.status == Status.INVALID_REQUEST, result.message
+    assert "intrinsics" in result.message and "focal length" in result.message
+    assert result.pose is None and result.diagnostics.path != "bridge"

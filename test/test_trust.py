@@ -12,6 +12,7 @@ import pytest
 
 from posecrafter_ros.core.camera import check_distortion, undistort_keyframe, undistort_points
 from posecrafter_ros.core.covariance import so3_exp, translation_direction_mahalanobis2
+from posecrafter_ros.core.gate import GateConf
 from posecrafter_ros.core.matching import MATCHERS, get_matcher
 from posecrafter_ros.core.twoview import (
     DEFAULT_MATCHER_CONF,
@@ -113,19 +114,61 @@ def test_distorted_real_pair_is_answered_like_the_pinhole_one(wide_pair, model):
     assert np.median(diff) < 8
 
 
-def test_wrong_intrinsics_are_caught_and_named(wide_pair):
+@pytest.mark.parametrize("factor", [1 / 6, 1 / 2, 2.0, 3.3])
+def test_wrong_focal_lengths_too_short_or_too_long_are_caught_and_named(wide_pair, factor):
+    """fountain-P11 2-5 (true focal 920 px): a focal length 2-3.3x too long fits the matches
+    almost as well by inlier count (support near 1) but not by residuals."""
     kf_a, kf_b = pair_keyframes(wide_pair)
     K_wrong = kf_a.K.copy()
-    K_wrong[:2, :2] /= 6.0  # a focal length six times too short (true: 920 px)
+    K_wrong[:2, :2] *= factor
     est = estimate_two_view(Keyframe(kf_a.image, K_wrong), Keyframe(kf_b.image, K_wrong))
-    assert not est.accepted and est.info["gate_criterion"] == "model_support"
+    assert not est.accepted and est.info["gate_criterion"] == "focal_length", est.reason
     assert "intrinsics" in est.reason and "likely wrong" in est.reason
-    # The default matcher's bound is fitted (the support of 98% of its right training answers
-    # is above it); the wrong focal falls well below it, the right one well above.
-    bound = resolve_conf({})["gate"]["min_model_support"]
-    assert est.info["feature_model_support"] < bound - 0.05
-    right = estimate_two_view(kf_a, kf_b)
-    assert right.accepted and right.info["feature_model_support"] > max(bound, 0.9)
+    # The matches point at the true focal length.
+    assert est.info["focal_best_factor"] == pytest.approx(1.0 / factor, rel=0.2)
+    bound = GateConf.from_dict(resolve_conf({})["gate"]).max_focal_evidence
+    assert est.info["focal_evidence"] > 2 * bound
+
+
+def test_the_right_focal_length_is_accepted(wide_pair, pair):
+    # fountain-P11 2-5: the matches pin the focal length, at the given one.
+    right = estimate_two_view(*pair_keyframes(wide_pair))
+    assert right.accepted and right.info["focal_evidence"] == 0.0, right.reason
+    assert right.info["focal_best_factor"] == pytest.approx(1.0, rel=0.25)
+    # templeR0001-0005: cameras on a ring around the object, where two views cannot tell a
+    # longer focal length (core.focal): nothing to flag, the answer stands.
+    ring = estimate_two_view(*pair_keyframes(pair))
+    bound = GateConf.from_dict(resolve_conf({})["gate"]).max_focal_evidence
+    assert ring.accepted and ring.info["focal_evidence"] < bound, ring.reason
+    # The walk pair pins the focal length down: its message claims no reliance on it.
+    assert "relies on the given intrinsics" not in right.reason, right.reason
+
+
+def test_an_orbit_pair_with_a_too_long_focal_says_what_it_rests_on(pair):
+    """The issue's own case, templeR0001-0005 with fx = 5000 (true ~1520): two views on a ring
+    cannot see it (core.focal), so the answer stands, and its message says it rests on the
+    given intrinsics, where it used to read as an unconditional acceptance."""
+    kf_a, kf_b = pair_keyframes(pair)
+    K_long = kf_a.K.copy()
+    K_long[:2, :2] *= 5000.0 / K_long[0, 0]
+    est = estimate_two_view(Keyframe(kf_a.image, K_long), Keyframe(kf_b.image, K_long))
+    assert est.accepted, est.reason
+    assert "about as well" in est.reason and "relies on the given intrinsics" in est.reason
+
+
+def test_the_intrinsics_floor_still_names_a_gross_contradiction(wide_pair):
+    """The essential-vs-fundamental support keeps a fixed floor (a bound fitted on other scenes
+    refused right answers on planar facades): a measurement under it is refused by name."""
+    kf_a, kf_b = pair_keyframes(wide_pair)
+    default = resolve_conf({})
+    corr, _ = match_keyframes(get_matcher(default["matcher"]), kf_a, kf_b)
+    measurement = measure(corr, default["geometry"])
+    assert judge(measurement, default).accepted
+    floor = GateConf.from_dict(default["gate"]).min_model_support
+    measurement.features["model_support"] = floor - 0.01
+    refused = judge(measurement, default)
+    assert not refused.accepted and refused.info["gate_criterion"] == "model_support"
+    assert "intrinsics" in refused.reason
 
 
 def test_large_images_are_matched_at_the_working_resolution(pair):
@@ -350,18 +393,20 @@ def test_operating_point_is_chosen_out_of_sample_against_the_targets():
     assert fitted_c == fit_trust_chosen(train, defaults)
 
 
-def test_intrinsics_bound_is_fitted_on_right_answers_only():
-    from posecrafter_ros.eval.trust import MODEL_SUPPORT_QUANTILE, fit_min_model_support
+def test_focal_evidence_bound_is_fitted_on_right_answers_only():
+    from posecrafter_ros.core.focal import FocalCheck
+    from posecrafter_ros.eval.trust import FOCAL_FALSE_FLAG_QUANTILE, fit_max_focal_evidence
 
     rng = np.random.default_rng(2)
     samples = synthetic_samples(rng, "a", 200, 2.0, 0.3)
     errors = np.array([s.rotation_error_deg for s in samples])
     right = errors < 5.0
-    support = np.where(right, rng.uniform(0.7, 1.0, len(samples)), rng.uniform(0.1, 0.6, 200))
-    for sample, value in zip(samples, support):
-        sample.measurement.features["model_support"] = float(value)
-    bound = fit_min_model_support(samples, errors, floor=0.5)
-    # The wrong answers' low support does not pull the bound down.
-    assert bound == pytest.approx(np.quantile(support[right], MODEL_SUPPORT_QUANTILE), abs=0.005)
-    assert 0.7 <= bound < 0.75
-    assert fit_min_model_support(samples, errors, floor=0.8) == 0.8
+    evidence = np.where(right, rng.uniform(0.0, 40.0, 200), rng.uniform(100.0, 900.0, 200))
+    for sample, value in zip(samples, evidence):
+        sample.measurement.focal = FocalCheck(evidence=float(value), num_points=100)
+    bound = fit_max_focal_evidence(samples, errors, floor=15.0)
+    # The wrong answers' large evidence does not push the bound up.
+    expected = np.quantile(evidence[right], 1.0 - FOCAL_FALSE_FLAG_QUANTILE)
+    assert bound == pytest.approx(expected, abs=0.05)
+    assert 35.0 < bound <= 40.0
+    assert fit_max_focal_evidence(samples, errors, floor=60.0) == 60.0

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .config import check_keys
+from .focal import FocalCheck
 
 # name -> what it measures (all scale-free, so they transfer between scenes and resolutions).
 SUPPORT_FEATURES: dict[str, str] = {
@@ -43,6 +44,9 @@ class GateConf:
     max_rotation_sigma_deg: float = 10.0  # ... and the returned rotation std is at most this
     min_inliers: int = 20  # ... and at least this many inliers
     min_model_support: float = 0.5  # below: the intrinsics contradict the matches (never accept)
+    # Above: the matches fit another focal length clearly better (core.focal; never accept).
+    # Fitted per matcher, never below this: a chi-square (1 dof) this large has p ~ 1e-4.
+    max_focal_evidence: float = 15.0
     reject_degeneracies: tuple[str, ...] = ("too_few_matches", "too_few_inliers")
     source: str = ""  # where the fitted numbers come from (shown when refusing)
 
@@ -78,6 +82,7 @@ def probability_wrong(features: dict[str, float], conf: GateConf) -> float:
 # What decided a verdict (GateDecision.criterion), in the order `decide` checks them.
 CRITERIA = (
     "degeneracy",
+    "focal_length",
     "model_support",
     "unfitted",
     "min_inliers",
@@ -85,6 +90,8 @@ CRITERIA = (
     "rotation_sigma",
     "accepted",
 )
+# The criteria that name the intrinsics (or the lens model) as the likely cause.
+INTRINSICS_CRITERIA = ("focal_length", "model_support")
 
 
 @dataclass
@@ -101,11 +108,22 @@ def decide(
     degeneracy: str,
     model_support: float,
     conf: GateConf,
+    focal: FocalCheck | None = None,
 ) -> GateDecision:
     """Accept the direct estimate only when every criterion passes; the reason names the first
-    that failed (or summarises the pass)."""
+    that failed (or summarises the pass). focal: the focal-length profile (core.focal), when
+    measured."""
     if degeneracy in conf.reject_degeneracies:
         return GateDecision(False, f"degenerate geometry: {degeneracy}", "degeneracy")
+    if focal is not None and focal.evidence > conf.max_focal_evidence:
+        return GateDecision(
+            False,
+            f"the matches fit focal lengths about {focal.best_factor:.2g}x the given ones much "
+            f"better than the given ones (evidence {focal.evidence:.0f} > "
+            f"{conf.max_focal_evidence:.0f}): the camera intrinsics (focal length, image size) "
+            "or the lens distortion model are likely wrong",
+            "focal_length",
+        )
     if model_support < conf.min_model_support:
         return GateDecision(
             False,
@@ -132,8 +150,10 @@ def decide(
             f"rotation std {rotation_sigma_deg:.2f} deg > {conf.max_rotation_sigma_deg:.2f}",
             "rotation_sigma",
         )
-    return GateDecision(
-        True,
-        f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg",
-        "accepted",
-    )
+    reason = f"accepted: P(wrong) {p_wrong:.3f}, rotation std {rotation_sigma_deg:.2f} deg"
+    unconfirmed = focal.unconfirmed() if focal is not None else ""
+    if unconfirmed:
+        # An orbit pair cannot check the focal length (core.focal): the trust above holds only
+        # for a right camera_info, and the message says so.
+        reason += f"; {unconfirmed}, so the answer relies on the given intrinsics"
+    return GateDecision(True, reason, "accepted")

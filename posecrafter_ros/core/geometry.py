@@ -32,7 +32,13 @@ DEFAULT_GEOMETRY_CONF: dict[str, Any] = {
     "min_inliers": 15,  # fewer inliers: degeneracy "too_few_inliers"
     "min_parallax_deg": 1.0,  # median inlier parallax below this: "pure_rotation"
     "planar_ratio": 0.9,  # homography inliers / essential inliers above this: "planar"
-    "check_intrinsics": True,  # also fit F without K: model_support = E inliers / F inliers
+    # Also fit F without K: model_support = E inliers / F inliers, and core.focal's profile of
+    # the focal length on the F inliers (core.twoview.measure).
+    "check_intrinsics": True,
+    "focal_tolerance": 1.25,  # a best focal within [1/tol, tol] x the given one: no evidence
+    "focal_sweep": 8.0,  # focal factors profiled: [1/sweep, sweep]
+    "focal_step": 1.5,  # ratio between neighbouring factors of the profile
+    "focal_max_points": 300,  # F inliers profiled (evenly subsampled beyond)
 }
 
 DEGENERACIES = ("none", "too_few_matches", "too_few_inliers", "pure_rotation", "planar")
@@ -48,6 +54,8 @@ class TwoViewGeometry:
     model_support: essential inliers under the given K / fundamental-matrix inliers without K
         (at most 1): near 1 when K is right, clearly lower when the intrinsics or the lens
         model contradict the images (an F has two more degrees of freedom and needs no K).
+    fundamental, fundamental_inliers: the best F (x_b^T F x_a = 0) and the matches it
+        explains, found without K (core.focal profiles the focal length on them).
     For a pure rotation (degeneracy "pure_rotation") R_ab is refitted as a rotation of the
     bearings and t_ab is meaningless.
     """
@@ -59,6 +67,8 @@ class TwoViewGeometry:
     parallax_deg: float = 0.0
     homography_ratio: float = 0.0
     model_support: float = 1.0
+    fundamental: np.ndarray | None = None  # [3 x 3] F, when check_intrinsics and one fits
+    fundamental_inliers: np.ndarray | None = None  # [M] bool, when check_intrinsics
     info: dict = field(default_factory=dict)
 
     @property
@@ -77,7 +87,7 @@ def mean_focal(K_a: np.ndarray, K_b: np.ndarray) -> float:
     return 0.25 * float(K_a[0, 0] + K_a[1, 1] + K_b[0, 0] + K_b[1, 1])
 
 
-def _poselib_camera(K: np.ndarray) -> dict:
+def poselib_camera(K: np.ndarray) -> dict:
     # A PINHOLE camera's projection does not use width/height; they are informative only.
     return {
         "model": "PINHOLE",
@@ -105,7 +115,7 @@ def _estimate_poselib(
 
     ransac = _ransac_options(conf)
     pose, info = poselib.estimate_relative_pose(
-        pts_a, pts_b, _poselib_camera(K_a), _poselib_camera(K_b), ransac, {}
+        pts_a, pts_b, poselib_camera(K_a), poselib_camera(K_b), ransac, {}
     )
     inliers = np.asarray(info.get("inliers", []), bool)
     if inliers.size != len(pts_a) or not inliers.any():
@@ -167,17 +177,21 @@ def inlier_parallax_deg(R_ab: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> flo
     return float(np.degrees(np.median(np.arccos(np.clip(cos, -1.0, 1.0)))))
 
 
-def fundamental_inliers(pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]) -> int:
-    """Inliers of the best fundamental matrix of pixels pts_a, pts_b: [M x 2] (no intrinsics),
-    with PoseLib's LO-RANSAC at the essential matrix's threshold (same Sampson error)."""
+def robust_fundamental(
+    pts_a: np.ndarray, pts_b: np.ndarray, conf: dict[str, Any]
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(F or None, [M] bool inliers) of the best fundamental matrix of pixels pts_a, pts_b:
+    [M x 2] (no intrinsics; x_b^T F x_a = 0), with PoseLib's LO-RANSAC at the essential
+    matrix's threshold (same Sampson error) and its refinement on the inliers."""
     import poselib
 
     if len(pts_a) < 8:
-        return 0
-    ransac = _ransac_options(conf)
-    # Only the inlier count is needed: no refinement of F.
-    _, info = poselib.estimate_fundamental(pts_a, pts_b, ransac, {"max_iterations": 0})
-    return int(np.sum(np.asarray(info.get("inliers", []), bool)))
+        return None, np.zeros(len(pts_a), bool)
+    F, info = poselib.estimate_fundamental(pts_a, pts_b, _ransac_options(conf), {})
+    inliers = np.asarray(info.get("inliers", []), bool)
+    if inliers.size != len(pts_a) or not inliers.any():
+        return None, np.zeros(len(pts_a), bool)
+    return np.asarray(F), inliers
 
 
 def rotation_from_bearings(xa: np.ndarray, xb: np.ndarray) -> np.ndarray:
@@ -239,7 +253,10 @@ def estimate_relative_geometry(
         degeneracy = "planar"
     else:
         degeneracy = "none"
-    support = 1.0
+    support, F, f_inliers = 1.0, None, None
     if conf["check_intrinsics"]:
-        support = min(1.0, int(inliers.sum()) / max(fundamental_inliers(pts_a, pts_b, conf), 1))
-    return TwoViewGeometry(R_ab, t_ab, inliers, degeneracy, parallax, h_ratio, support)
+        F, f_inliers = robust_fundamental(pts_a, pts_b, conf)
+        support = min(1.0, int(inliers.sum()) / max(int(f_inliers.sum()), 1))
+    return TwoViewGeometry(
+        R_ab, t_ab, inliers, degeneracy, parallax, h_ratio, support, F, f_inliers
+    )

@@ -37,6 +37,7 @@ from .covariance import (
     rotation_only_covariance,
     rotation_sigma_deg,
 )
+from .focal import FocalCheck, check_focal
 from .gate import GateConf, decide, probability_wrong
 from .geometry import DEFAULT_GEOMETRY_CONF, calibrate, estimate_relative_geometry
 from .matching import get_matcher
@@ -116,6 +117,8 @@ class Measurement:
     cov_gn: Gauss-Newton covariance, [5 x 5] over (translation tangent d, rotation w) with its
         tangent basis, or [3 x 3] over w for a pure rotation (basis None).
     features: the gate's support features (core.gate.SUPPORT_FEATURES).
+    focal: the profile of the fit over the focal length (core.focal); the default (no
+        evidence) when it was not measured.
     """
 
     num_matches: int
@@ -128,6 +131,7 @@ class Measurement:
     features: dict[str, float] = field(default_factory=dict)
     inliers: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    focal: FocalCheck = field(default_factory=FocalCheck)
 
 
 def resolve_conf(conf: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -231,10 +235,25 @@ def measure(
         "log_parallax": math.log(max(geometry.parallax_deg, 0.1)),
         "model_support": geometry.model_support,
     }
+    focal = FocalCheck()
+    if geometry.fundamental is not None and geometry.degeneracy in ("none", "planar"):
+        f_inl = geometry.fundamental_inliers
+        focal = check_focal(
+            corr.pts_a[f_inl],
+            corr.pts_b[f_inl],
+            corr.K_a,
+            corr.K_b,
+            geometry.fundamental,
+            (geometry.R_ab, geometry.t_ab),
+            conf,
+        )
     info.update(
         geometry_seconds=time.perf_counter() - started,
         parallax_deg=geometry.parallax_deg,
         homography_ratio=geometry.homography_ratio,
+        focal_best_factor=focal.best_factor,
+        focal_evidence=focal.evidence,
+        focal_observable=focal.observable,
         **{f"feature_{k}": v for k, v in features.items()},
     )
     return Measurement(
@@ -248,6 +267,7 @@ def measure(
         features,
         inl,
         info,
+        focal,
     )
 
 
@@ -282,6 +302,7 @@ def judge(m: Measurement, resolved: dict[str, dict[str, Any]]) -> TwoViewEstimat
         m.degeneracy,
         m.features["model_support"],
         gate_conf,
+        m.focal,
     )
     reason = decision.reason
     if not decision.accepted:
