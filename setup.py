@@ -25,7 +25,15 @@ setup(
             "core/matching/trust/*.json",
         ]
     },
-    install_requires=["numpy", "scipy", "opencv-python-headless", "poselib", "pyyaml", "pillow"],
+    install_requires=[
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "poselib",
+        "pyyaml",
+        "pillow",
+        "threadpoolctl",
+    ],
     extras_require={
         "learned": ["torch", "kornia>=0.9", "safetensors"],
         "models": ["torch", "safetensors", "diffusers", "einops"],

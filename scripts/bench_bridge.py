@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=4, help="pairs per set")
     parser.add_argument("--models", nargs="+", default=["colmap"], help="pose_model types")
     parser.add_argument("--max-side", type=int, default=640)
-    parser.add_argument("--threads", type=int, default=2, help="OpenCV / COLMAP threads")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="OpenCV threads; view pairs verified at once"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--pose-conf",

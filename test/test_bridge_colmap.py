@@ -13,7 +13,7 @@ from posecrafter_ros.eval.datasets import load_middlebury, make_pair
 from posecrafter_ros.eval.frames import view_keyframe
 from posecrafter_ros.eval.metrics import pair_errors
 from posecrafter_ros.pipeline import Pipeline
-from posecrafter_ros.stages.pose import ColmapMultiViewPose, ColmapPoseConfig, connected
+from posecrafter_ros.stages.pose import ColmapMultiViewPose, ColmapPoseConfig, _camera, connected
 
 DATA = Path(__file__).parent / "data"
 
@@ -77,13 +77,15 @@ def test_mapper_options_follow_the_config(ring, monkeypatch, fallback):
     def spy(database_path, image_path, output_path, options):
         seen["fallback"] = options.structure_less_registration_fallback
         seen["init_min_inliers"] = options.mapper.init_min_num_inliers
+        seen["mapper_threads"] = options.num_threads
         return real(database_path, image_path, output_path, options)
 
     monkeypatch.setattr(pycolmap, "incremental_mapping", spy)
     views, keyframes = ring
-    conf = ColmapPoseConfig(structure_less_fallback=fallback, init_min_inliers=40)
+    conf = ColmapPoseConfig(structure_less_fallback=fallback, init_min_inliers=40, num_threads=2)
     ColmapMultiViewPose(conf).estimate([keyframes[i] for i in (12, 14, 16)], RunContext())
-    assert seen == {"fallback": fallback, "init_min_inliers": 40}
+    # One thread whatever num_threads says: on two the mapper's answer changes run to run.
+    assert seen == {"fallback": fallback, "init_min_inliers": 40, "mapper_threads": 1}
     assert ColmapPoseConfig().structure_less_fallback is False
 
 
@@ -148,8 +150,6 @@ def test_colmap_refuses_a_model_that_contradicts_its_view_pairs(walk, tmp_path):
     import cv2
     import pycolmap
 
-    from posecrafter_ros.stages.pose import _camera
-
     _, keyframes = walk
     bridge = [keyframes[i] for i in (2, 3, 4, 5)]
     model = ColmapMultiViewPose()
@@ -167,3 +167,55 @@ def test_colmap_refuses_a_model_that_contradicts_its_view_pairs(walk, tmp_path):
         model._check_agreement(reconstruction, bridge, feats, verified)
     assert info.value.status == Status.INSUFFICIENT_OVERLAP
     assert re.search(r"contradicts .* views 0 and 2 agree", info.value.message)
+
+
+def test_parallel_bridge_repeats_its_answer_on_real_frames(ring):
+    """Pairs verified side by side, then mapped: the same answer, bit for bit, on every run and
+    on one thread. With COLMAP's mapper on two threads the answer changed from run to run on
+    the same verified matches (docs/geometry.md, "Seconds per bridge")."""
+    views, _ = ring
+    # The benchmark's bridge templeR0016 -> templeR0023 at its 640 px: eight views, 7.7 deg
+    # apart (at 320 px the two-thread mapper happened to repeat its answer).
+    bridge = [view_keyframe(views[i], 640) for i in range(15, 23)]
+
+    def answer(model):
+        pose = model.estimate(bridge, RunContext())
+        return pose.R.tobytes() + pose.t.tobytes() + pose.covariance.tobytes()
+
+    serial = answer(ColmapMultiViewPose(ColmapPoseConfig(num_threads=1)))
+    parallel = ColmapMultiViewPose(ColmapPoseConfig(num_threads=2))
+    runs = [answer(parallel) for _ in range(3)]
+    assert all(run == serial for run in runs)
+
+
+def test_pairs_verified_side_by_side_come_back_in_pair_order(walk, monkeypatch):
+    """The mapper reads the pairs in the order they are written: the first pair finishing last
+    (held back here) must not move it, nor change any pair's inliers."""
+    import threading
+    import time
+
+    _, keyframes = walk
+    bridge = [keyframes[i] for i in (2, 3, 4, 5)]
+    serial = ColmapMultiViewPose(ColmapPoseConfig(num_threads=1))
+    cameras = [_camera(view) for view in bridge]
+    feats = [serial.matcher.extract(view.image) for view in bridge]
+    expected = serial._verified_pairs(bridge, cameras, feats, RunContext())
+
+    parallel = ColmapMultiViewPose(ColmapPoseConfig(num_threads=2))
+    finished, real_match = [], parallel.matcher.match
+    lock = threading.Lock()
+
+    def held_back_match(feats_a, feats_b):
+        ab = (feats_a, feats_b)
+        if feats_a is feats[0] and feats_b is feats[1]:
+            time.sleep(1.0)  # the first pair finishes after the others
+        matches = real_match(feats_a, feats_b)
+        with lock:
+            finished.append(tuple(next(k for k, f in enumerate(feats) if f is x) for x in ab))
+        return matches
+
+    monkeypatch.setattr(parallel.matcher, "match", held_back_match)
+    verified = parallel._verified_pairs(bridge, cameras, feats, RunContext())
+    assert finished[0] != (0, 1)  # the threads did finish out of order
+    assert list(verified) == list(expected) == sorted(expected)
+    assert all(np.array_equal(verified[pair], expected[pair]) for pair in expected)

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +76,10 @@ class ColmapPoseConfig:
         2000  # caps the time spent on pairs that do not overlap (COLMAP: 10000)
     )
     init_min_inliers: int = 50  # inliers of the mapper's initial pair (COLMAP: 100, for big sets)
+    # View pairs matched and verified at once. COLMAP's mapper always runs on one thread: on
+    # two its answer changed from run to run on the same verified matches (templeRing 16->23
+    # at 640 px: 0.636 or 0.687 deg; on one thread 0.687 in 12 of 12 runs; docs/geometry.md,
+    # "Seconds per bridge").
     num_threads: int = 2
     ba_max_iterations: int = 50  # per bundle adjustment (COLMAP: until converged)
     ba_global_refinements: int = 2  # global BA rounds after each model growth (COLMAP: 5)
@@ -94,10 +101,15 @@ class ColmapPoseConfig:
     structure_less_fallback: bool = False
 
     def __post_init__(self) -> None:
-        if self.pair_window < 0 or self.min_edge_inliers < 1 or self.covariance_scale <= 0:
+        if (
+            self.pair_window < 0
+            or self.min_edge_inliers < 1
+            or self.covariance_scale <= 0
+            or self.num_threads < 1
+        ):
             raise ValueError(
                 "colmap pose: pair_window must be >= 0, min_edge_inliers >= 1, "
-                "covariance_scale > 0"
+                "covariance_scale > 0, num_threads >= 1"
             )
 
     @classmethod
@@ -133,7 +145,13 @@ class ColmapMultiViewPose:
         return cls(ColmapPoseConfig.from_dict(conf))
 
     def _verified_pairs(self, views, cameras, feats, ctx) -> dict[tuple[int, int], np.ndarray]:
-        """{(i, j): [K x 2] inlier keypoint index pairs} of the view pairs COLMAP verifies."""
+        """{(i, j): [K x 2] inlier keypoint index pairs} of the view pairs COLMAP verifies.
+
+        The pairs are matched and verified `num_threads` at a time. Each pair's answer depends on
+        its two views only (exact-integer Hamming distances, a RANSAC seeded per call), and the
+        pairs are returned in their fixed order whichever thread finished first, so the mapper
+        reads the same database on any thread count.
+        """
         import pycolmap
 
         options = pycolmap.TwoViewGeometryOptions()
@@ -144,29 +162,33 @@ class ColmapMultiViewPose:
         n = len(views)
         window = self.conf.pair_window or n
         pairs = [(i, j) for i in range(n) for j in range(i + 1, min(i + window, n - 1) + 1)]
-        verified = {}
-        for done, (i, j) in enumerate(pairs, start=1):
+
+        def verify(pair: tuple[int, int]) -> np.ndarray | None:
+            i, j = pair
             matches = self.matcher.match(feats[i], feats[j]).astype(np.uint32)
-            if len(matches) >= self.conf.min_edge_inliers:
-                geometry = pycolmap.estimate_calibrated_two_view_geometry(
-                    cameras[i],
-                    feats[i].keypoints,
-                    cameras[j],
-                    feats[j].keypoints,
-                    matches,
-                    options,
-                )
-                inliers = np.asarray(geometry.inlier_matches)
-                # UNCALIBRATED too: on a planar facade the fundamental matrix explains more
-                # matches than the essential one and COLMAP says so, yet the pair overlaps
-                # (its mapper uses such pairs as well).
-                verdict = pycolmap.TwoViewGeometryConfiguration(int(geometry.config)).name
-                if (
-                    verdict not in UNUSABLE_GEOMETRIES
-                    and len(inliers) >= self.conf.min_edge_inliers
-                ):
-                    verified[(i, j)] = inliers
-            ctx.report(done / len(pairs))
+            if len(matches) < self.conf.min_edge_inliers:
+                return None
+            geometry = pycolmap.estimate_calibrated_two_view_geometry(
+                cameras[i], feats[i].keypoints, cameras[j], feats[j].keypoints, matches, options
+            )
+            inliers = np.asarray(geometry.inlier_matches)
+            # UNCALIBRATED too: on a planar facade the fundamental matrix explains more
+            # matches than the essential one and COLMAP says so, yet the pair overlaps
+            # (its mapper uses such pairs as well).
+            verdict = pycolmap.TwoViewGeometryConfiguration(int(geometry.config)).name
+            if verdict in UNUSABLE_GEOMETRIES or len(inliers) < self.conf.min_edge_inliers:
+                return None
+            return inliers
+
+        verified = {}
+        with (
+            _blas_threads(1 if self.conf.num_threads > 1 else None),
+            ThreadPoolExecutor(max_workers=self.conf.num_threads) as pool,
+        ):
+            for done, (pair, inliers) in enumerate(zip(pairs, pool.map(verify, pairs)), start=1):
+                if inliers is not None:
+                    verified[pair] = inliers
+                ctx.report(done / len(pairs))
         return verified
 
     def estimate(self, views: Sequence[Keyframe], ctx: RunContext) -> RelativePose:
@@ -241,7 +263,7 @@ class ColmapMultiViewPose:
         options.extract_colors = False
         options.multiple_models = False
         options.min_num_matches = self.conf.min_edge_inliers
-        options.num_threads = self.conf.num_threads
+        options.num_threads = 1  # see ColmapPoseConfig.num_threads
         options.random_seed = 0
         options.ba_global_max_num_iterations = self.conf.ba_max_iterations
         options.ba_local_max_num_iterations = self.conf.ba_max_iterations
@@ -362,6 +384,39 @@ class ColmapMultiViewPose:
         covariance[:3, :3] += floor * (np.eye(3) - np.outer(t_unit, t_unit))
         covariance[:3, :3] += self.conf.scale_variance * np.outer(t_unit, t_unit)
         return 0.5 * (covariance + covariance.T)
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter = None
+
+
+@contextmanager
+def _blas_threads(limit: int | None):
+    """BLAS on `limit` threads while the view pairs run side by side (None: unchanged).
+
+    Each pair's Hamming matrix product already has a core of its own; BLAS's own threads would
+    then wait busily on the shared cores (+1.2 s CPU per benchmark bridge). The limit is
+    process-wide, so concurrent bridges share it: set by the first, restored by the last.
+    """
+    global _blas_users, _blas_limiter
+    if limit is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = threadpool_limits(limits=limit, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 def view_name(index: int) -> str:
