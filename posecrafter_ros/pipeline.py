@@ -5,7 +5,7 @@ are chosen by a profile (posecrafter_ros/profiles/<name>.yaml, or a path):
 
     validate -> direct two-view estimate -> gate
         accepted (and not force_bridge)      -> answer directly
-        the intrinsics contradict the images -> INVALID_REQUEST (the bridge would use them)
+        the intrinsics contradict the images -> the bridge, else INVALID_REQUEST (the cause)
         otherwise, candidates from either
             a supplied frame sequence (oracle source), or
             HVG: interpolate (stage 1) -> relay poses -> trajectory renders -> video (stage 2)
@@ -299,12 +299,12 @@ class Pipeline:
                 f"{direct.num_matches} matches ({direct.reason})",
                 direct.pose,
             )
-        if direct.info.get("gate_criterion") in INTRINSICS_CRITERIA:
-            # The bridge would use the same intrinsics: no answer, and the message says why.
-            return EstimateResult(
-                Status.INVALID_REQUEST,
-                f"the images contradict the given camera intrinsics: {direct.reason}",
-            )
+        # The direct path's matches dispute the intrinsics. Wide pairs with the right intrinsics
+        # are sometimes flagged too (the check is calibrated on pairs under 50 deg; on the
+        # Strecha walks' 50-90 deg pairs it flagged 5 of 110 right ones), so the bridge still
+        # gets its chance, and its answer says that it rests on the same intrinsics; without
+        # a bridge answer the request is refused as INVALID_REQUEST, naming the cause.
+        intrinsics_disputed = direct.info.get("gate_criterion") in INTRINSICS_CRITERIA
         # The bridge's stages work on pixels: give them pinhole images.
         a, b = undistort_keyframe(a), undistort_keyframe(b)
         why_direct = (
@@ -318,7 +318,20 @@ class Pipeline:
         bridge = self.remote_bridge or self
         bridged = bridge.run_bridge(a, b, ctx, diag, sequence)
         if bridged.ok:
-            return EstimateResult(bridged.status, f"{bridged.message} ({why_direct})", bridged.pose)
+            caveat = (
+                "; the bridge used the same intrinsics, which the direct path's matches disputed"
+                if intrinsics_disputed
+                else ""
+            )
+            return EstimateResult(
+                bridged.status, f"{bridged.message} ({why_direct}){caveat}", bridged.pose
+            )
+        if intrinsics_disputed:
+            return EstimateResult(
+                Status.INVALID_REQUEST,
+                f"the images contradict the given camera intrinsics: {direct.reason}; "
+                f"no bridge answered either ({bridged.message})",
+            )
         note = (
             " A low-confidence direct estimate is attached."
             if low_confidence_pose is not None

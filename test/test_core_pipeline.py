@@ -371,12 +371,10 @@ def test_gpu_profile_has_the_paper_settings():
         assert (fms.matcher["name"], fms.matcher["num_features"]) == ("orb", 2000), conf
 
 
-def test_intrinsics_the_images_contradict_are_an_invalid_request(cpu_pipeline):
-    """fountain-P11 2-5 with a focal length twice too long: not SUCCESS, not bridged (the
-    bridge would use the same intrinsics), and the message names the cause."""
+def _fountain_with_focal_twice_too_long():
     from pathlib import Path
 
-    from posecrafter_ros.core.types import Keyframe, Status
+    from posecrafter_ros.core.types import Keyframe
     from posecrafter_ros.eval.datasets import load_middlebury
     from posecrafter_ros.eval.frames import view_keyframe
 
@@ -386,7 +384,30 @@ def test_intrinsics_the_images_contradict_are_an_invalid_request(cpu_pipeline):
         K = keyframe.K.copy()
         K[:2, :2] *= 2.0
         frames.append(Keyframe(keyframe.image, K))
-    result = cpu_pipeline.estimate(*frames)
+    return frames
+
+
+def test_intrinsics_the_images_contradict_are_an_invalid_request(cpu_pipeline):
+    """fountain-P11 2-5 with a focal length twice too long, no bridge to try: not SUCCESS, and
+    the message names the cause."""
+    from posecrafter_ros.core.types import Status
+
+    result = cpu_pipeline.estimate(*_fountain_with_focal_twice_too_long())
     assert result.status == Status.INVALID_REQUEST, result.message
     assert "intrinsics" in result.message and "focal length" in result.message
-    assert result.pose is None and result.diagnostics.path != "bridge"
+    assert result.pose is None
+
+
+def test_disputed_intrinsics_still_let_the_bridge_try_and_say_so():
+    """A wide pair with the right intrinsics can be flagged by the direct path's focal check, so
+    a flagged pair still goes to the bridge (here the tiny profile's generative one); its
+    answer says that it rests on the intrinsics the direct path's matches disputed."""
+    from posecrafter_ros.core.types import Status
+    from posecrafter_ros.pipeline import Pipeline
+
+    pipeline = Pipeline.from_profile("tiny").load()
+    result = pipeline.estimate(*_fountain_with_focal_twice_too_long())
+    assert result.diagnostics.path == "bridge", result.message
+    assert result.status == Status.SUCCESS, result.message
+    assert "likely wrong" in result.message
+    assert "the bridge used the same intrinsics" in result.message
