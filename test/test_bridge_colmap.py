@@ -192,7 +192,6 @@ def test_pairs_verified_side_by_side_come_back_in_pair_order(walk, monkeypatch):
     """The mapper reads the pairs in the order they are written: the first pair finishing last
     (held back here) must not move it, nor change any pair's inliers."""
     import threading
-    import time
 
     _, keyframes = walk
     bridge = [keyframes[i] for i in (2, 3, 4, 5)]
@@ -203,15 +202,18 @@ def test_pairs_verified_side_by_side_come_back_in_pair_order(walk, monkeypatch):
 
     parallel = ColmapMultiViewPose(ColmapPoseConfig(num_threads=2))
     finished, real_match = [], parallel.matcher.match
-    lock = threading.Lock()
+    lock, another_finished = threading.Lock(), threading.Event()
 
     def held_back_match(feats_a, feats_b):
         ab = (feats_a, feats_b)
-        if feats_a is feats[0] and feats_b is feats[1]:
-            time.sleep(1.0)  # the first pair finishes after the others
+        first = feats_a is feats[0] and feats_b is feats[1]
+        if first:  # the first pair finishes only after another one has (a condition, not a delay)
+            assert another_finished.wait(timeout=120)
         matches = real_match(feats_a, feats_b)
         with lock:
             finished.append(tuple(next(k for k, f in enumerate(feats) if f is x) for x in ab))
+        if not first:
+            another_finished.set()
         return matches
 
     monkeypatch.setattr(parallel.matcher, "match", held_back_match)
