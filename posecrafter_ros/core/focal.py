@@ -103,7 +103,8 @@ def _sampson_px(F: np.ndarray, pts_a: np.ndarray, pts_b: np.ndarray) -> np.ndarr
     return np.sum(hb * Fa, axis=1) / np.sqrt(np.maximum(gradient2, 1e-300))
 
 
-def _with_focal_factor(K: np.ndarray, factor: float) -> np.ndarray:
+def with_focal_factor(K: np.ndarray, factor: float) -> np.ndarray:
+    """K with both focal lengths times `factor` (principal point and aspect as given)."""
     scaled = np.array(K, np.float64)
     scaled[:2, :2] *= factor
     return scaled
@@ -202,8 +203,8 @@ def check_focal(
         neighbour's pose) and from the essential matrix nearest K_b(s)^T F K_a(s). The fit is
         not convex: a robust refit stays in the start's basin, a least-squares one leaves it
         but may follow outliers; the profile keeps the best (every fit bounds it above)."""
-        ka = _with_focal_factor(K_a, step**exponent)
-        kb = _with_focal_factor(K_b, step**exponent)
+        ka = with_focal_factor(K_a, step**exponent)
+        kb = with_focal_factor(K_b, step**exponent)
         fits = [refit(ka, kb, start, ROBUST_REFIT), ransac(ka, kb)]
         if exponent == 0.0:
             fits.append((score(ka, kb, start), start))

@@ -33,6 +33,7 @@ from ..core.covariance import (
     so3_log,
     translation_direction_mahalanobis2,
 )
+from ..core.focal import with_focal_factor
 from ..core.gate import (
     INTRINSICS_CRITERIA,
     SUPPORT_FEATURES,
@@ -513,15 +514,11 @@ class IntrinsicsReport:
         return IntrinsicsReport(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
 
 
-def with_focal_factor(corr: Correspondences, factor: float) -> Correspondences:
+def correspondences_with_focal_factor(corr: Correspondences, factor: float) -> Correspondences:
     """The same matches under intrinsics whose focal lengths are `factor` times the given."""
-
-    def scaled(K: np.ndarray) -> np.ndarray:
-        K = np.array(K, np.float64)
-        K[:2, :2] *= factor
-        return K
-
-    return dataclasses.replace(corr, K_a=scaled(corr.K_a), K_b=scaled(corr.K_b))
+    return dataclasses.replace(
+        corr, K_a=with_focal_factor(corr.K_a, factor), K_b=with_focal_factor(corr.K_b, factor)
+    )
 
 
 def intrinsics_report(
@@ -542,7 +539,9 @@ def intrinsics_report(
         if factor == 1.0:
             m = sample.measurement
         else:
-            m = measure(with_focal_factor(sample.correspondences, factor), geometry_conf)
+            m = measure(
+                correspondences_with_focal_factor(sample.correspondences, factor), geometry_conf
+            )
         if m.R is None:
             continue
         estimate = judge(m, conf)
