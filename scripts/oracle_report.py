@@ -96,12 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         pose_conf["matcher"] = {"name": args.matcher}
     pose_conf.update(args.pose_conf)
     # What scripts/bridge_covariance.py needs to recover COLMAP's own covariance from a row.
+    # The settings this run's pose model uses (the defaults, or --pose-conf's overrides).
+    colmap_conf = (
+        ColmapPoseConfig.from_dict({k: v for k, v in pose_conf.items() if k != "type"})
+        if args.pose == "colmap"
+        else None
+    )
     covariance_model = (
         {
-            "covariance_scale": ColmapPoseConfig().covariance_scale,
-            "rotation_sigma_per_link_deg": ColmapPoseConfig().rotation_sigma_per_link_deg,
+            "covariance_scale": colmap_conf.covariance_scale,
+            "rotation_sigma_per_link_deg": colmap_conf.rotation_sigma_per_link_deg,
         }
-        if args.pose == "colmap"
+        if colmap_conf is not None
         else None
     )
     fms_conf = {"mode": args.mode, "top_k": args.top_k, "min_inliers_each": args.min_inliers_each}
