@@ -17,45 +17,56 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from posecrafter_ros.eval.bridge_covariance import Answer, coverage, fit, leave_one_scene_out
+from posecrafter_ros.stages.pose import ColmapPoseConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("reports", nargs="+", type=Path)
+    parser.add_argument(
+        "--disagreement-weight",
+        type=float,
+        default=ColmapPoseConfig().pair_disagreement_weight,
+        help="pair_disagreement_weight (0: the BA covariance and the per-link floor only)",
+    )
     args = parser.parse_args(argv)
     by_scene: dict[str, list[Answer]] = defaultdict(list)
     refused: dict[str, int] = defaultdict(int)
     for path in args.reports:
         for row in json.loads(path.read_text()):
-            if row.get("covariance_model") is None:
-                continue  # not the COLMAP pose model's covariance
-            if row.get("covariance") is not None and row.get("rotation_error") is not None:
-                by_scene[row["set"]].append(Answer(row))
-            else:
+            if row.get("covariance_terms") is not None and row.get("rotation_error") is not None:
+                by_scene[row["set"]].append(Answer(row, args.disagreement_weight))
+            elif row.get("covariance") is None:
                 refused[row["set"]] += 1
     if len(by_scene) < 2:
         print("need answered pairs from at least two scenes", file=sys.stderr)
         return 1
     print(
         f"{'held-out scene':>16} {'answers':>7} {'refused':>7} {'fit: scale':>10} "
-        f"{'sigma/link':>10} {'raw 95%':>8} {'held-out 95%':>12}"
+        f"{'sigma/link':>10} {'s=1 95%':>8} {'held-out 95%':>12} {'median sigma':>12}"
     )
     inside_all, n_all = 0, 0
     held = leave_one_scene_out(by_scene)
     for scene, answers in sorted(by_scene.items()):
         scale, sigma, held_out = held[scene]
-        raw = coverage(answers, 1.0, 0.0)  # COLMAP's covariance as it is
+        raw = coverage(answers, 1.0, 0.0)  # the BA's covariance as it is (+ the weighted d)
+        # How sharp the held-out model is: rotation sigma per axis, degrees.
+        sharpness = np.degrees(
+            np.median([np.sqrt(np.trace(a.covariance(scale, sigma)) / 3) for a in answers])
+        )
         inside_all += round(held_out * len(answers))
         n_all += len(answers)
         print(
-            f"{scene[:16]:>16} {len(answers):7d} {refused[scene]:7d} {scale:10.2f} "
-            f"{sigma:10.2f} {raw:8.2f} {held_out:12.2f}"
+            f"{scene[:16]:>16} {len(answers):7d} {refused[scene]:7d} {scale:10.3g} "
+            f"{sigma:10.2f} {raw:8.2f} {held_out:12.2f} {sharpness:10.2f} deg"
         )
     scale, sigma = fit(list(by_scene.values()))
     print(
         f"pooled held-out coverage {inside_all / n_all:.2f} of {n_all} answers; fitted on all "
-        f"scenes: covariance_scale {scale:.2f}, rotation_sigma_per_link_deg {sigma:.2f}"
+        f"scenes: covariance_scale {scale:.3g}, rotation_sigma_per_link_deg {sigma:.2f}"
     )
     return 0
 

@@ -26,7 +26,6 @@ import numpy as np
 from posecrafter_ros.eval.datasets import load_middlebury, load_posed_pairs, make_pair
 from posecrafter_ros.eval.metrics import summarize
 from posecrafter_ros.eval.oracle import run_oracle, views_from_pairs
-from posecrafter_ros.stages.pose import ColmapPoseConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 STRECHA = ROOT.parent / "shared" / "data" / "strecha"
@@ -95,21 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.matcher:
         pose_conf["matcher"] = {"name": args.matcher}
     pose_conf.update(args.pose_conf)
-    # What scripts/bridge_covariance.py needs to recover COLMAP's own covariance from a row.
-    # The settings this run's pose model uses (the defaults, or --pose-conf's overrides).
-    colmap_conf = (
-        ColmapPoseConfig.from_dict({k: v for k, v in pose_conf.items() if k != "type"})
-        if args.pose == "colmap"
-        else None
-    )
-    covariance_model = (
-        {
-            "covariance_scale": colmap_conf.covariance_scale,
-            "rotation_sigma_per_link_deg": colmap_conf.rotation_sigma_per_link_deg,
-        }
-        if colmap_conf is not None
-        else None
-    )
     fms_conf = {"mode": args.mode, "top_k": args.top_k, "min_inliers_each": args.min_inliers_each}
     print(f"oracle report: FMS {fms_conf}, pose {pose_conf}, images <= {args.max_side} px")
     print(
@@ -151,8 +135,15 @@ def main(argv: list[str] | None = None) -> int:
                         "cpu_seconds": r.cpu_seconds,
                         "message": r.message,
                         "covariance": None if r.covariance is None else r.covariance.tolist(),
-                        "covariance_model": covariance_model,
                         "num_views": len(r.selected) + 2,
+                        # What scripts/bridge_covariance.py refits the covariance's weights on.
+                        "covariance_terms": None
+                        if r.covariance_terms is None
+                        else {
+                            "ba": r.covariance_terms.ba.tolist(),
+                            "links": r.covariance_terms.links,
+                            "pair_disagreement": r.covariance_terms.pair_disagreement,
+                        },
                         "rotation_error": None
                         if r.rotation_error is None
                         else r.rotation_error.tolist(),

@@ -1,24 +1,26 @@
 """The bridge's covariance model and its leave-one-scene-out fit (scripts/bridge_covariance.py).
 
-Every answered oracle row (scripts/oracle_report.py --json) carries the [6 x 6] covariance the
-COLMAP pose model returned, the model's covariance settings, the number of views of the bridge
-and the rotation error vector w = log(R_est R_true^T). The rotation block of the model is
+Every answered oracle row (scripts/oracle_report.py --json) carries what the COLMAP pose model
+built its covariance from (`stages.pose.CovarianceTerms`: the bundle adjustment's marginal
+covariance, the number of links, the pairs' disagreement d) and the rotation error vector
+w = log(R_est R_true^T). The rotation block of the model (`stages.pose.bridge_covariance`) is
 
-    C(s, sigma) = s * C_BA + (views - 1) * sigma^2 * I
+    C(s, sigma) = weight * d^2 * I + s * C_BA + (views - 1) * sigma^2 * I
 
-(C_BA: COLMAP's bundle-adjustment marginal covariance of the relative rotation, recovered from
-the row; sigma: `rotation_sigma_per_link_deg`, a per-link floor; s: `covariance_scale`).
+(C_BA: COLMAP's bundle-adjustment marginal covariance of the relative rotation; weight:
+`pair_disagreement_weight`, set, not fitted; sigma: `rotation_sigma_per_link_deg`, a per-link
+floor; s: `covariance_scale`).
 
-`fit`: for each sigma of a grid, s is the smallest factor that puts 95% of the answers' rotation
-errors (pooled over the scenes) inside the 95% chi-square(3) region and at least 90% of each
-scene's; of those calibrated pairs the sharpest is kept (smallest median log det C).
-`leave_one_scene_out` fits on the other scenes and reports each held-out scene's coverage.
+`fit`: for each sigma of a grid, s is the smallest factor (from 1e-3) that puts 95% of the
+answers' rotation errors (pooled over the scenes) inside the 95% chi-square(3) region and at
+least 90% of each scene's; of those calibrated pairs the sharpest is kept (smallest median
+log det C). `leave_one_scene_out` fits on the other scenes and reports each held-out scene's
+coverage.
 
 Why each scene: scenes differ in error level more than the BA's covariance says (on the Strecha
 walks and templeRing, answers 0.2-1.3 deg off on one, 1-4 deg on another, at the same BA
 sigma), and a pooled-only fit follows the scene with the most answers. An unseen scene is
-better served by a model that holds on every scene it was fitted on: held-out coverage pooled
-0.81 -> 0.93 on the oracle table of docs/geometry.md.
+better served by a model that holds on every scene it was fitted on.
 """
 
 from __future__ import annotations
@@ -35,18 +37,18 @@ SIGMA_GRID_DEG = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0
 
 
 class Answer:
-    """One bridged answer: its rotation error, BA rotation covariance and number of links."""
+    """One bridged answer: its rotation error and what its rotation covariance is made of."""
 
-    def __init__(self, row: dict):
-        model = row["covariance_model"]
-        self.links = int(row["num_views"]) - 1
-        used_floor = self.links * np.radians(model["rotation_sigma_per_link_deg"]) ** 2
-        rotation = np.asarray(row["covariance"], float)[3:, 3:]
-        self.ba = (rotation - used_floor * np.eye(3)) / float(model["covariance_scale"])
+    def __init__(self, row: dict, disagreement_weight: float):
+        terms = row["covariance_terms"]
+        self.links = int(terms["links"])
+        self.ba = np.asarray(terms["ba"], float)[3:, 3:]
+        self.level = disagreement_weight * float(terms["pair_disagreement"]) ** 2
         self.error = np.asarray(row["rotation_error"], float)
 
     def covariance(self, scale: float, sigma_deg: float) -> np.ndarray:
-        return scale * self.ba + self.links * np.radians(sigma_deg) ** 2 * np.eye(3)
+        floor = self.level + self.links * np.radians(sigma_deg) ** 2
+        return scale * self.ba + floor * np.eye(3)
 
     def inside(self, scale: float, sigma_deg: float) -> bool:
         w = self.error
@@ -58,10 +60,11 @@ def coverage(answers: Sequence[Answer], scale: float, sigma_deg: float) -> float
 
 
 def calibrated_scale(answers: Sequence[Answer], sigma_deg: float, level: float) -> float | None:
-    """Smallest s with `level` of the answers inside (bisection in log s); None if none."""
-    if sigma_deg > 0 and coverage(answers, 0.0, sigma_deg) >= level:
-        return 0.0
+    """Smallest s in [1e-3, 1e7] with `level` of the answers inside (bisection in log s);
+    None if none."""
     lo, hi = 1e-3, 1e7
+    if coverage(answers, lo, sigma_deg) >= level:
+        return lo
     if coverage(answers, hi, sigma_deg) < level:
         return None  # errors no factor covers (the BA says nothing about them)
     for _ in range(60):

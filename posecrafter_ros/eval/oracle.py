@@ -19,6 +19,7 @@ from ..core.covariance import so3_log
 from ..core.oracle import OracleSource
 from ..core.types import EstimationError, RunContext
 from ..stages import Placement, build_stage
+from ..stages.pose import ColmapMultiViewPose
 from ..stages.select import FeatureMatchingSelector
 from .datasets import PosedPair, PosedView, make_pair, sequence_order
 from .direct_bench import BASELINE_CONF
@@ -39,6 +40,7 @@ class OracleComparison:
     cpu_seconds: float = 0.0  # ... CPU time of this process (all threads): load-independent
     covariance: Any = None  # [6 x 6] of the oracle answer, None when it failed
     rotation_error: Any = None  # [3] log(R_est R_true^T) in A's frame (radians), None if failed
+    covariance_terms: Any = None  # stages.pose.CovarianceTerms of a COLMAP answer, else None
 
 
 def views_from_pairs(pairs: Sequence[PosedPair]) -> list[list[PosedView]]:
@@ -123,9 +125,13 @@ def run_oracle(
         candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
         chosen = [sequence.order[candidates[k].index] for k in sorted(selection.indices)]
-        message, covariance, rotation_error = "", None, None
+        message, covariance, rotation_error, terms = "", None, None, None
+        bridge = [a] + [keyframes[k] for k in chosen] + [b]
         try:
-            pose = pose_model.estimate([a] + [keyframes[k] for k in chosen] + [b], RunContext())
+            if isinstance(pose_model, ColmapMultiViewPose):
+                pose, terms = pose_model.estimate_with_terms(bridge, RunContext())
+            else:
+                pose = pose_model.estimate(bridge, RunContext())
             errors["oracle"] = pair_errors(pose.to_epipolar(), pair)
             covariance = pose.covariance
             rotation_error = so3_log(pose.R @ pair.R_0to1)  # true B in A: R_0to1^T
@@ -144,6 +150,7 @@ def run_oracle(
                 time.process_time() - started_cpu,
                 covariance,
                 rotation_error,
+                terms,
             )
         )
     return rows
