@@ -91,7 +91,7 @@ class ColmapPoseConfig:
     #   pair_disagreement_weight * d^2 * I + covariance_scale * C_BA + (views - 1) * sigma^2 * I
     # d: the median angle between each verified pair's own two-view rotation and the model's
     # rotation of that pair, a per-answer error level. The BA's 1-px noise model does not see
-    # the errors that differ between scenes (answers 0.2-1 deg off on fountain, 1-4 deg on
+    # the errors that differ between scenes (answers 0.15-0.6 deg off on fountain, up to 4 on
     # entry-P10 at the same BA sigma); d does (0.2-0.7 deg on fountain, 1.1-3.1 on entry).
     # The weight 1 (d as the sigma per axis) is set, not fitted: fitted together with the two
     # terms below it chose models too sharp for the scene left out (pooled held-out 85-91%).
