@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:>9}: {len(r)} bridges, median rot err {np.median(r[:, 0]):.2f} deg, "
             f"mean {r[:, 0].mean():.2f}, R@5 {np.mean(r[:, 0] < 5):.2f}, "
             f"median {np.median(r[:, 2]):.2f} s per pose (max {r[:, 2].max():.2f}); "
-            f"per bridge median {np.median(r[:, 3]):.2f} s wall, {np.median(r[:, 4]):.2f} s cpu"
+            f"per bridge median {np.median(r[:, 3]):.2f} s wall (max {r[:, 3].max():.2f}), "
+            f"{np.median(r[:, 4]):.2f} s cpu"
         )
     print("load average (1, 5, 15 min) after: %.2f %.2f %.2f" % os.getloadavg())
     return 0

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from posecrafter_ros.eval.bridge_covariance import Answer, coverage, fit, leave_one_scene_out
+from posecrafter_ros.eval.bridge_covariance import (
+    Answer,
+    coverage,
+    fit,
+    leave_one_scene_out,
+    translation_coverage,
+)
 from posecrafter_ros.stages.pose import ColmapPoseConfig
 
 
@@ -37,18 +43,28 @@ def main(argv: list[str] | None = None) -> int:
     refused: dict[str, int] = defaultdict(int)
     for path in args.reports:
         for row in json.loads(path.read_text()):
+            if "covariance_model" in row:
+                print(
+                    f"{path}: written before the covariance terms were recorded; rerun "
+                    "scripts/oracle_report.py",
+                    file=sys.stderr,
+                )
+                return 1
+            if row.get("pose_model") != "colmap":
+                continue  # another pose model's covariance
             if row.get("covariance_terms") is not None and row.get("rotation_error") is not None:
                 by_scene[row["set"]].append(Answer(row, args.disagreement_weight))
-            elif row.get("covariance") is None:
+            else:
                 refused[row["set"]] += 1
     if len(by_scene) < 2:
         print("need answered pairs from at least two scenes", file=sys.stderr)
         return 1
     print(
         f"{'held-out scene':>16} {'answers':>7} {'refused':>7} {'fit: scale':>10} "
-        f"{'sigma/link':>10} {'s=1 95%':>8} {'held-out 95%':>12} {'median sigma':>12}"
+        f"{'sigma/link':>10} {'s=1 95%':>8} {'held-out 95%':>12} {'median sigma':>12} "
+        f"{'t held-out 95%':>14}"
     )
-    inside_all, n_all = 0, 0
+    inside_all, t_inside_all, n_all = 0, 0, 0
     held = leave_one_scene_out(by_scene)
     for scene, answers in sorted(by_scene.items()):
         scale, sigma, held_out = held[scene]
@@ -57,16 +73,20 @@ def main(argv: list[str] | None = None) -> int:
         sharpness = np.degrees(
             np.median([np.sqrt(np.trace(a.covariance(scale, sigma)) / 3) for a in answers])
         )
+        t_held_out = translation_coverage(answers, scale, sigma)
         inside_all += round(held_out * len(answers))
+        t_inside_all += round(t_held_out * len(answers))
         n_all += len(answers)
         print(
             f"{scene[:16]:>16} {len(answers):7d} {refused[scene]:7d} {scale:10.3g} "
-            f"{sigma:10.2f} {raw:8.2f} {held_out:12.2f} {sharpness:10.2f} deg"
+            f"{sigma:10.2f} {raw:8.2f} {held_out:12.2f} {sharpness:8.2f} deg "
+            f"{t_held_out:14.2f}"
         )
     scale, sigma = fit(list(by_scene.values()))
     print(
-        f"pooled held-out coverage {inside_all / n_all:.2f} of {n_all} answers; fitted on all "
-        f"scenes: covariance_scale {scale:.3g}, rotation_sigma_per_link_deg {sigma:.2f}"
+        f"pooled held-out coverage {inside_all / n_all:.2f} of {n_all} answers (translation "
+        f"direction {t_inside_all / n_all:.2f}); fitted on all scenes: covariance_scale "
+        f"{scale:.3g}, rotation_sigma_per_link_deg {sigma:.2f}"
     )
     return 0
 

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         "message": r.message,
                         "covariance": None if r.covariance is None else r.covariance.tolist(),
                         "num_views": len(r.selected) + 2,
+                        "pose_model": args.pose,
                         # What scripts/bridge_covariance.py refits the covariance's weights on.
                         "covariance_terms": None
                         if r.covariance_terms is None
@@ -143,10 +144,14 @@ def main(argv: list[str] | None = None) -> int:
                             "ba": r.covariance_terms.ba.tolist(),
                             "links": r.covariance_terms.links,
                             "pair_disagreement": r.covariance_terms.pair_disagreement,
+                            "t_unit": r.covariance_terms.t_unit.tolist(),
                         },
                         "rotation_error": None
                         if r.rotation_error is None
                         else r.rotation_error.tolist(),
+                        "translation_error": None
+                        if r.translation_error is None
+                        else r.translation_error.tolist(),
                     }
                 )
     if args.json:

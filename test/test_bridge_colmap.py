@@ -71,11 +71,14 @@ def test_the_covariance_carries_the_error_level_the_view_pairs_show(ring):
     pose, terms = model.estimate_with_terms(bridge, RunContext())
     assert terms.links == 4 and 0 < terms.pair_disagreement < np.radians(10.0)  # 320 px
     assert np.array_equal(pose.covariance, bridge_covariance(terms, model.conf))
-    without = ColmapPoseConfig(pair_disagreement_weight=0.0)
-    added = pose.covariance - bridge_covariance(terms, without)
+    with_ba = ColmapPoseConfig(covariance_scale=50.0)
+    added = bridge_covariance(terms, with_ba) - bridge_covariance(
+        terms, ColmapPoseConfig(covariance_scale=50.0, pair_disagreement_weight=0.0)
+    )
     assert np.allclose(added[3:, 3:], terms.pair_disagreement**2 * np.eye(3))
     across = np.eye(3) - np.outer(pose.t, pose.t)  # and across the translation direction
     assert np.allclose(added[:3, :3], terms.pair_disagreement**2 * across)
+    assert np.allclose(added[:3, 3:], 0.0)
 
     middle = bridge[2]
     K = np.array(middle.K, float)
@@ -84,6 +87,43 @@ def test_the_covariance_carries_the_error_level_the_view_pairs_show(ring):
     bent = bridge[:2] + [dataclasses.replace(middle, K=K)] + bridge[3:]
     _, bent_terms = model.estimate_with_terms(bent, RunContext())
     assert bent_terms.pair_disagreement > 1.5 * terms.pair_disagreement  # 1.9x measured
+
+
+def test_pair_disagreement_is_the_median_over_the_pairs_with_a_pose():
+    import cv2
+    import pycolmap
+
+    from posecrafter_ros.stages.pose import VerifiedPair, pair_disagreement
+
+    def rotation(deg, axis=0):
+        vector = np.zeros(3)
+        vector[axis] = np.radians(deg)
+        return cv2.Rodrigues(vector)[0]
+
+    class View:  # a registered image of a reconstruction
+        def __init__(self, name, R):
+            self.name, self.has_pose = name, True
+            self.pose = pycolmap.Rigid3d(pycolmap.Rotation3d(R), np.zeros(3))
+
+        def cam_from_world(self):
+            return self.pose
+
+    class Reconstruction:
+        images = {
+            k: View(f"v{k}", rotation(10.0 * k, axis=1)) for k in range(3)
+        }  # view k turned 10k deg
+
+    def pair(i, j, off_deg):  # the two-view rotation of (i, j), off_deg from the model's
+        return VerifiedPair(np.zeros((30, 2)), rotation(off_deg) @ rotation(10.0 * (j - i), 1))
+
+    pairs = {(0, 1): pair(0, 1, 1.0), (1, 2): pair(1, 2, 2.0), (0, 2): pair(0, 2, 4.0)}
+    assert np.isclose(np.degrees(pair_disagreement(Reconstruction(), pairs)), 2.0)
+    pairs[(1, 2)] = VerifiedPair(np.zeros((30, 2)), None)  # COLMAP found no pose for it
+    assert np.isclose(np.degrees(pair_disagreement(Reconstruction(), pairs)), 2.5)
+    del pairs[(0, 2)]  # one pair left: nothing measures the model's error level
+    with pytest.raises(EstimationError) as info:
+        pair_disagreement(Reconstruction(), pairs)
+    assert info.value.status == Status.INSUFFICIENT_OVERLAP
 
 
 def test_colmap_reports_views_that_do_not_connect(ring):

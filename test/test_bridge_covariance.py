@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from posecrafter_ros.eval.bridge_covariance import Answer, coverage, fit, leave_one_scene_out
+from posecrafter_ros.eval.bridge_covariance import (
+    Answer,
+    coverage,
+    fit,
+    leave_one_scene_out,
+    translation_coverage,
+)
 
 
 def _row(rng, true_scale: float, views: int, disagreement: float = 0.0, level: float = 0.0):
@@ -21,8 +27,10 @@ def _row(rng, true_scale: float, views: int, disagreement: float = 0.0, level: f
             "ba": ba.tolist(),
             "links": views - 1,
             "pair_disagreement": disagreement,
+            "t_unit": [0.0, 0.0, 1.0],
         },
         "rotation_error": rng.multivariate_normal(np.zeros(3), truth).tolist(),
+        "translation_error": [0.0, 0.0, 0.0],
         "_ba": ba[3:, 3:],
     }
 
@@ -83,3 +91,19 @@ def test_the_pairs_disagreement_carries_an_error_level_the_bundle_adjustment_mis
         by_scene = {k: [Answer(r, weight) for r in v] for k, v in rows.items()}
         *_, rough = leave_one_scene_out(by_scene)["rough"]
         assert (rough >= 0.9) is held_out_rough, (weight, rough)
+
+
+def test_the_translation_direction_is_judged_across_it_only():
+    # Error across t of 2 sigma (inside the 2-dof 95% region, radius 2.45 sigma) or 3 sigma
+    # (outside); any error along t (the unobservable scale direction) does not count.
+    row = _row(np.random.default_rng(4), 1.0, views=5, disagreement=0.01)
+    across = 0.01 * np.array([1.0, 0.0, 0.0])
+    row["translation_error"] = (2 * across + [0.0, 0.0, 0.5]).tolist()
+    assert translation_coverage([Answer(row, 1.0)], 0.0, 0.0) == 1.0
+    row["translation_error"] = (3 * across).tolist()
+    assert translation_coverage([Answer(row, 1.0)], 0.0, 0.0) == 0.0
+
+
+def test_a_zero_covariance_covers_nothing():
+    row = _row(np.random.default_rng(5), 1.0, views=5, disagreement=0.0)
+    assert coverage([Answer(row, 1.0)], 0.0, 0.0) == 0.0

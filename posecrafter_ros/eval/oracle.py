@@ -17,9 +17,8 @@ import numpy as np
 
 from ..core.covariance import so3_log
 from ..core.oracle import OracleSource
-from ..core.types import EstimationError, RunContext
+from ..core.types import EstimationError, RelativePose, RunContext
 from ..stages import Placement, build_stage
-from ..stages.pose import ColmapMultiViewPose
 from ..stages.select import FeatureMatchingSelector
 from .datasets import PosedPair, PosedView, make_pair, sequence_order
 from .direct_bench import BASELINE_CONF
@@ -40,6 +39,8 @@ class OracleComparison:
     cpu_seconds: float = 0.0  # ... CPU time of this process (all threads): load-independent
     covariance: Any = None  # [6 x 6] of the oracle answer, None when it failed
     rotation_error: Any = None  # [3] log(R_est R_true^T) in A's frame (radians), None if failed
+    # [3] t_est - t_true of the unit translations of B in A (A's frame), None if failed
+    translation_error: Any = None
     covariance_terms: Any = None  # stages.pose.CovarianceTerms of a COLMAP answer, else None
 
 
@@ -125,16 +126,18 @@ def run_oracle(
         candidates = source.candidates_between(position[i], position[j], max_candidates)
         selection = selector.select(a, b, candidates, RunContext())
         chosen = [sequence.order[candidates[k].index] for k in sorted(selection.indices)]
-        message, covariance, rotation_error, terms = "", None, None, None
+        message, covariance, rotation_error, translation_error, terms = "", None, None, None, None
         bridge = [a] + [keyframes[k] for k in chosen] + [b]
         try:
-            if isinstance(pose_model, ColmapMultiViewPose):
+            if hasattr(pose_model, "estimate_with_terms"):  # what its covariance is made of
                 pose, terms = pose_model.estimate_with_terms(bridge, RunContext())
             else:
                 pose = pose_model.estimate(bridge, RunContext())
             errors["oracle"] = pair_errors(pose.to_epipolar(), pair)
             covariance = pose.covariance
             rotation_error = so3_log(pose.R @ pair.R_0to1)  # true B in A: R_0to1^T
+            t_true = RelativePose.from_epipolar(pair.R_0to1, pair.t_0to1)[1]
+            translation_error = pose.t / np.linalg.norm(pose.t) - t_true / np.linalg.norm(t_true)
         except EstimationError as err:
             errors["oracle"] = pair_errors(None, pair)
             message = err.message
@@ -150,6 +153,7 @@ def run_oracle(
                 time.process_time() - started_cpu,
                 covariance,
                 rotation_error,
+                translation_error,
                 terms,
             )
         )

@@ -20,12 +20,12 @@ COLMAP, for views {I0, selected frames, IT} with known intrinsics:
 5. the pose of IT in I0 is read off the two cameras and its translation normalised (scale is
    unknown);
 6. its covariance (`bridge_covariance`): the error level the model's own pairs show, i.e. the
-   median angle d between a verified pair's two-view rotation (its essential matrix) and the
-   model's rotation of the same two views, as d^2 on every rotation axis and across the
-   translation, plus the bundle adjustment's marginal covariance of the relative pose
+   median angle d between a verified pair's two-view rotation (from its essential matrix, or
+   its homography on a plane) and the model's rotation of the same two views, as d^2 on every
+   rotation axis and across the translation, plus the bundle adjustment's marginal covariance of the relative pose
    (`estimate_ba_covariance`, gauge fixed by three points so both poses stay free) times
    `covariance_scale`, plus `rotation_sigma_per_link_deg` per link (those two fitted leaving
-   one scene out: scripts/bridge_covariance.py).
+   one scene out: scripts/bridge_covariance.py; both 0 today, d alone carries it).
 """
 
 from __future__ import annotations
@@ -93,15 +93,17 @@ class ColmapPoseConfig:
     # rotation of that pair, a per-answer error level. The BA's 1-px noise model does not see
     # the errors that differ between scenes (answers 0.15-0.6 deg off on fountain, up to 4 on
     # entry-P10 at the same BA sigma); d does (0.2-0.7 deg on fountain, 1.1-3.1 on entry).
-    # The weight 1 (d as the sigma per axis) is set, not fitted: fitted together with the two
-    # terms below it chose models too sharp for the scene left out (pooled held-out 85-91%).
+    # The weight 1 (d^2 as the variance per axis) is set, not fitted. It errs on the wide side:
+    # for isotropic noise the median angle is about 1.5 sigma per axis, and d also holds the
+    # two-view estimates' own noise. Fitted together with the two terms below, the weight chose
+    # models too sharp for the scene left out (pooled held-out 85-91%).
     # covariance_scale and sigma: fitted by scripts/bridge_covariance.py on the oracle answers
     # of templeRing and the Strecha walks, leaving one scene out (held-out coverage pooled 0.98,
     # per scene 0.93-1.00; docs/geometry.md). With d in the model the sharpest calibrated fit
-    # needs neither: the scale sits at the fit's lower bound (1e-3) and keeps the BA's shape
-    # where d is near zero; no per-link floor.
+    # takes neither: the BA term is off (its covariance is still computed, recorded by the
+    # oracle report for refits, and a model without a finite one is refused), no per-link floor.
     pair_disagreement_weight: float = 1.0
-    covariance_scale: float = 1e-3
+    covariance_scale: float = 0.0
     rotation_sigma_per_link_deg: float = 0.0
     scale_variance: float = 1.0  # variance along the unit translation (scale is unobservable)
     # COLMAP 4 retries a view its 2D-3D registration could not place from 2D-2D matches alone
@@ -115,14 +117,19 @@ class ColmapPoseConfig:
         if (
             self.pair_window < 0
             or self.min_edge_inliers < 1
-            or self.covariance_scale <= 0
-            or min(self.rotation_sigma_per_link_deg, self.pair_disagreement_weight) < 0
+            or min(
+                self.covariance_scale,
+                self.rotation_sigma_per_link_deg,
+                self.pair_disagreement_weight,
+            )
+            < 0
+            or max(self.covariance_scale, self.pair_disagreement_weight) == 0
             or self.num_threads < 1
         ):
             raise ValueError(
                 "colmap pose: pair_window must be >= 0, min_edge_inliers >= 1, "
-                "covariance_scale > 0, rotation_sigma_per_link_deg and pair_disagreement_weight "
-                ">= 0, num_threads >= 1"
+                "covariance_scale, rotation_sigma_per_link_deg and pair_disagreement_weight "
+                ">= 0 with covariance_scale or pair_disagreement_weight > 0, num_threads >= 1"
             )
 
     @classmethod
@@ -192,7 +199,11 @@ class ColmapMultiViewPose:
             verdict = pycolmap.TwoViewGeometryConfiguration(int(geometry.config)).name
             if verdict in UNUSABLE_GEOMETRIES or len(inliers) < self.conf.min_edge_inliers:
                 return None
-            return VerifiedPair(inliers, np.asarray(geometry.cam2_from_cam1.rotation.matrix()))
+            # No relative pose when no match triangulates in front of both cameras (COLMAP then
+            # leaves cam2_from_cam1 unset); the pair still links its views.
+            pose = geometry.cam2_from_cam1
+            rotation = None if pose is None else np.asarray(pose.rotation.matrix())
+            return VerifiedPair(inliers, rotation)
 
         verified = {}
         with (
@@ -250,8 +261,14 @@ class ColmapMultiViewPose:
             pair_disagreement=pair_disagreement(reconstruction, verified),
             t_unit=t / norm,
         )
-        ctx.report(1.0)
         covariance = bridge_covariance(terms, self.conf)
+        if np.linalg.eigvalsh(covariance).min() <= 0:  # d = 0 with the BA term off
+            raise EstimationError(
+                Status.INSUFFICIENT_OVERLAP,
+                "the bridge's covariance is degenerate: its view pairs show no error level and "
+                "the configured covariance adds none",
+            )
+        ctx.report(1.0)
         return RelativePose(R, t / norm, covariance, scale_known=False), terms
 
     def _map(self, workdir: Path, cameras, feats, verified):
@@ -406,15 +423,17 @@ class ColmapMultiViewPose:
         return covariance
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VerifiedPair:
     """A view pair COLMAP verified: [K x 2] inlier keypoint indices, its two-view rotation."""
 
     inliers: np.ndarray
-    rotation: np.ndarray  # view j from view i, from the pair's essential matrix (or homography)
+    # View j from view i, from the pair's essential matrix (or its homography on a plane);
+    # None when COLMAP found no pose for the pair.
+    rotation: np.ndarray | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CovarianceTerms:
     """What a bridged answer's covariance is made of, before the configured weights."""
 
@@ -426,12 +445,18 @@ class CovarianceTerms:
 
 def pair_disagreement(reconstruction, verified: Mapping[tuple[int, int], VerifiedPair]) -> float:
     """Median angle (radians) between each verified pair's own two-view rotation and the
-    model's rotation of the same two views, over the pairs with both views in the model.
+    model's rotation of the same two views, over the pairs with a two-view pose and both views
+    in the model.
 
     A sound model of consistent views reproduces its pairs' rotations to a fraction of a degree
     (fountain-P11: 0.2-0.7 deg); views whose geometry the model cannot reconcile (a planar facade
     seen at grazing angles, a lens the intrinsics do not describe) leave a larger spread, and the
-    answer's error grows with it (entry-P10: 1.1-3.1 deg, answers 0.2-4 deg off).
+    answer's error grows with it (entry-P10: 1.1-3.1 deg, answers 0.2-4 deg off). It also holds
+    the two-view estimates' own noise, so it errs on the wide side.
+
+    Raises INSUFFICIENT_OVERLAP with fewer than two such pairs: the model of a single pair
+    reproduces it by construction, so its answer's error level cannot be measured (a bridge
+    has at least one frame between its ends; two views are the direct path's job).
     """
     poses = {
         image.name: image.cam_from_world()
@@ -440,11 +465,18 @@ def pair_disagreement(reconstruction, verified: Mapping[tuple[int, int], Verifie
     }
     angles = []
     for (i, j), pair in verified.items():
-        if view_name(i) in poses and view_name(j) in poses:
+        if pair.rotation is not None and view_name(i) in poses and view_name(j) in poses:
             j_from_i = poses[view_name(j)] * poses[view_name(i)].inverse()
             relative = pair.rotation @ np.asarray(j_from_i.rotation.matrix()).T
             angles.append(float(np.linalg.norm(so3_log(relative))))
-    return float(np.median(angles)) if angles else 0.0
+    if len(angles) < 2:
+        raise EstimationError(
+            Status.INSUFFICIENT_OVERLAP,
+            f"the model holds {len(angles)} view pair(s) with a two-view pose: at least 2 are "
+            "needed to measure its error level (a multi-view answer needs a view between the "
+            "two ends)",
+        )
+    return float(np.median(angles))
 
 
 def bridge_covariance(terms: CovarianceTerms, conf: ColmapPoseConfig) -> np.ndarray:
