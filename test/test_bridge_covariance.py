@@ -94,14 +94,19 @@ def test_the_pairs_disagreement_carries_an_error_level_the_bundle_adjustment_mis
 
 
 def test_the_translation_direction_is_judged_across_it_only():
-    # Error across t of 2 sigma (inside the 2-dof 95% region, radius 2.45 sigma) or 3 sigma
-    # (outside); any error along t (the unobservable scale direction) does not count.
-    row = _row(np.random.default_rng(4), 1.0, views=5, disagreement=0.01)
-    across = 0.01 * np.array([1.0, 0.0, 0.0])
-    row["translation_error"] = (2 * across + [0.0, 0.0, 0.5]).tolist()
-    assert translation_coverage([Answer(row, 1.0)], 0.0, 0.0) == 1.0
-    row["translation_error"] = (3 * across).tolist()
-    assert translation_coverage([Answer(row, 1.0)], 0.0, 0.0) == 0.0
+    # The true direction 2 sigma off the answer's (inside the 2-dof 95% region, radius 2.45
+    # sigma) or 3 sigma off (outside); the length of t (the unobservable scale) does not count.
+    row = _row(np.random.default_rng(4), 1.0, views=5, disagreement=0.01)  # sigma: 0.01 rad
+    t_unit = np.array(row["covariance_terms"]["t_unit"])
+
+    def off_by(sigmas):
+        angle = 0.01 * sigmas
+        t_true = np.array([np.sin(angle), 0.0, np.cos(angle)])
+        row["translation_error"] = (t_unit - t_true).tolist()
+        return translation_coverage([Answer(row, 1.0)], 0.0, 0.0)
+
+    assert off_by(2.0) == 1.0 and off_by(-2.0) == 1.0
+    assert off_by(3.0) == 0.0
 
 
 def test_a_zero_covariance_covers_nothing():

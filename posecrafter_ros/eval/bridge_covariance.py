@@ -30,7 +30,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.covariance import CHI2_95_2DOF, CHI2_95_3DOF
+from ..core.covariance import (
+    CHI2_95_2DOF,
+    CHI2_95_3DOF,
+    translation_direction_mahalanobis2,
+)
 
 COVERAGE = 0.95  # of the pooled answers inside the 95% region
 SCENE_COVERAGE = 0.90  # ... and of each scene's (the low end of the 90-99% target)
@@ -61,14 +65,17 @@ class Answer:
         return _mahalanobis2(self.error, self.covariance(scale, sigma_deg)) <= CHI2_95_3DOF
 
     def translation_inside(self, scale: float, sigma_deg: float) -> bool:
-        """Whether the unit translation's error lies inside the 95% region of its covariance
-        across t (2 degrees of freedom: along t is the unobservable scale)."""
-        across = np.linalg.svd(np.eye(3) - np.outer(self.t_unit, self.t_unit))[0][:, :2]
-        block = scale * self.ba_translation + self.floor(sigma_deg) * np.eye(3)
-        return (
-            _mahalanobis2(across.T @ self.translation_error, across.T @ block @ across)
-            <= CHI2_95_2DOF
-        )
+        """Whether the unit translation's direction error lies inside the 95% region of its
+        covariance across t (2 degrees of freedom: along t is the unobservable scale)."""
+        covariance = np.zeros((6, 6))
+        covariance[:3, :3] = scale * self.ba_translation + self.floor(sigma_deg) * np.eye(3)
+        try:
+            distance2 = translation_direction_mahalanobis2(
+                covariance, self.t_unit, self.t_unit - self.translation_error
+            )
+        except np.linalg.LinAlgError:  # a zero covariance covers nothing
+            return False
+        return distance2 <= CHI2_95_2DOF
 
 
 def _mahalanobis2(error: np.ndarray, covariance: np.ndarray) -> float:

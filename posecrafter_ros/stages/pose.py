@@ -350,18 +350,12 @@ class ColmapMultiViewPose:
         pair can be a chance geometry (repeated structure) that a sound model rightly ignores
         (a templeRing bridge answered within 2.5 deg while contradicting 33- and 56-match pairs).
         """
-        poses = {
-            image.name: image.cam_from_world()
-            for image in reconstruction.images.values()
-            if image.has_pose
-        }
         threshold = self.conf.ransac_max_error_px
         strong = 4 * self.conf.min_edge_inliers
-        for (i, j), pair in sorted(verified.items()):
+        for (i, j), pair, j_from_i in modelled_pairs(reconstruction, verified):
             inliers = pair.inliers
-            if view_name(i) not in poses or view_name(j) not in poses or len(inliers) < strong:
+            if len(inliers) < strong:
                 continue
-            j_from_i = poses[view_name(j)] * poses[view_name(i)].inverse()
             K_i, K_j = np.asarray(views[i].K, float), np.asarray(views[j].K, float)
             distances = mean_focal(K_i, K_j) * np.abs(
                 sampson_residuals(
@@ -443,6 +437,19 @@ class CovarianceTerms:
     t_unit: np.ndarray  # the answer's unit translation
 
 
+def modelled_pairs(reconstruction, verified: Mapping[tuple[int, int], VerifiedPair]):
+    """((i, j), verified pair, the model's pose of view j from view i) for the verified pairs
+    whose two views the model registered, in pair order."""
+    poses = {
+        image.name: image.cam_from_world()
+        for image in reconstruction.images.values()
+        if image.has_pose
+    }
+    for (i, j), pair in sorted(verified.items()):
+        if view_name(i) in poses and view_name(j) in poses:
+            yield (i, j), pair, poses[view_name(j)] * poses[view_name(i)].inverse()
+
+
 def pair_disagreement(reconstruction, verified: Mapping[tuple[int, int], VerifiedPair]) -> float:
     """Median angle (radians) between each verified pair's own two-view rotation and the
     model's rotation of the same two views, over the pairs with a two-view pose and both views
@@ -458,15 +465,9 @@ def pair_disagreement(reconstruction, verified: Mapping[tuple[int, int], Verifie
     reproduces it by construction, so its answer's error level cannot be measured (a bridge
     has at least one frame between its ends; two views are the direct path's job).
     """
-    poses = {
-        image.name: image.cam_from_world()
-        for image in reconstruction.images.values()
-        if image.has_pose
-    }
     angles = []
-    for (i, j), pair in verified.items():
-        if pair.rotation is not None and view_name(i) in poses and view_name(j) in poses:
-            j_from_i = poses[view_name(j)] * poses[view_name(i)].inverse()
+    for _, pair, j_from_i in modelled_pairs(reconstruction, verified):
+        if pair.rotation is not None:
             relative = pair.rotation @ np.asarray(j_from_i.rotation.matrix()).T
             angles.append(float(np.linalg.norm(so3_log(relative))))
     if len(angles) < 2:
